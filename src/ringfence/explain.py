@@ -1,0 +1,89 @@
+"""``ringfence explain``: the resolved policy and the plan, as data and as text. Pure."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from .plan import Plan
+    from .policy.model import Policy
+
+
+def explain_plan(plan: Plan) -> dict[str, Any]:
+    """Everything a reader needs to see what will be enforced, JSON-ready."""
+    from .backends._seccomp import describe
+
+    data: dict[str, Any] = {
+        "policy": plan.policy.to_dict(),
+        "mode": plan.mode,
+        "layers": list(plan.layers),
+        "weaker": list(plan.weaker),
+        "command": list(plan.command),
+        "cwd": plan.cwd,
+        "argv": list(plan.argv),
+        "environment": dict(sorted(plan.env.items())),
+        "environment_removed": list(plan.env_removed),
+        "rlimits": {name: value for name, value in plan.rlimits},
+        "pids_cgroup": plan.pids_cgroup,
+        "timeout": plan.timeout,
+        "output_limit": plan.output_limit,
+        "placeholders": list(plan.placeholders),
+    }
+    if plan.seccomp is not None:
+        block_inet, block_unix = plan.seccomp
+        data["seccomp"] = [
+            {"syscall": s, "action": a, "why": w}
+            for s, a, w in describe(block_inet=block_inet, block_unix=block_unix)
+        ]
+    if plan.landlock is not None:
+        data["landlock"] = plan.landlock
+    return data
+
+
+def explain(command: Sequence[str] | str, policy: Policy, *, cwd: str | None = None
+            ) -> dict[str, Any]:
+    """The plan for ``command`` under ``policy`` on this host, without running anything."""
+    from .runner import make_plan
+
+    return explain_plan(make_plan(policy, command, cwd=cwd))
+
+
+def render_text(data: dict[str, Any]) -> str:
+    import shlex
+
+    lines = [f"mode: {data['mode']}", f"layers: {', '.join(data['layers']) or '-'}"]
+    for item in data["weaker"]:
+        lines.append(f"weaker: {item}")
+    policy = data["policy"]
+    lines.append(f"profile: {policy['profile']}   network: {policy['network']}")
+    lines.append(f"workspace: {policy['workspace']}")
+    lines.append(f"cwd: {data['cwd']}")
+    lines.append("limits: " + ", ".join(
+        f"{k}={v}" for k, v in policy["limits"].items() if v is not None))
+    lines.append("command: " + shlex.join(data["command"]))
+    lines.append("")
+    lines.append("argv:")
+    argv = data["argv"]
+    line = "  "
+    for arg in argv:
+        if arg.startswith("--") and line.strip():
+            lines.append(line.rstrip())
+            line = "  "
+        line += shlex.quote(arg) + " "
+    lines.append(line.rstrip())
+    if data["placeholders"]:
+        lines += ["", "placeholders (missing protected paths, kept uncreatable):"]
+        lines += [f"  {p}" for p in data["placeholders"]]
+    if data["rlimits"]:
+        lines += ["", "rlimits:"] + [f"  {k} = {v}" for k, v in data["rlimits"].items()]
+    if data.get("seccomp"):
+        lines += ["", "seccomp (everything else allowed):"]
+        lines += [f"  {r['syscall']:<34} {r['action']:<14} {r['why']}" for r in data["seccomp"]]
+    if data.get("landlock"):
+        lines += ["", "landlock:"] + [f"  {k}: {v}" for k, v in data["landlock"].items()]
+    lines += ["", "environment removed: " + (", ".join(data["environment_removed"]) or "-")]
+    lines += ["environment set:"]
+    lines += [f"  {k}={v}" for k, v in data["environment"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,545 @@
+"""Policy + command + host facts → a plan for one OS. Pure data, printed by ``ringfence explain``.
+
+``gather_facts`` is the only function here that touches the filesystem (a bounded number of
+``lstat`` calls, never a walk of the workspace); ``plan_linux`` is pure, so golden tests can
+compare plans for made-up hosts on any OS.
+
+How deep protected paths are found (the README repeats this):
+- at the top of every writable root, every protected name, whether it exists or not (a missing
+  one is covered by a read-only placeholder so it cannot be created);
+- in each directory directly below a writable root, every protected name that exists;
+- inside a ``.git`` directory: ``hooks``, ``config`` and ``config.worktree`` of the repository,
+  of each linked worktree (``.git/worktrees/*``) and of each submodule (``.git/modules/*``, two
+  levels); and when ``.git`` is a file (worktree, submodule), the same inside the gitdir and the
+  common dir it points to.
+The parents of every protected path inside a writable root are pinned (mounted on themselves), so
+a protected path cannot be moved away by renaming its parent.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .policy.env import scrub
+from .policy.model import DEFAULT_DENY_READ_HOME, Frozen, Policy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
+
+# File descriptors are chosen when the command starts; the plan names them with these tokens.
+SECCOMP_FD = "{seccomp-fd}"
+STATUS_FD = "{status-fd}"
+SPEC_FD = "{spec-fd}"
+
+# /run holds the host's sockets (D-Bus, the Docker socket, the user's runtime dir with the
+# ssh-agent and the session bus); the sandbox gets an empty /run with these few restored:
+RUN_KEEP = (
+    "/run/current-system",  # NixOS: every program lives under here
+    "/run/booted-system",  # NixOS
+    "/run/opengl-driver",  # NixOS: GPU userspace drivers
+)
+RUN_KEEP_NETWORK = ("/run/systemd/resolve", "/run/resolvconf", "/run/NetworkManager")
+GPU_DEVICES = ("/dev/dri", "/dev/kfd", "/dev/nvidiactl", "/dev/nvidia-uvm",
+               "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset", "/dev/nvidia0", "/dev/nvidia1",
+               "/dev/nvidia2", "/dev/nvidia3", "/dev/nvidia4", "/dev/nvidia5", "/dev/nvidia6",
+               "/dev/nvidia7")
+SOCKET_ENV = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "XDG_RUNTIME_DIR",
+              "PULSE_SERVER", "WAYLAND_DISPLAY", "CONTAINER_HOST")
+
+
+class HostFacts(Frozen):
+    """What the planner needs to know about this host. ``kinds`` maps absolute paths to
+    ``dir``, ``file``, ``link``, ``other`` or ``missing`` (from ``lstat``)."""
+
+    __slots__ = (
+        "home", "uid", "environ", "bwrap", "kinds", "realpaths", "protected_paths",
+        "config_dir", "state_dir", "cache_dir", "userns", "landlock_abi", "pids_cgroup",
+        "python", "fallback_exec",
+    )
+    home: str
+    uid: int
+    environ: dict[str, str]
+    bwrap: str
+    kinds: dict[str, str]
+    realpaths: dict[str, str]
+    protected_paths: tuple[tuple[str, str], ...]
+    config_dir: str
+    state_dir: str
+    cache_dir: str
+    userns: str
+    landlock_abi: int
+    pids_cgroup: str
+    python: str
+    fallback_exec: str
+    _defaults = {"userns": "", "landlock_abi": 0, "pids_cgroup": "", "realpaths": {},
+                 "python": "/usr/bin/python3", "fallback_exec": "_fallback_exec.py",
+                 "protected_paths": ()}
+
+    def kind(self, path: str) -> str:
+        return self.kinds.get(path, "missing")
+
+
+class Plan(Frozen):
+    """What a backend does for one command; nothing in it needs interpreting."""
+
+    __slots__ = (
+        "mode", "command", "argv", "env", "env_removed", "cwd", "rlimits", "seccomp",
+        "landlock", "pids_cgroup", "timeout", "output_limit", "placeholders", "layers",
+        "weaker", "policy",
+    )
+    mode: str
+    command: tuple[str, ...]
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    env_removed: tuple[str, ...]
+    cwd: str
+    rlimits: tuple[tuple[str, int], ...]
+    seccomp: tuple[bool, bool] | None
+    landlock: dict[str, Any] | None
+    pids_cgroup: int | None
+    timeout: float | None
+    output_limit: int | None
+    placeholders: tuple[str, ...]
+    layers: tuple[str, ...]
+    weaker: tuple[str, ...]
+    policy: Policy
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts (I/O, bounded).
+
+def _kind(path: str) -> str:
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "missing"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "other"
+
+
+def _read_gitdir(dotgit: str) -> str | None:
+    try:
+        with open(dotgit, encoding="utf-8", errors="replace") as fh:
+            line = fh.readline(4096).strip()
+    except OSError:
+        return None
+    if not line.startswith("gitdir:"):
+        return None
+    target = line[7:].strip()
+    return os.path.normpath(os.path.join(os.path.dirname(dotgit), target))
+
+
+def _git_internal(gitdir: str) -> list[str]:
+    """Paths inside one git directory that the host executes or obeys."""
+    found = [os.path.join(gitdir, n) for n in ("hooks", "config", "config.worktree")]
+    try:
+        with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as fh:
+            common = os.path.normpath(os.path.join(gitdir, fh.readline().strip()))
+        found += [os.path.join(common, n) for n in ("hooks", "config", "config.worktree")]
+    except OSError:
+        pass
+    return found
+
+
+def _git_nested(gitdir: str, depth: int = 2) -> list[str]:
+    """hooks/config of linked worktrees and submodules kept inside ``gitdir``."""
+    found: list[str] = []
+    for sub in ("worktrees", "modules"):
+        try:
+            entries = os.listdir(os.path.join(gitdir, sub))
+        except OSError:
+            continue
+        for name in entries:
+            inner = os.path.join(gitdir, sub, name)
+            found += _git_internal(inner)
+            if sub == "modules" and depth > 1:
+                found += _git_nested(inner, depth - 1)
+    return found
+
+
+def find_protected(root: str, names: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, why) for every protected path of one writable root, as deep as documented above."""
+    out: list[tuple[str, str]] = []
+    tops = sorted(set(names))
+    for name in tops:
+        out.append((os.path.join(root, name), "protected name"))
+    dotgit = os.path.join(root, ".git")
+    gitdir = _read_gitdir(dotgit) if os.path.isfile(dotgit) else None
+    if gitdir is not None:
+        out.append((dotgit, "points git at its directory"))
+        out += [(p, "git internals") for p in _git_internal(gitdir) + _git_nested(gitdir)]
+    elif os.path.isdir(dotgit):
+        out += [(p, "git internals") for p in _git_nested(dotgit)]
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        entries = []
+    for entry in entries:
+        if entry.name == ".git" or not entry.is_dir(follow_symlinks=False):
+            continue
+        for name in (*tops, ".git"):
+            path = os.path.join(entry.path, name)
+            kind = _kind(path)
+            if kind == "missing":
+                continue
+            if name == ".git":
+                if kind == "file":
+                    sub = _read_gitdir(path)
+                    out.append((path, "points git at its directory"))
+                    if sub:
+                        out += [(p, "git internals") for p in _git_internal(sub)]
+                elif kind == "dir":
+                    out += [(os.path.join(path, n), "git internals")
+                            for n in ("hooks", "config", "config.worktree")]
+            else:
+                out.append((path, "protected name"))
+    # de-duplicate, keep order
+    seen: set[str] = set()
+    unique = []
+    for path, why in out:
+        if path not in seen:
+            seen.add(path)
+            unique.append((path, why))
+    return unique
+
+
+def _userns_status(uid: int) -> str:
+    """'' when unprivileged user namespaces look allowed, else why not (cheap sysctl reads)."""
+    def read(path: str) -> str:
+        try:
+            with open(path) as fh:
+                return fh.read().strip()
+        except OSError:
+            return ""
+
+    if read("/proc/sys/user/max_user_namespaces") == "0":
+        return "user namespaces are disabled (user.max_user_namespaces = 0)"
+    if uid != 0 and read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        return ("unprivileged user namespaces are disabled "
+                "(sysctl kernel.unprivileged_userns_clone=1 enables them)")
+    if uid != 0 and read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return ("AppArmor restricts unprivileged user namespaces "
+                "(sysctl kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile "
+                "for bwrap, allows them)")
+    return ""
+
+
+def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | None = None,
+                 ) -> HostFacts:
+    """Read what the planner needs from this host. Bounded: never walks the workspace."""
+    from . import _dirs
+
+    home = os.path.expanduser("~")
+    uid = os.getuid()
+    env = dict(os.environ if environ is None else environ)
+    config, state, cache = _dirs.config_dir(), _dirs.state_dir(), _dirs.cache_dir()
+    paths: list[str] = [os.path.join(home, p) for p in DEFAULT_DENY_READ_HOME]
+    paths += [config, state, *policy.deny_read, "/var/run", "/var/tmp", home + "/.cargo"]
+    paths += [*RUN_KEEP, *RUN_KEEP_NETWORK]
+    if policy.gpu:
+        paths += GPU_DEVICES
+    protected: list[tuple[str, str]] = []
+    for root in policy.writable_roots():
+        protected += find_protected(root, policy.protected)
+    paths += [p for p, _ in protected]
+    paths += [os.path.dirname(p) for p, _ in protected]
+    for name in SOCKET_ENV:
+        value = env.get(name, "")
+        value = value.removeprefix("unix:path=").removeprefix("unix://").split(",")[0]
+        if value.startswith("/"):
+            paths.append(value)
+    kinds = {p: _kind(p) for p in dict.fromkeys(paths)}
+    realpaths = {p: os.path.realpath(p) for p, k in kinds.items() if k == "link"}
+    for target in realpaths.values():
+        kinds.setdefault(target, _kind(target))
+    here = os.path.dirname(os.path.abspath(__file__))
+    import sys
+
+    userns = _userns_status(uid)
+
+    return HostFacts(
+        home=home, uid=uid, environ=env, bwrap=bwrap, kinds=kinds, realpaths=realpaths,
+        protected_paths=tuple(protected), config_dir=config, state_dir=state, cache_dir=cache,
+        userns=userns, landlock_abi=_landlock_abi() if userns else 0,
+        pids_cgroup=_pids_cgroup() if uid == 0 else "",
+        python=sys.executable, fallback_exec=os.path.join(here, "backends", "_fallback_exec.py"),
+    )
+
+
+def _landlock_abi() -> int:
+    try:
+        from .backends import _landlock
+
+        return int(_landlock.abi_version())
+    except (ImportError, OSError):
+        return 0
+
+
+def _pids_cgroup() -> str:
+    """A directory where root may create a pids cgroup for one run, or ''."""
+    try:
+        with open("/proc/self/cgroup") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            base = "/sys/fs/cgroup/pids" + path.rstrip("/")
+            if os.access(base, os.W_OK):
+                return base
+    for line in lines:
+        if line.startswith("0::"):
+            base = "/sys/fs/cgroup" + line[3:].rstrip("/")
+            try:
+                with open(os.path.join(base, "cgroup.subtree_control")) as fh:
+                    if "pids" in fh.read().split() and os.access(base, os.W_OK):
+                        return base
+            except OSError:
+                pass
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan (pure).
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def sandbox_env(policy: Policy, facts: HostFacts, cache_root: str) -> tuple[dict[str, str],
+                                                                           list[str]]:
+    env, removed = scrub(facts.environ, allow=policy.env_allow, deny=policy.env_deny)
+    for name in ("XDG_RUNTIME_DIR",):
+        if name in env and name not in policy.env_allow:
+            del env[name]
+            removed.append(name)
+    env.update({
+        "TMPDIR": "/tmp",
+        "RINGFENCE_SANDBOX": "1",
+        "XDG_CACHE_HOME": os.path.join(cache_root, "xdg"),
+        "PIP_CACHE_DIR": os.path.join(cache_root, "pip"),
+        "npm_config_cache": os.path.join(cache_root, "npm"),
+        "YARN_CACHE_FOLDER": os.path.join(cache_root, "yarn"),
+        "GOMODCACHE": os.path.join(cache_root, "go", "mod"),
+        "GOCACHE": os.path.join(cache_root, "go", "build"),
+        "UV_CACHE_DIR": os.path.join(cache_root, "uv"),
+        "POETRY_CACHE_DIR": os.path.join(cache_root, "poetry"),
+    })
+    env.update(policy.env_set)
+    return env, sorted(set(removed))
+
+
+def _rlimits(policy: Policy, *, nproc: bool) -> tuple[tuple[str, int], ...]:
+    lim = policy.limits
+    out = []
+    if nproc and lim.max_processes:
+        out.append(("RLIMIT_NPROC", lim.max_processes))
+    if lim.memory:
+        out.append(("RLIMIT_DATA", lim.memory))
+    if lim.cpu_seconds:
+        out.append(("RLIMIT_CPU", lim.cpu_seconds))
+    if lim.file_size:
+        out.append(("RLIMIT_FSIZE", lim.file_size))
+    return tuple(out)
+
+
+def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
+               cwd: str | None = None) -> Plan:
+    """The plan for one command on Linux. Raises UnavailableError / PolicyError (fail closed)."""
+    from .errors import PolicyError, UnavailableError
+
+    if not command:
+        raise PolicyError("no command given; put it after --, e.g. ringfence run -- pytest -q")
+    cwd = cwd or policy.workspace
+    cache_root = os.path.join(facts.cache_dir, "sandbox")
+    env, removed = sandbox_env(policy, facts, cache_root)
+    common: dict[str, Any] = {
+        "command": tuple(command), "env": env, "env_removed": tuple(removed), "cwd": cwd,
+        "timeout": policy.limits.timeout, "output_limit": policy.limits.output,
+        "policy": policy,
+    }
+    if policy.profile == "full-access":
+        return Plan(
+            mode="none", argv=tuple(command), rlimits=_rlimits(policy, nproc=False),
+            seccomp=None, landlock=None, pids_cgroup=None, placeholders=(),
+            layers=("environment scrubbed", "rlimits", "new session"),
+            weaker=("full-access: no filesystem, network or process isolation",), **common,
+        )
+
+    deny = _deny_read(policy, facts)
+    writable = list(policy.writable_roots())
+    if policy.profile == "workspace-write":
+        writable.append(cache_root)
+    for root in writable:
+        for d in deny:
+            if _inside(root, d):
+                raise PolicyError(f"writable root {root} is inside deny-read path {d}; "
+                                  "deny-read wins, so choose a root outside it")
+    protected = [(p, why) for p, why in facts.protected_paths]
+    for path, _ in protected:
+        if facts.kind(path) == "link":
+            raise UnavailableError(
+                f"protected path {path} is a symbolic link, which the sandbox cannot keep "
+                "read-only; replace it with the file or directory it points to"
+            )
+
+    nproc_by_rlimit = facts.uid != 0
+    pids_cgroup = None
+    limits = policy.limits
+    if limits.max_processes and not nproc_by_rlimit:
+        if not facts.pids_cgroup:
+            raise UnavailableError(
+                "cannot limit the process count when running as root without a writable pids "
+                "cgroup (RLIMIT_NPROC does not bind root); run as an ordinary user, or mount "
+                "the cgroup pids controller, or pass --max-processes 0 to run without a limit"
+            )
+        pids_cgroup = limits.max_processes
+
+    if facts.userns:
+        if policy.fallback != "landlock":
+            raise UnavailableError(
+                f"cannot create the sandbox: {facts.userns}. Enable them, or pass "
+                "--fallback landlock to accept the weaker Landlock mode (see ringfence doctor)"
+            )
+        if facts.landlock_abi < 1:
+            raise UnavailableError(
+                f"cannot create the sandbox: {facts.userns}, and this kernel has no Landlock "
+                "for the fallback mode; enable user namespaces (see ringfence doctor)"
+            )
+        return _plan_landlock(policy, facts, deny, writable, protected, pids_cgroup, common)
+
+    args: list[str] = [
+        facts.bwrap, "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc",
+        "--unshare-uts", "--unshare-cgroup-try",
+    ]
+    if policy.network == "off":
+        args.append("--unshare-net")
+    args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
+             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    if policy.gpu:
+        for dev in GPU_DEVICES:
+            if facts.kind(dev) != "missing":
+                args += ["--dev-bind", dev, dev]
+    args += ["--size", str(limits.tmp_size or 2 << 30), "--tmpfs", "/tmp"]
+    if facts.kind("/var/tmp") == "dir":
+        args += ["--size", str(limits.tmp_size or 2 << 30), "--tmpfs", "/var/tmp"]
+    args += ["--tmpfs", "/run"]
+    if facts.kind("/var/run") == "dir":
+        args += ["--tmpfs", "/var/run"]
+    keep = RUN_KEEP + (RUN_KEEP_NETWORK if policy.network == "on" else ())
+    for path in keep:
+        if facts.kind(path) != "missing":
+            args += ["--ro-bind", path, path]
+    args += ["--remount-ro", "/run"]
+    for root in writable:
+        args += ["--bind", root, root]
+    # pins: the parents of protected paths (inside a writable root) become mount points, so they
+    # cannot be renamed or removed
+    pins: list[str] = []
+    placeholders: list[str] = []
+    for path, _ in protected:
+        root = next((r for r in writable if _inside(path, r)), None)
+        if root is None:
+            continue  # outside every writable root: read-only already
+        parent = os.path.dirname(path)
+        while parent != root and _inside(parent, root):
+            if parent not in pins and facts.kind(parent) == "dir":
+                pins.append(parent)
+            parent = os.path.dirname(parent)
+    for pin in sorted(pins, key=len):
+        args += ["--bind", pin, pin]
+    for path, _ in protected:
+        kind = facts.kind(path)
+        if kind in ("dir", "file", "other"):
+            args += ["--ro-bind", path, path]
+        elif not any(_inside(path, r) for r in writable):
+            continue
+        elif facts.kind(os.path.dirname(path)) == "dir":
+            args += ["--ro-bind", "/dev/null", path]
+            placeholders.append(path)
+        else:
+            # e.g. .git/hooks without .git: cover the missing parent itself, so no repository
+            # (and no hook) can be created there
+            parent = os.path.dirname(path)
+            if facts.kind(os.path.dirname(parent)) == "dir" and parent not in placeholders:
+                args += ["--ro-bind", "/dev/null", parent]
+                placeholders.append(parent)
+    for path in deny:
+        kind = facts.kind(path)
+        if kind == "dir":
+            args += ["--tmpfs", path, "--remount-ro", path]
+        elif kind in ("file", "other"):
+            args += ["--ro-bind", "/dev/null", path]
+    args += ["--chdir", cwd, "--seccomp", SECCOMP_FD, "--json-status-fd", STATUS_FD,
+             "--", *command]
+    layers = ["user, pid, ipc, uts and mount namespaces" +
+              (", network namespace" if policy.network == "off" else ""),
+              "no capabilities", "no_new_privs", "seccomp", "rlimits",
+              "new session", "dies with ringfence"]
+    if pids_cgroup:
+        layers.append("pids cgroup")
+    return Plan(
+        mode="bwrap", argv=tuple(args), rlimits=_rlimits(policy, nproc=nproc_by_rlimit),
+        seccomp=(policy.network == "off", False), landlock=None, pids_cgroup=pids_cgroup,
+        placeholders=tuple(placeholders), layers=tuple(layers), weaker=(), **common,
+    )
+
+
+def _deny_read(policy: Policy, facts: HostFacts) -> list[str]:
+    """Existing deny-read paths (and the targets of those that are symlinks), longest last."""
+    wanted = [os.path.join(facts.home, p) for p in DEFAULT_DENY_READ_HOME]
+    wanted += [facts.config_dir, facts.state_dir, *policy.deny_read]
+    for name in SOCKET_ENV:  # sockets named by the environment: the agent, the bus, the daemon
+        value = facts.environ.get(name, "").removeprefix("unix:path=").removeprefix("unix://")
+        value = value.split(",")[0]
+        if value.startswith("/") and name != "WAYLAND_DISPLAY":
+            wanted.append(value)
+    out: list[str] = []
+    for path in dict.fromkeys(wanted):
+        kind = facts.kind(path)
+        if kind == "link":
+            path = facts.realpaths.get(path, path)
+            kind = facts.kind(path)
+        if kind != "missing" and path not in out:
+            out.append(path)
+    return out
+
+
+def _plan_landlock(policy: Policy, facts: HostFacts, deny: list[str], writable: list[str],
+                   protected: Iterable[tuple[str, str]], pids_cgroup: int | None,
+                   common: dict[str, Any]) -> Plan:
+    spec: dict[str, Any] = {
+        "read_roots": ["/"],
+        "write_roots": writable,
+        "deny_read": deny,
+        "protected": [p for p, _ in protected],
+        "block_tcp": policy.network == "off",
+        "scope": True,
+    }
+    weaker = (
+        "no user, pid or network namespace: Landlock, seccomp and rlimits only",
+        "the private /tmp is a host directory given as TMPDIR; programs that write to /tmp "
+        "directly are refused",
+        "missing protected names at the top of a writable root can be created",
+        "processes that leave the session may outlive the run if ringfence is killed",
+        "the process limit counts all of your processes, not only the sandbox's",
+    )
+    return Plan(
+        mode="landlock",
+        argv=(facts.python, "-I", "-S", facts.fallback_exec, SPEC_FD),
+        rlimits=_rlimits(policy, nproc=True), seccomp=(policy.network == "off",
+                                                       policy.network == "off"),
+        landlock=spec, pids_cgroup=pids_cgroup, placeholders=(),
+        layers=("landlock", "seccomp", "no_new_privs", "rlimits", "new session"),
+        weaker=weaker, **common,
+    )

@@ -1,0 +1,433 @@
+"""Loading and layering policies: built-in < user config < project file < command line.
+
+- The user's config is ``$XDG_CONFIG_HOME/ringfence/config.toml``; it is trusted.
+- The project's file is ``<workspace>/.ringfence.toml``. Whoever wrote the repository wrote it, so
+  it may only narrow the policy (a stricter profile, network off, more deny-read or protected
+  paths, lower limits, extra environment settings) unless the user's config lists the workspace
+  under ``[trust] workspaces``. A widening key is an error naming the file and the key.
+- ``--policy FILE`` on the command line is a file the user chose: trusted, applied after the
+  project's file.
+- Command-line options win over everything.
+
+Unknown keys and wrong types are errors naming the file, the key and why. Parsed files are cached
+(keyed by path, inode, size and mtime) in ringfence's state directory, which no sandbox can read
+or write, so start-up does not pay for importing ``tomllib`` when nothing changed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import PolicyError
+from .model import FALLBACKS, NETWORK_MODES, PROFILES, PROJECT_POLICY_NAME, Limits, Policy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# key -> (kind, where it may come from). Kinds: str, strlist, strmap, bool, size, seconds, count.
+_SCHEMA: dict[str, dict[str, str]] = {
+    "": {"profile": "profile"},
+    "filesystem": {"writable": "strlist", "deny_read": "strlist", "protected": "strlist"},
+    "network": {"mode": "network"},
+    "environment": {"allow": "strlist", "deny": "strlist", "set": "strmap"},
+    "limits": {
+        "timeout": "seconds", "memory": "size", "max_processes": "count",
+        "cpu_seconds": "count", "file_size": "size", "output": "size", "tmp_size": "size",
+    },
+    "devices": {"gpu": "bool"},
+    "sandbox": {"fallback": "fallback", "bwrap": "str"},
+    "trust": {"workspaces": "strlist"},
+}
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_TIME_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_size(text: str | int, what: str) -> int | None:
+    """``"512M"``, ``"4G"``, ``"1.5GiB"``, ``1048576`` → bytes; ``"none"``/0 → no limit."""
+    if isinstance(text, bool):
+        raise PolicyError(f"{what}: expected a size like 512M or 4G, got {text!r}")
+    if isinstance(text, int):
+        value = text
+    else:
+        raw = text.strip().lower()
+        if raw in ("none", "unlimited"):
+            return None
+        for suffix in ("ib", "b"):  # 4GiB, 4GB and 4G mean the same
+            if raw.endswith(suffix) and raw[: -len(suffix)][-1:].isalpha():
+                raw = raw[: -len(suffix)]
+                break
+        unit = raw[-1] if raw and raw[-1].isalpha() else ""
+        number = raw[: len(raw) - len(unit)]
+        try:
+            value = int(float(number) * _UNITS[unit])
+        except (ValueError, KeyError):
+            raise PolicyError(f"{what}: expected a size like 512M or 4G, got {text!r}") from None
+    if value < 0:
+        raise PolicyError(f"{what}: a size cannot be negative, got {text!r}")
+    return value or None
+
+
+def parse_seconds(text: str | float, what: str) -> float | None:
+    """``30``, ``"90s"``, ``"10m"``, ``"2h"`` → seconds; ``"none"``/0 → no limit."""
+    if isinstance(text, bool):
+        raise PolicyError(f"{what}: expected seconds like 30 or 10m, got {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        raw = text.strip().lower()
+        if raw in ("none", "unlimited"):
+            return None
+        unit = raw[-1] if raw and raw[-1].isalpha() else ""
+        try:
+            value = float(raw[: len(raw) - len(unit)]) * _TIME_UNITS[unit]
+        except (ValueError, KeyError):
+            raise PolicyError(f"{what}: expected seconds like 30 or 10m, got {text!r}") from None
+    if value < 0 or value != value:
+        raise PolicyError(f"{what}: expected a positive number of seconds, got {text!r}")
+    return value or None
+
+
+def parse_count(text: str | int, what: str) -> int | None:
+    if isinstance(text, str) and text.strip().lower() in ("none", "unlimited"):
+        return None
+    if isinstance(text, bool) or not isinstance(text, int):
+        raise PolicyError(f"{what}: expected a whole number, got {text!r}")
+    if text < 0:
+        raise PolicyError(f"{what}: expected a whole number of at least 0, got {text!r}")
+    return text or None
+
+
+def _check(source: str, key: str, kind: str, value: Any) -> Any:
+    what = f"{source}: key {key!r}"
+    if kind in ("str", "profile", "network", "fallback"):
+        if not isinstance(value, str):
+            raise PolicyError(f"{what}: expected a string, got {type(value).__name__}")
+        choices = {"profile": PROFILES, "network": NETWORK_MODES, "fallback": FALLBACKS}.get(kind)
+        if choices and value not in choices:
+            raise PolicyError(f"{what}: {value!r} is not one of {', '.join(choices)}")
+        return value
+    if kind == "strlist":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise PolicyError(f"{what}: expected a list of strings")
+        return list(value)
+    if kind == "strmap":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise PolicyError(f"{what}: expected a table of string values")
+        return dict(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise PolicyError(f"{what}: expected true or false, got {value!r}")
+        return value
+    if kind == "size":
+        return parse_size(value, what)
+    if kind == "seconds":
+        return parse_seconds(value, what)
+    return parse_count(value, what)
+
+
+def validate(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Flatten a parsed TOML document into ``{"section.key": value}``, checking every key."""
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in _SCHEMA and name != "":
+            if not isinstance(value, dict):
+                raise PolicyError(f"{source}: [{name}] must be a table")
+            for key, item in value.items():
+                kind = _SCHEMA[name].get(key)
+                if kind is None:
+                    known = ", ".join(sorted(_SCHEMA[name]))
+                    raise PolicyError(
+                        f"{source}: unknown key {name}.{key!r}; [{name}] accepts {known}"
+                    )
+                flat[f"{name}.{key}"] = _check(source, f"{name}.{key}", kind, item)
+        elif name in _SCHEMA[""]:
+            flat[name] = _check(source, name, _SCHEMA[""][name], value)
+        else:
+            known = ", ".join(["profile", *(f"[{s}]" for s in _SCHEMA if s)])
+            raise PolicyError(f"{source}: unknown key {name!r}; the top level accepts {known}")
+    return flat
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files, with a cache of parsed documents.
+
+def _cache_path() -> str:
+    from .._dirs import state_dir
+
+    return os.path.join(state_dir(), "policy-cache.marshal")
+
+
+def read_toml(path: str, *, cache: bool = True) -> dict[str, Any] | None:
+    """The parsed document at ``path``, or None when there is no file. Errors name the file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror}") from None
+    if not os.path.isfile(path):
+        raise PolicyError(f"{path}: a policy file must be a regular file")
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    import marshal
+
+    entries: dict[str, Any] = {}
+    cpath = _cache_path() if cache else ""
+    if cache:
+        try:
+            with open(cpath, "rb") as fh:
+                entries = marshal.load(fh)
+            hit = entries.get(path)
+            if hit is not None and tuple(hit[0]) == key:
+                return dict(hit[1])
+        except (OSError, EOFError, ValueError, TypeError):
+            entries = {}
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: TOML syntax error: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot read policy file: {exc}") from None
+    if cache:
+        entries[path] = (key, data)
+        try:
+            os.makedirs(os.path.dirname(cpath), mode=0o700, exist_ok=True)
+            tmp = f"{cpath}.{os.getpid()}"
+            with open(tmp, "wb") as fh:
+                marshal.dump(entries, fh)
+            os.replace(tmp, cpath)
+        except (OSError, ValueError):
+            pass  # a cache is an optimisation; never fail a run for it
+    return data
+
+
+def user_config_path() -> str:
+    from .._dirs import config_dir
+
+    return os.path.join(config_dir(), "config.toml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Layering.
+
+class Options:
+    """What the command line (or a library caller) asks for on top of the files."""
+
+    __slots__ = (
+        "profile", "policy_file", "workspace", "writable", "deny_read", "network",
+        "env_allow", "timeout", "memory", "max_processes", "fallback", "bwrap",
+        "use_user_config", "use_project_file",
+    )
+
+    def __init__(
+        self,
+        *,
+        profile: str | None = None,
+        policy_file: str | None = None,
+        workspace: str | None = None,
+        writable: tuple[str, ...] = (),
+        deny_read: tuple[str, ...] = (),
+        network: str | None = None,
+        env_allow: tuple[str, ...] = (),
+        timeout: float | None = None,
+        memory: int | None = None,
+        max_processes: int | None = None,
+        fallback: str | None = None,
+        bwrap: str | None = None,
+        use_user_config: bool = True,
+        use_project_file: bool = True,
+    ) -> None:
+        self.profile = profile
+        self.policy_file = policy_file
+        self.workspace = workspace
+        self.writable = writable
+        self.deny_read = deny_read
+        self.network = network
+        self.env_allow = env_allow
+        self.timeout = timeout
+        self.memory = memory
+        self.max_processes = max_processes
+        self.fallback = fallback
+        self.bwrap = bwrap
+        self.use_user_config = use_user_config
+        self.use_project_file = use_project_file
+
+
+def _abspath(path: str, base: str) -> str:
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def _apply(state: dict[str, Any], flat: dict[str, Any], base: str) -> None:
+    """Apply a trusted layer: values replace, lists add."""
+    for key, value in flat.items():
+        if key in ("filesystem.writable", "filesystem.deny_read"):
+            state[key] = [*state[key], *(_abspath(v, base) for v in value)]
+        elif key in ("filesystem.protected", "environment.allow", "environment.deny"):
+            state[key] = [*state[key], *value]
+        elif key == "environment.set":
+            state[key] = {**state[key], **value}
+        elif key == "trust.workspaces":
+            state[key] = [*state[key], *(_abspath(v, base) for v in value)]
+        else:
+            state[key] = value
+
+
+def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str) -> None:
+    """Apply an untrusted (project) layer: anything that would widen the policy is an error."""
+    hint = (f"a project's file may only narrow the policy; to let it widen, list this workspace "
+            f"under [trust] workspaces in {user_config_path()}")
+    for key, value in flat.items():
+        if key == "profile":
+            if PROFILES.index(value) > PROFILES.index(state[key]):
+                raise PolicyError(f"{source}: profile = {value!r} widens {state[key]!r}; {hint}")
+            state[key] = value
+        elif key == "network.mode":
+            if NETWORK_MODES.index(value) > NETWORK_MODES.index(state[key]):
+                raise PolicyError(f"{source}: network.mode = {value!r} widens it; {hint}")
+            state[key] = value
+        elif key.startswith("limits."):
+            current = state.get(key, getattr(Limits(), key[7:]))
+            if value is None and current is not None or (
+                value is not None and current is not None and value > current
+            ):
+                raise PolicyError(f"{source}: {key} = {value!r} raises the limit; {hint}")
+            state[key] = value
+        elif key in ("filesystem.deny_read", "filesystem.protected", "environment.deny",
+                     "environment.set"):
+            _apply(state, {key: value}, base)
+        elif key == "trust.workspaces":
+            raise PolicyError(f"{source}: [trust] belongs in {user_config_path()}, not in a project")
+        elif key in ("devices.gpu", "sandbox.fallback"):
+            weaker = value is True or value == "landlock"
+            if weaker:
+                raise PolicyError(f"{source}: {key} = {value!r} widens the policy; {hint}")
+            state[key] = value
+        else:
+            raise PolicyError(f"{source}: {key} widens the policy; {hint}")
+
+
+def _is_trusted(workspace: str, trusted: list[str]) -> bool:
+    real = os.path.realpath(workspace)
+    return any(real == os.path.realpath(t) for t in trusted)
+
+
+def resolve(options: Options, *, cwd: str | None = None) -> Policy:
+    """Build the policy for one command from every layer. Raises PolicyError naming the cause."""
+    cwd = cwd or os.getcwd()
+    state: dict[str, Any] = {
+        "profile": "workspace-write",
+        "filesystem.writable": [],
+        "filesystem.deny_read": [],
+        "filesystem.protected": [],
+        "network.mode": "off",
+        "environment.allow": [],
+        "environment.deny": [],
+        "environment.set": {},
+        "trust.workspaces": [],
+    }
+    home = os.path.expanduser("~")
+    if options.use_user_config:
+        path = user_config_path()
+        data = read_toml(path)
+        if data is not None:
+            _apply(state, validate(data, path), home)
+            for root in state["filesystem.writable"]:
+                if os.path.realpath(root) in ("/", os.path.realpath(home)):
+                    raise PolicyError(
+                        f"{path}: filesystem.writable {root!r} would make the whole "
+                        f"{'filesystem' if root == '/' else 'home directory'} writable; name "
+                        "a narrower directory, or pass --writable on the command line"
+                    )
+
+    explicit_workspace = options.workspace is not None
+    workspace = _abspath(options.workspace or cwd, cwd)
+    if not os.path.exists(workspace):
+        raise PolicyError(
+            f"workspace {workspace}: no such directory; create it or pass --workspace DIR"
+        )
+    if not os.path.isdir(workspace):
+        raise PolicyError(f"workspace {workspace}: not a directory; pass --workspace DIR")
+    workspace = os.path.realpath(workspace)
+    if not explicit_workspace and workspace in ("/", os.path.realpath(home)):
+        raise PolicyError(
+            f"workspace {workspace}: running in {'/' if workspace == '/' else 'your home'} "
+            f"would make all of it writable; cd into a project, or pass --workspace {workspace} "
+            "to mean it"
+        )
+
+    if options.use_project_file:
+        project = os.path.join(workspace, PROJECT_POLICY_NAME)
+        data = read_toml(project)
+        if data is not None:
+            flat = validate(data, project)
+            if _is_trusted(workspace, state["trust.workspaces"]):
+                if "trust.workspaces" in flat:
+                    raise PolicyError(
+                        f"{project}: [trust] belongs in {user_config_path()}, not in a project"
+                    )
+                _apply(state, flat, workspace)
+            else:
+                _narrow(state, flat, project, workspace)
+
+    if options.policy_file:
+        path = _abspath(options.policy_file, cwd)
+        data = read_toml(path)
+        if data is None:
+            raise PolicyError(f"--policy {path}: no such file")
+        _apply(state, validate(data, path), os.path.dirname(path))
+
+    # The command line.
+    if options.profile is not None:
+        state["profile"] = options.profile
+    if options.network is not None:
+        state["network.mode"] = options.network
+    state["filesystem.writable"] += [_abspath(p, cwd) for p in options.writable]
+    state["filesystem.deny_read"] += [_abspath(p, cwd) for p in options.deny_read]
+    state["environment.allow"] += list(options.env_allow)
+    for key, value in (("timeout", options.timeout), ("memory", options.memory),
+                       ("max_processes", options.max_processes)):
+        if value is not None:
+            state[f"limits.{key}"] = value or None
+    if options.fallback is not None:
+        state["sandbox.fallback"] = options.fallback
+    if options.bwrap is not None:
+        state["sandbox.bwrap"] = options.bwrap
+
+    writable = []
+    for root in state["filesystem.writable"]:
+        if not os.path.exists(root):
+            raise PolicyError(f"writable root {root}: no such directory; create it first")
+        if not os.path.isdir(root):
+            raise PolicyError(f"writable root {root}: is a file; a writable root is a directory")
+        writable.append(os.path.realpath(root))
+
+    limits = Limits(**{
+        name: state[f"limits.{name}"] for name in Limits.__slots__ if f"limits.{name}" in state
+    })
+    return Policy(
+        profile=state["profile"],
+        workspace=workspace,
+        writable=tuple(writable),
+        deny_read=tuple(state["filesystem.deny_read"]),
+        protected=(*Policy._defaults["protected"], *state["filesystem.protected"]),
+        network=state["network.mode"],
+        env_allow=tuple(state["environment.allow"]),
+        env_deny=tuple(state["environment.deny"]),
+        env_set=tuple(state["environment.set"].items()),
+        limits=limits,
+        gpu=state.get("devices.gpu", False),
+        fallback=state.get("sandbox.fallback", "refuse"),
+        bwrap=state.get("sandbox.bwrap", "bundled"),
+    )
+
+
+def load_policy(path: str, *, workspace: str | None = None) -> Policy:
+    """A policy from one TOML file on top of the built-in defaults (library helper)."""
+    return resolve(
+        Options(policy_file=path, workspace=workspace, use_user_config=False,
+                use_project_file=False)
+    )

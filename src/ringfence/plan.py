@@ -7,7 +7,8 @@ compare plans for made-up hosts on any OS.
 How deep protected paths are found (the README repeats this):
 - at the top of every writable root, every protected name, whether it exists or not (a missing
   one is covered by a read-only placeholder so it cannot be created);
-- in each directory directly below a writable root, every protected name that exists;
+- in each directory directly below a writable root, every protected name that exists (bounded:
+  among the first 4,096 entries of the root, the first 64 subdirectories by name);
 - inside a ``.git`` directory: ``hooks``, ``config`` and ``config.worktree`` of the repository,
   of each linked worktree (``.git/worktrees/*``) and of each submodule (``.git/modules/*``, two
   levels); and when ``.git`` is a file (worktree, submodule), the same inside the gitdir and the
@@ -45,6 +46,11 @@ GPU_DEVICES = ("/dev/dri", "/dev/kfd", "/dev/nvidiactl", "/dev/nvidia-uvm",
                "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset", "/dev/nvidia0", "/dev/nvidia1",
                "/dev/nvidia2", "/dev/nvidia3", "/dev/nvidia4", "/dev/nvidia5", "/dev/nvidia6",
                "/dev/nvidia7")
+# The bound on the scan one level below a writable root: start-up must not grow with the
+# workspace. The first MAX_TOP_ENTRIES directory entries are read, and the first MAX_SUBDIRS
+# subdirectories among them (by name) are checked for existing protected names.
+MAX_TOP_ENTRIES = 4096
+MAX_SUBDIRS = 64
 SOCKET_ENV = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "XDG_RUNTIME_DIR",
               "PULSE_SERVER", "WAYLAND_DISPLAY", "CONTAINER_HOST")
 
@@ -179,13 +185,18 @@ def find_protected(root: str, names: Sequence[str]) -> list[tuple[str, str]]:
         out += [(p, "git internals") for p in _git_internal(gitdir) + _git_nested(gitdir)]
     elif os.path.isdir(dotgit):
         out += [(p, "git internals") for p in _git_nested(dotgit)]
+    subdirs: list[os.DirEntry[str]] = []
     try:
-        entries = list(os.scandir(root))
+        with os.scandir(root) as it:
+            for seen_entries, entry in enumerate(it):
+                if seen_entries >= MAX_TOP_ENTRIES:
+                    break
+                if entry.name != ".git" and entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry)
     except OSError:
-        entries = []
-    for entry in entries:
-        if entry.name == ".git" or not entry.is_dir(follow_symlinks=False):
-            continue
+        pass
+    subdirs.sort(key=lambda e: e.name)
+    for entry in subdirs[:MAX_SUBDIRS]:
         for name in (*tops, ".git"):
             path = os.path.join(entry.path, name)
             kind = _kind(path)

@@ -184,16 +184,9 @@ def cmd_run(argv: list[str]) -> int:
         print(linux.setup_failure_message(plan), file=sys.stderr)
         outcome.exit_code = 125
     if want_json:
-        _print_json({
-            "exit_code": outcome.exit_code,
-            "duration": round(outcome.duration, 6),
-            "limits_hit": outcome.limits_hit,
-            "mode": plan.mode,
-            "layers": list(plan.layers),
-            "weaker": list(plan.weaker),
-            "command": list(plan.command),
-            "env_removed": list(plan.env_removed),
-        })
+        from .runner import result_of
+
+        _print_json(result_of(plan, outcome).to_json())
     elif plan.weaker and plan.mode == "landlock":
         print(f"ringfence: ran in the weaker {plan.mode} mode: " + "; ".join(plan.weaker),
               file=sys.stderr)

@@ -26,8 +26,8 @@ from .policy.model import DEFAULT_DENY_READ_HOME, Frozen, Policy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
-    from typing import Any
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, ClassVar
 
 # File descriptors are chosen when the command starts; the plan names them with these tokens.
 SECCOMP_FD = "{seccomp-fd}"
@@ -79,9 +79,10 @@ class HostFacts(Frozen):
     pids_cgroup: str
     python: str
     fallback_exec: str
-    _defaults = {"userns": "", "landlock_abi": 0, "pids_cgroup": "", "realpaths": {},
-                 "python": "/usr/bin/python3", "fallback_exec": "_fallback_exec.py",
-                 "protected_paths": ()}
+    _defaults: ClassVar[Mapping[str, Any]] = {
+        "userns": "", "landlock_abi": 0, "pids_cgroup": "", "realpaths": {},
+        "python": "/usr/bin/python3", "fallback_exec": "_fallback_exec.py", "protected_paths": (),
+    }
 
     def kind(self, path: str) -> str:
         return self.kinds.get(path, "missing")
@@ -459,9 +460,10 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     pins: list[str] = []
     placeholders: list[str] = []
     for path, _ in protected:
-        root = next((r for r in writable if _inside(path, r)), None)
-        if root is None:
+        owner = next((r for r in writable if _inside(path, r)), None)
+        if owner is None:
             continue  # outside every writable root: read-only already
+        root = owner
         parent = os.path.dirname(path)
         while parent != root and _inside(parent, root):
             if parent not in pins and facts.kind(parent) == "dir":
@@ -511,8 +513,8 @@ def _deny_read(policy: Policy, facts: HostFacts) -> list[str]:
     wanted = [os.path.join(facts.home, p) for p in DEFAULT_DENY_READ_HOME]
     wanted += [facts.config_dir, facts.state_dir, *policy.deny_read]
     for name in SOCKET_ENV:  # sockets named by the environment: the agent, the bus, the daemon
-        value = facts.environ.get(name, "").removeprefix("unix:path=").removeprefix("unix://")
-        value = value.split(",")[0]
+        value = facts.environ.get(name, "").removeprefix("unix:path=")
+        value = value.removeprefix("unix://").split(",")[0]
         if value.startswith("/") and name != "WAYLAND_DISPLAY":
             wanted.append(value)
     out: list[str] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from .errors import UnavailableError
@@ -12,6 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from .backends.linux import Outcome
     from .plan import Plan
 
 
@@ -105,6 +105,7 @@ def run(
 ) -> Result:
     """Run ``command`` (an argv list, or a string for ``/bin/sh -c``) in a sandbox.
 
+    ``stdin`` is fed to the command; without it the command reads /dev/null.
     Without ``policy`` the layered policy for ``workspace`` (default: the current directory) is
     used: built-in defaults, the user's config, the project's ``.ringfence.toml``. Output is
     captured (``capture=True``, capped by ``limits.output``), streamed to ``on_output(stream,
@@ -140,6 +141,10 @@ def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
         err = outcome.stderr.decode(errors="replace").strip() if outcome.stderr else ""
         raise SandboxError(f"bubblewrap could not create the sandbox: {err or 'see stderr'}; "
                            "run ringfence doctor")
+    return result_of(plan, outcome)
+
+
+def result_of(plan: Plan, outcome: Outcome) -> Result:
     return Result(
         exit_code=outcome.exit_code, duration=outcome.duration,
         limits_hit=tuple(outcome.limits_hit), mode=plan.mode, stdout=outcome.stdout,

@@ -178,14 +178,14 @@ class Prepared:
         self.fds = []
         self.status_r = -1
         if self.cgroup:
-            for _ in range(50):
+            for _ in range(500):
                 try:
                     os.rmdir(self.cgroup)
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.01)  # the namespace's last processes are still exiting
+                    time.sleep(0.002)  # the namespace's last processes are still exiting
             self.cgroup = ""
         if self.lock_fd >= 0:
             _release_placeholders(self.lock_fd, self.placeholders)
@@ -420,7 +420,7 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
             if plan.mode == "none":
                 os.setsid()
             os.execve(prep.argv[0], prep.argv, plan.env)
-        except BaseException as exc:  # noqa: BLE001 - the child must never return
+        except BaseException as exc:  # the child must never return into our code
             try:
                 os.write(2, f"ringfence: cannot start the sandbox: {exc}\n".encode())
             finally:
@@ -482,7 +482,7 @@ def run_captured(
         proc = subprocess.Popen(
             prep.argv,
             env=plan.env,
-            stdin=subprocess.PIPE if stdin is not None else None,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if piped else None,
             stderr=subprocess.PIPE if piped else None,
             pass_fds=tuple(prep.fds),

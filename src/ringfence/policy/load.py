@@ -291,7 +291,7 @@ def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str)
             state[key] = value
         elif key.startswith("limits."):
             current = state.get(key, getattr(Limits(), key[7:]))
-            if value is None and current is not None or (
+            if (value is None and current is not None) or (
                 value is not None and current is not None and value > current
             ):
                 raise PolicyError(f"{source}: {key} = {value!r} raises the limit; {hint}")
@@ -300,7 +300,9 @@ def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str)
                      "environment.set"):
             _apply(state, {key: value}, base)
         elif key == "trust.workspaces":
-            raise PolicyError(f"{source}: [trust] belongs in {user_config_path()}, not in a project")
+            raise PolicyError(
+                f"{source}: [trust] belongs in {user_config_path()}, not in a project"
+            )
         elif key in ("devices.gpu", "sandbox.fallback"):
             weaker = value is True or value == "landlock"
             if weaker:

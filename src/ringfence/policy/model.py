@@ -15,7 +15,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and collections cost milliseconds at start-up; checkers only
     from collections.abc import Iterable, Mapping
-    from typing import Any
+    from typing import Any, ClassVar
 
 PROFILES = ("read-only", "workspace-write", "full-access")
 """Strictest first: a project file may move towards the front of this tuple, never back."""
@@ -65,7 +65,7 @@ class Frozen:
     """A tiny immutable record: keyword construction, equality, ``replace``, ``to_dict``."""
 
     __slots__: tuple[str, ...] = ()
-    _defaults: Mapping[str, Any] = {}  # noqa: RUF012
+    _defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **values: Any) -> None:
         for name in self.__slots__:
@@ -91,7 +91,7 @@ class Frozen:
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined]
+        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined, unused-ignore]
 
     def __hash__(self) -> int:
         return hash(self._key())
@@ -134,7 +134,7 @@ class Limits(Frozen):
     file_size: int | None
     output: int | None
     tmp_size: int | None
-    _defaults = {
+    _defaults: ClassVar[Mapping[str, Any]] = {
         "timeout": None,
         "memory": None,
         "max_processes": 4096,
@@ -191,7 +191,7 @@ class Policy(Frozen):
     gpu: bool
     fallback: str
     bwrap: str
-    _defaults = {
+    _defaults: ClassVar[Mapping[str, Any]] = {
         "profile": "workspace-write",
         "writable": (),
         "deny_read": (),

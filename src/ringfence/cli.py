@@ -160,6 +160,10 @@ def cmd_run(argv: list[str]) -> int:
         _print_json(report)
         return result.exit_code
 
+    if sys.platform != "linux":
+        from .runner import no_backend
+
+        raise no_backend()
     from . import _dirs
     from .backends import linux
     from .runner import start_checks

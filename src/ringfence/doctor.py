@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 def _probe_bwrap(bwrap: str) -> tuple[bool, str]:
+    if sys.platform != "linux":
+        return False, "not Linux"
     import subprocess
 
     from .backends._seccomp import build_filter
@@ -78,15 +80,15 @@ def _cgroup_v2() -> dict[str, Any]:
 
 def diagnose() -> dict[str, Any]:
     """The doctor's report as data."""
+    if sys.platform != "linux":
+        return {"platform": sys.platform, "default_profile_enforceable": False,
+                "profiles": {"read-only": False, "workspace-write": False, "full-access": True},
+                "problems": [f"no sandbox backend for {sys.platform} yet"]}
     from .backends import _landlock
     from .backends.linux import find_bwrap
     from .errors import RingfenceError
     from .plan import _pids_cgroup, _userns_status
 
-    if not sys.platform.startswith("linux"):
-        return {"platform": sys.platform, "default_profile_enforceable": False,
-                "profiles": {"read-only": False, "workspace-write": False, "full-access": True},
-                "problems": [f"no sandbox backend for {sys.platform} yet"]}
     uid = os.getuid()
     report: dict[str, Any] = {"platform": "linux", "root": uid == 0,
                               "kernel": os.uname().release, "machine": os.uname().machine}

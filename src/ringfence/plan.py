@@ -248,6 +248,9 @@ def _userns_status(uid: int) -> str:
 def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | None = None,
                  ) -> HostFacts:
     """Read what the planner needs from this host. Bounded: never walks the workspace."""
+    import sys
+
+    assert sys.platform != "win32"  # Linux facts; Windows plans come from their own facts
     from . import _dirs
 
     home = os.path.expanduser("~")
@@ -274,8 +277,6 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     for target in realpaths.values():
         kinds.setdefault(target, _kind(target))
     here = os.path.dirname(os.path.abspath(__file__))
-    import sys
-
     userns = _userns_status(uid)
 
     return HostFacts(

@@ -71,10 +71,8 @@ def _command(command: Sequence[str] | str) -> tuple[str, ...]:
 
 def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None = None) -> Plan:
     """The plan for ``command`` on this host (what ``ringfence explain`` prints)."""
-    if not sys.platform.startswith("linux"):
-        raise UnavailableError(
-            f"ringfence has no sandbox backend for {sys.platform} yet; Linux is supported"
-        )
+    if sys.platform != "linux":
+        raise no_backend()
     from .backends.linux import find_bwrap
     from .plan import gather_facts, plan_linux
 
@@ -85,8 +83,16 @@ def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None =
     return plan_linux(policy, _command(command), facts, cwd=cwd)
 
 
+def no_backend() -> UnavailableError:
+    return UnavailableError(
+        f"ringfence has no sandbox backend for {sys.platform} yet; Linux is supported"
+    )
+
+
 def start_checks(plan: Plan) -> list[str]:
     """Resolve the command as the sandbox will (127/126 errors) and return the argv to exec."""
+    if sys.platform != "linux":
+        raise no_backend()
     from .backends.linux import resolve_command
 
     found = resolve_command(plan.command[0], plan.env, plan.cwd)
@@ -124,6 +130,8 @@ def run(
 
 def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
              on_output: Callable[[str, bytes], None] | None = None) -> Result:
+    if sys.platform != "linux":
+        raise no_backend()
     from . import _dirs
     from .backends import linux
 

@@ -20,6 +20,9 @@ import time
 
 from ..errors import CommandError, SandboxError, UnavailableError
 
+# Linux only: this tells type checkers run with --platform darwin|win32 to skip the module.
+assert sys.platform == "linux"
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

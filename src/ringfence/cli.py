@@ -12,6 +12,7 @@ from .errors import PolicyError, RingfenceError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .backends import Outcome
     from .plan import Plan
     from .policy.load import Options
 
@@ -160,32 +161,11 @@ def cmd_run(argv: list[str]) -> int:
         _print_json(report)
         return result.exit_code
 
-    if sys.platform != "linux":
-        from .runner import no_backend
-
-        raise no_backend()
-    from . import _dirs
-    from .backends import linux
-    from .runner import start_checks
-
-    argv_exec = start_checks(plan)
-    prep = linux.prepare(plan, _dirs.state_dir())
-    if plan.mode == "none":
-        prep.argv = argv_exec
-    saved_stdout = -1
-    try:
-        if want_json:  # the command's stdout goes to stderr; stdout carries only the JSON
-            sys.stdout.flush()
-            saved_stdout = os.dup(1)
-            os.dup2(2, 1)
-        outcome = linux.exec_cli(plan, prep)
-    finally:
-        if saved_stdout >= 0:
-            os.dup2(saved_stdout, 1)
-            os.close(saved_stdout)
-        prep.close()
+    outcome = _exec_linux(plan, want_json)
     if outcome.setup_failed:
-        print(linux.setup_failure_message(plan), file=sys.stderr)
+        print("ringfence: bubblewrap could not create the sandbox (its message is above); run "
+              "ringfence doctor to see what this host lacks, or pass --fallback landlock to "
+              "accept the weaker mode", file=sys.stderr)
         outcome.exit_code = 125
     if want_json:
         from .runner import result_of
@@ -197,6 +177,34 @@ def cmd_run(argv: list[str]) -> int:
     if outcome.limits_hit and not want_json:
         print(f"ringfence: limit hit: {', '.join(outcome.limits_hit)}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _exec_linux(plan: Plan, want_json: bool) -> Outcome:
+    """Run with the terminal passed through (the command line's fast path)."""
+    if sys.platform == "linux":
+        from . import _dirs
+        from .backends import linux
+        from .runner import start_checks
+
+        argv_exec = start_checks(plan)
+        prep = linux.prepare(plan, _dirs.state_dir())
+        if plan.mode == "none":
+            prep.argv = argv_exec
+        saved_stdout = -1
+        try:
+            if want_json:  # the command's stdout goes to stderr; stdout carries only the JSON
+                sys.stdout.flush()
+                saved_stdout = os.dup(1)
+                os.dup2(2, 1)
+            return linux.exec_cli(plan, prep)
+        finally:
+            if saved_stdout >= 0:
+                os.dup2(saved_stdout, 1)
+                os.close(saved_stdout)
+            prep.close()
+    from .runner import no_backend
+
+    raise no_backend()
 
 
 def _print_json(obj: object) -> None:

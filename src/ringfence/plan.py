@@ -1,8 +1,8 @@
 """Policy + command + host facts → a plan for one OS. Pure data, printed by ``ringfence explain``.
 
-``gather_facts`` is the only function here that touches the filesystem (a bounded number of
-``lstat`` calls, never a walk of the workspace); ``plan_linux`` is pure, so golden tests can
-compare plans for made-up hosts on any OS.
+The facts come from the backend (``backends.linux.gather_facts``: a bounded number of ``lstat``
+calls, never a walk of the workspace; ``find_protected`` here is the part every OS shares);
+``plan_linux`` is pure, so golden tests can compare plans for made-up hosts on any OS.
 
 How deep protected paths are found (the README repeats this):
 - at the top of every writable root, every protected name, whether it exists or not (a missing
@@ -222,104 +222,6 @@ def find_protected(root: str, names: Sequence[str]) -> list[tuple[str, str]]:
             seen.add(path)
             unique.append((path, why))
     return unique
-
-
-def _userns_status(uid: int) -> str:
-    """'' when unprivileged user namespaces look allowed, else why not (cheap sysctl reads)."""
-    def read(path: str) -> str:
-        try:
-            with open(path) as fh:
-                return fh.read().strip()
-        except OSError:
-            return ""
-
-    if read("/proc/sys/user/max_user_namespaces") == "0":
-        return "user namespaces are disabled (user.max_user_namespaces = 0)"
-    if uid != 0 and read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
-        return ("unprivileged user namespaces are disabled "
-                "(sysctl kernel.unprivileged_userns_clone=1 enables them)")
-    if uid != 0 and read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
-        return ("AppArmor restricts unprivileged user namespaces "
-                "(sysctl kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile "
-                "for bwrap, allows them)")
-    return ""
-
-
-def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | None = None,
-                 ) -> HostFacts:
-    """Read what the planner needs from this host. Bounded: never walks the workspace."""
-    import sys
-
-    assert sys.platform != "win32"  # Linux facts; Windows plans come from their own facts
-    from . import _dirs
-
-    home = os.path.expanduser("~")
-    uid = os.getuid()
-    env = dict(os.environ if environ is None else environ)
-    config, state, cache = _dirs.config_dir(), _dirs.state_dir(), _dirs.cache_dir()
-    paths: list[str] = [os.path.join(home, p) for p in DEFAULT_DENY_READ_HOME]
-    paths += [config, state, *policy.deny_read, "/var/run", "/var/tmp", home + "/.cargo"]
-    paths += [*RUN_KEEP, *RUN_KEEP_NETWORK]
-    if policy.gpu:
-        paths += GPU_DEVICES
-    protected: list[tuple[str, str]] = []
-    for root in policy.writable_roots():
-        protected += find_protected(root, policy.protected)
-    paths += [p for p, _ in protected]
-    paths += [os.path.dirname(p) for p, _ in protected]
-    for name in SOCKET_ENV:
-        value = env.get(name, "")
-        value = value.removeprefix("unix:path=").removeprefix("unix://").split(",")[0]
-        if value.startswith("/"):
-            paths.append(value)
-    kinds = {p: _kind(p) for p in dict.fromkeys(paths)}
-    realpaths = {p: os.path.realpath(p) for p, k in kinds.items() if k == "link"}
-    for target in realpaths.values():
-        kinds.setdefault(target, _kind(target))
-    here = os.path.dirname(os.path.abspath(__file__))
-    userns = _userns_status(uid)
-
-    return HostFacts(
-        home=home, uid=uid, environ=env, bwrap=bwrap, kinds=kinds, realpaths=realpaths,
-        protected_paths=tuple(protected), config_dir=config, state_dir=state, cache_dir=cache,
-        userns=userns, landlock_abi=_landlock_abi() if userns else 0,
-        pids_cgroup=_pids_cgroup() if uid == 0 else "",
-        python=sys.executable, fallback_exec=os.path.join(here, "backends", "_fallback_exec.py"),
-    )
-
-
-def _landlock_abi() -> int:
-    try:
-        from .backends import _landlock
-
-        return int(_landlock.abi_version())
-    except (ImportError, OSError):
-        return 0
-
-
-def _pids_cgroup() -> str:
-    """A directory where root may create a pids cgroup for one run, or ''."""
-    try:
-        with open("/proc/self/cgroup") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return ""
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            base = "/sys/fs/cgroup/pids" + path.rstrip("/")
-            if os.access(base, os.W_OK):
-                return base
-    for line in lines:
-        if line.startswith("0::"):
-            base = "/sys/fs/cgroup" + line[3:].rstrip("/")
-            try:
-                with open(os.path.join(base, "cgroup.subtree_control")) as fh:
-                    if "pids" in fh.read().split() and os.access(base, os.W_OK):
-                        return base
-            except OSError:
-                pass
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from .backends.linux import Outcome
+    from .backends import Outcome
     from .plan import Plan
 
 
@@ -71,16 +71,16 @@ def _command(command: Sequence[str] | str) -> tuple[str, ...]:
 
 def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None = None) -> Plan:
     """The plan for ``command`` on this host (what ``ringfence explain`` prints)."""
-    if sys.platform != "linux":
-        raise no_backend()
-    from .backends.linux import find_bwrap
-    from .plan import gather_facts, plan_linux
+    if sys.platform == "linux":
+        from .backends.linux import find_bwrap, gather_facts
+        from .plan import plan_linux
 
-    bwrap = ""
-    if policy.profile != "full-access":
-        bwrap, _ = find_bwrap(policy.bwrap)
-    facts = gather_facts(policy, bwrap=bwrap)
-    return plan_linux(policy, _command(command), facts, cwd=cwd)
+        bwrap = ""
+        if policy.profile != "full-access":
+            bwrap, _ = find_bwrap(policy.bwrap)
+        facts = gather_facts(policy, bwrap=bwrap)
+        return plan_linux(policy, _command(command), facts, cwd=cwd)
+    raise no_backend()
 
 
 def no_backend() -> UnavailableError:
@@ -91,12 +91,12 @@ def no_backend() -> UnavailableError:
 
 def start_checks(plan: Plan) -> list[str]:
     """Resolve the command as the sandbox will (127/126 errors) and return the argv to exec."""
-    if sys.platform != "linux":
-        raise no_backend()
-    from .backends.linux import resolve_command
+    if sys.platform == "linux":
+        from .backends.linux import resolve_command
 
-    found = resolve_command(plan.command[0], plan.env, plan.cwd)
-    return [found, *plan.command[1:]] if plan.mode == "none" else list(plan.argv)
+        found = resolve_command(plan.command[0], plan.env, plan.cwd)
+        return [found, *plan.command[1:]] if plan.mode == "none" else list(plan.argv)
+    raise no_backend()
 
 
 def run(
@@ -132,17 +132,7 @@ def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
              on_output: Callable[[str, bytes], None] | None = None) -> Result:
     if sys.platform != "linux":
         raise no_backend()
-    from . import _dirs
-    from .backends import linux
-
-    argv = start_checks(plan)
-    prep = linux.prepare(plan, _dirs.state_dir())
-    try:
-        prep.argv = argv if plan.mode == "none" else prep.argv
-        outcome = linux.run_captured(plan, prep, stdin=stdin, capture=capture,
-                                     on_output=on_output)
-    finally:
-        prep.close()
+    outcome = _run_linux(plan, capture=capture, stdin=stdin, on_output=on_output)
     if outcome.setup_failed:
         from .errors import SandboxError
 
@@ -160,3 +150,21 @@ def result_of(plan: Plan, outcome: Outcome) -> Result:
         weaker=plan.weaker, layers=plan.layers,
     )
 
+
+
+def _run_linux(plan: Plan, *, capture: bool, stdin: bytes | None,
+               on_output: Callable[[str, bytes], None] | None) -> Outcome:
+    if sys.platform == "linux":
+        from . import _dirs
+        from .backends import linux
+
+        argv = start_checks(plan)
+        prep = linux.prepare(plan, _dirs.state_dir())
+        try:
+            if plan.mode == "none":
+                prep.argv = argv
+            return linux.run_captured(plan, prep, stdin=stdin, capture=capture,
+                                      on_output=on_output)
+        finally:
+            prep.close()
+    raise no_backend()

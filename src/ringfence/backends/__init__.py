@@ -1,1 +1,21 @@
-"""OS backends: the only modules that make OS-specific calls."""
+"""OS backends: the only modules that make OS-specific calls.
+
+Each backend applies a ``Plan`` and reports an ``Outcome``; nothing outside ``backends`` imports
+OS-specific code.
+"""
+
+from __future__ import annotations
+
+
+class Outcome:
+    """How the command ended, before the public ``Result`` is built from it."""
+
+    __slots__ = ("exit_code", "duration", "limits_hit", "stdout", "stderr", "setup_failed")
+
+    def __init__(self) -> None:
+        self.exit_code = 0
+        self.duration = 0.0
+        self.limits_hit: list[str] = []
+        self.stdout: bytes | None = None
+        self.stderr: bytes | None = None
+        self.setup_failed = False

@@ -19,6 +19,7 @@ import sys
 import time
 
 from ..errors import CommandError, SandboxError, UnavailableError
+from . import Outcome
 
 # Linux only: this tells type checkers run with --platform darwin|win32 to skip the module.
 assert sys.platform == "linux"
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from ..plan import Plan
+    from ..plan import HostFacts, Plan
+    from ..policy.model import Policy
 
 SIGNAL_LIMITS = {24: "cpu", 25: "file_size"}  # SIGXCPU, SIGXFSZ
 
@@ -67,6 +69,114 @@ def find_bwrap(choice: str) -> tuple[str, str]:
     if not (os.path.isfile(choice) and os.access(choice, os.X_OK)):
         raise UnavailableError(f"bwrap {choice}: not an executable file; fix the path")
     return choice, "given path"
+
+
+# ---------------------------------------------------------------------------------------------
+# Host facts for the planner.
+
+def _userns_status(uid: int) -> str:
+    """'' when unprivileged user namespaces look allowed, else why not (cheap sysctl reads)."""
+    def read(path: str) -> str:
+        try:
+            with open(path) as fh:
+                return fh.read().strip()
+        except OSError:
+            return ""
+
+    if read("/proc/sys/user/max_user_namespaces") == "0":
+        return "user namespaces are disabled (user.max_user_namespaces = 0)"
+    if uid != 0 and read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        return ("unprivileged user namespaces are disabled "
+                "(sysctl kernel.unprivileged_userns_clone=1 enables them)")
+    if uid != 0 and read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return ("AppArmor restricts unprivileged user namespaces "
+                "(sysctl kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile "
+                "for bwrap, allows them)")
+    return ""
+
+
+def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | None = None,
+                 ) -> HostFacts:
+    """Read what the planner needs from this host. Bounded: never walks the workspace."""
+    from .. import _dirs
+    from ..plan import (
+        DEFAULT_DENY_READ_HOME,
+        GPU_DEVICES,
+        RUN_KEEP,
+        RUN_KEEP_NETWORK,
+        SOCKET_ENV,
+        HostFacts,
+        _kind,
+        find_protected,
+    )
+
+    home = os.path.expanduser("~")
+    uid = os.getuid()
+    env = dict(os.environ if environ is None else environ)
+    config, state, cache = _dirs.config_dir(), _dirs.state_dir(), _dirs.cache_dir()
+    paths: list[str] = [os.path.join(home, p) for p in DEFAULT_DENY_READ_HOME]
+    paths += [config, state, *policy.deny_read, "/var/run", "/var/tmp", home + "/.cargo"]
+    paths += [*RUN_KEEP, *RUN_KEEP_NETWORK]
+    if policy.gpu:
+        paths += GPU_DEVICES
+    protected: list[tuple[str, str]] = []
+    for root in policy.writable_roots():
+        protected += find_protected(root, policy.protected)
+    paths += [p for p, _ in protected]
+    paths += [os.path.dirname(p) for p, _ in protected]
+    for name in SOCKET_ENV:
+        value = env.get(name, "")
+        value = value.removeprefix("unix:path=").removeprefix("unix://").split(",")[0]
+        if value.startswith("/"):
+            paths.append(value)
+    kinds = {p: _kind(p) for p in dict.fromkeys(paths)}
+    realpaths = {p: os.path.realpath(p) for p, k in kinds.items() if k == "link"}
+    for target in realpaths.values():
+        kinds.setdefault(target, _kind(target))
+    here = os.path.dirname(os.path.abspath(__file__))  # the backends directory
+    userns = _userns_status(uid)
+
+    return HostFacts(
+        home=home, uid=uid, environ=env, bwrap=bwrap, kinds=kinds, realpaths=realpaths,
+        protected_paths=tuple(protected), config_dir=config, state_dir=state, cache_dir=cache,
+        userns=userns, landlock_abi=_landlock_abi() if userns else 0,
+        pids_cgroup=_pids_cgroup() if uid == 0 else "",
+        python=sys.executable, fallback_exec=os.path.join(here, "_fallback_exec.py"),
+    )
+
+
+def _landlock_abi() -> int:
+    try:
+        from . import _landlock
+
+        return int(_landlock.abi_version())
+    except (ImportError, OSError):
+        return 0
+
+
+def _pids_cgroup() -> str:
+    """A directory where root may create a pids cgroup for one run, or ''."""
+    try:
+        with open("/proc/self/cgroup") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            base = "/sys/fs/cgroup/pids" + path.rstrip("/")
+            if os.access(base, os.W_OK):
+                return base
+    for line in lines:
+        if line.startswith("0::"):
+            base = "/sys/fs/cgroup" + line[3:].rstrip("/")
+            try:
+                with open(os.path.join(base, "cgroup.subtree_control")) as fh:
+                    if "pids" in fh.read().split() and os.access(base, os.W_OK):
+                        return base
+            except OSError:
+                pass
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,8 +379,6 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         tokens["{spec-fd}"] = str(r)
     prep.argv = [tokens.get(a, a) for a in plan.argv]
     if plan.pids_cgroup:
-        from ..plan import _pids_cgroup
-
         base = _pids_cgroup()
         if not base:
             raise UnavailableError("the pids cgroup is no longer writable; see ringfence doctor")
@@ -364,20 +472,6 @@ def _release_placeholders(fd: int, paths: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Running.
 
-class Outcome:
-    """How the command ended, before the public ``Result`` is built from it."""
-
-    __slots__ = ("exit_code", "duration", "limits_hit", "stdout", "stderr", "setup_failed")
-
-    def __init__(self) -> None:
-        self.exit_code = 0
-        self.duration = 0.0
-        self.limits_hit: list[str] = []
-        self.stdout: bytes | None = None
-        self.stderr: bytes | None = None
-        self.setup_failed = False
-
-
 def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
     if os.WIFSIGNALED(status):
         outcome.exit_code = 128 + os.WTERMSIG(status)
@@ -390,12 +484,6 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
         outcome.limits_hit.append("max_processes")
     if plan.mode == "bwrap" and '"child-pid"' not in prep.status():
         outcome.setup_failed = True
-
-
-def setup_failure_message(plan: Plan) -> str:
-    return ("ringfence: bubblewrap could not create the sandbox (its message is above); run "
-            "ringfence doctor to see what this host lacks, or pass --fallback landlock to "
-            "accept the weaker mode")
 
 
 def _signal_module() -> Any:
@@ -579,3 +667,130 @@ def _wait(proc: object, deadline: float | None) -> int:
         if time.monotonic() >= deadline:
             raise TimeoutError
         time.sleep(0.005)
+
+
+# ---------------------------------------------------------------------------------------------
+# ringfence doctor's probes.
+
+def _probe_bwrap(bwrap: str) -> tuple[bool, str]:
+    import subprocess
+
+    from ._seccomp import build_filter
+
+    fd = os.memfd_create("ringfence-probe", 0)
+    try:
+        os.write(fd, build_filter(block_inet=True, block_unix=False))
+        os.lseek(fd, 0, os.SEEK_SET)
+        proc = subprocess.run(
+            [bwrap, "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-net",
+             "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
+             "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+             "--tmpfs", "/tmp", "--seccomp", str(fd), "--", "/bin/true"],
+            pass_fds=(fd,), capture_output=True, timeout=20, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    finally:
+        os.close(fd)
+    if proc.returncode == 0:
+        return True, ""
+    return False, proc.stderr.decode(errors="replace").strip().splitlines()[-1:][0] if (
+        proc.stderr.strip()) else f"bwrap exited {proc.returncode}"
+
+
+def _bwrap_version(bwrap: str) -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run([bwrap, "--version"], capture_output=True, timeout=10,
+                             check=False).stdout.decode().strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.removeprefix("bubblewrap ").strip()
+
+
+def _seccomp_available() -> bool:
+    try:
+        with open("/proc/self/status") as fh:
+            return any(line.startswith("Seccomp:") for line in fh)
+    except OSError:
+        return False
+
+
+def _cgroup_v2() -> dict[str, Any]:
+    info: dict[str, Any] = {"mounted": os.path.exists("/sys/fs/cgroup/cgroup.controllers")}
+    if info["mounted"]:
+        try:
+            with open("/proc/self/cgroup") as fh:
+                own = next((line[3:].strip() for line in fh if line.startswith("0::")), "")
+            base = "/sys/fs/cgroup" + own.rstrip("/")
+            with open(os.path.join(base, "cgroup.controllers")) as fh:
+                info["controllers"] = fh.read().split()
+            info["delegated"] = os.access(base, os.W_OK)
+        except (OSError, StopIteration):
+            info["delegated"] = False
+    else:
+        info["delegated"] = False
+    return info
+
+
+def diagnose() -> dict[str, Any]:
+    """What this host offers and which profiles it can enforce (``ringfence doctor``).
+
+    Unlike ``run``, which only reads sysctls before starting, this really tries: it starts bwrap
+    with every namespace ringfence uses and the seccomp filter, and reads the Landlock ABI.
+    """
+    from ..errors import RingfenceError
+    from . import _landlock
+
+    uid = os.getuid()
+    report: dict[str, Any] = {"platform": "linux", "root": uid == 0,
+                              "kernel": os.uname().release, "machine": os.uname().machine}
+    problems: list[str] = []
+    bwraps: dict[str, Any] = {}
+    usable = ""
+    for choice in ("bundled", "system"):
+        try:
+            path, source = find_bwrap(choice)
+        except RingfenceError as exc:
+            bwraps[choice] = {"found": False, "error": str(exc)}
+            continue
+        works, why = _probe_bwrap(path)
+        bwraps[choice] = {"found": True, "path": path, "source": source,
+                          "version": _bwrap_version(path), "works": works}
+        if not works:
+            bwraps[choice]["error"] = why
+        elif not usable:
+            usable = choice
+    report["bubblewrap"] = bwraps
+    report["user_namespaces"] = {"sysctl": _userns_status(uid) or "allowed",
+                                 "works": bool(usable)}
+    report["seccomp"] = _seccomp_available()
+    abi = _landlock.abi_version()
+    report["landlock_abi"] = abi
+    report["cgroup_v2"] = _cgroup_v2()
+    pids = _pids_cgroup() if uid == 0 else ""
+    report["process_limit"] = (
+        "RLIMIT_NPROC in the sandbox's user namespace" if uid != 0 else
+        f"pids cgroup under {pids}" if pids else "unavailable for root (no writable pids cgroup)"
+    )
+    sandbox_ok = bool(usable) and report["seccomp"]
+    limit_ok = uid != 0 or bool(pids)
+    if not usable:
+        problems.append("bubblewrap cannot create namespaces here: " + "; ".join(
+            v.get("error", "") for v in bwraps.values()) + ". Enable unprivileged user "
+            "namespaces, or use --fallback landlock (weaker)")
+    elif usable != "bundled":
+        problems.append("the bundled bwrap does not work here but the system one does: pass "
+                        "--bwrap system or set [sandbox] bwrap = \"system\"")
+    if not limit_ok:
+        problems.append("as root, the default process limit needs a writable pids cgroup; run "
+                        "as an ordinary user or pass --max-processes 0")
+    enforce = sandbox_ok and limit_ok and usable == "bundled"
+    report["profiles"] = {"read-only": enforce, "workspace-write": enforce,
+                          "full-access": True}
+    report["fallback_landlock"] = (
+        "available (weaker; opt in with --fallback landlock)" if abi >= 1 else "unavailable")
+    report["problems"] = problems
+    report["default_profile_enforceable"] = enforce
+    return report

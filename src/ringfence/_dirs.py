@@ -14,7 +14,7 @@ APP = "ringfence"
 
 
 def _xdg(var: str, default: str) -> str:
-    value = os.environ.get(var, "").strip()
+    value = os.environ.get(var, "")
     if value and os.path.isabs(value):
         return os.path.join(value, APP)
     return os.path.join(os.path.expanduser(default), APP)

@@ -42,10 +42,16 @@ RUN_KEEP = (
     "/run/opengl-driver",  # NixOS: GPU userspace drivers
 )
 RUN_KEEP_NETWORK = ("/run/systemd/resolve", "/run/resolvconf", "/run/NetworkManager")
+REPLACED_DIRS = ("/tmp", "/var/tmp", "/run", "/var/run")  # each is a fresh tmpfs in the sandbox
 GPU_DEVICES = ("/dev/dri", "/dev/kfd", "/dev/nvidiactl", "/dev/nvidia-uvm",
                "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset", "/dev/nvidia0", "/dev/nvidia1",
                "/dev/nvidia2", "/dev/nvidia3", "/dev/nvidia4", "/dev/nvidia5", "/dev/nvidia6",
                "/dev/nvidia7")
+# Inside every git directory: what git on the host runs or obeys. ``commondir`` redirects git to
+# another directory's config and hooks, so it is protected too (a missing one is covered by a
+# placeholder that says ".", which git reads as "this directory").
+GIT_PROTECTED = ("hooks", "config", "config.worktree", "commondir")
+
 # The bound on the scan one level below a writable root: start-up must not grow with the
 # workspace. The first MAX_TOP_ENTRIES directory entries are read, and the first MAX_SUBDIRS
 # subdirectories among them (by name) are checked for existing protected names.
@@ -147,11 +153,11 @@ def _read_gitdir(dotgit: str) -> str | None:
 
 def _git_internal(gitdir: str) -> list[str]:
     """Paths inside one git directory that the host executes or obeys."""
-    found = [os.path.join(gitdir, n) for n in ("hooks", "config", "config.worktree")]
+    found = [os.path.join(gitdir, n) for n in GIT_PROTECTED]
     try:
         with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as fh:
             common = os.path.normpath(os.path.join(gitdir, fh.readline().strip()))
-        found += [os.path.join(common, n) for n in ("hooks", "config", "config.worktree")]
+        found += [os.path.join(common, n) for n in GIT_PROTECTED]
     except OSError:
         pass
     return found
@@ -210,8 +216,7 @@ def find_protected(root: str, names: Sequence[str]) -> list[tuple[str, str]]:
                     if sub:
                         out += [(p, "git internals") for p in _git_internal(sub)]
                 elif kind == "dir":
-                    out += [(os.path.join(path, n), "git internals")
-                            for n in ("hooks", "config", "config.worktree")]
+                    out += [(os.path.join(path, n), "git internals") for n in GIT_PROTECTED]
             else:
                 out.append((path, "protected name"))
     # de-duplicate, keep order
@@ -307,6 +312,15 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
                 f"protected path {path} is a symbolic link, which the sandbox cannot keep "
                 "read-only; replace it with the file or directory it points to"
             )
+        owner = next((r for r in writable if _inside(path, r)), None)
+        parent = os.path.dirname(path)
+        while owner is not None and parent != owner and _inside(parent, owner):
+            if facts.kind(parent) == "link":
+                raise UnavailableError(
+                    f"{parent} is a symbolic link above the protected path {path}; the sandbox "
+                    "cannot stop it being replaced; replace the link with what it points to"
+                )
+            parent = os.path.dirname(parent)
 
     nproc_by_rlimit = facts.uid != 0
     pids_cgroup = None
@@ -376,20 +390,23 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         args += ["--bind", pin, pin]
     for path, _ in protected:
         kind = facts.kind(path)
+        inside = any(_inside(path, r) for r in writable)
         if kind in ("dir", "file", "other"):
             args += ["--ro-bind", path, path]
-        elif not any(_inside(path, r) for r in writable):
-            continue
-        elif facts.kind(os.path.dirname(path)) == "dir":
-            args += ["--ro-bind", "/dev/null", path]
+        elif not inside:
+            continue  # missing and outside every writable root: cannot be created anyway
+        elif kind == "placeholder" or facts.kind(os.path.dirname(path)) == "dir":
             placeholders.append(path)
         else:
             # e.g. .git/hooks without .git: cover the missing parent itself, so no repository
             # (and no hook) can be created there
             parent = os.path.dirname(path)
             if facts.kind(os.path.dirname(parent)) == "dir" and parent not in placeholders:
-                args += ["--ro-bind", "/dev/null", parent]
                 placeholders.append(parent)
+    for path in placeholders:
+        # commondir keeps its "." content visible (git reads it); the rest read as empty
+        source = path if os.path.basename(path) == "commondir" else "/dev/null"
+        args += ["--ro-bind", source, path]
     for path in deny:
         kind = facts.kind(path)
         if kind == "dir":
@@ -420,14 +437,24 @@ def _deny_read(policy: Policy, facts: HostFacts) -> list[str]:
         value = value.removeprefix("unix://").split(",")[0]
         if value.startswith("/") and name != "WAYLAND_DISPLAY":
             wanted.append(value)
-    out: list[str] = []
+    found: list[str] = []
     for path in dict.fromkeys(wanted):
         kind = facts.kind(path)
         if kind == "link":
             path = facts.realpaths.get(path, path)
             kind = facts.kind(path)
-        if kind != "missing" and path not in out:
-            out.append(path)
+        if kind != "missing" and path not in found:
+            found.append(path)
+    # The sandbox gets empty /tmp, /var/tmp and /run of its own: nothing under them is visible,
+    # and a mask there could not even be mounted (/run is read-only). A path inside another
+    # deny-read directory is hidden with it.
+    out: list[str] = []
+    for path in sorted(found, key=lambda p: (p.count("/"), p)):
+        if any(_inside(path, hidden) for hidden in REPLACED_DIRS):
+            continue
+        if any(_inside(path, d) for d in out):
+            continue
+        out.append(path)
     return out
 
 

@@ -498,12 +498,6 @@ def test_project_file_that_is_a_directory(env: Env) -> None:
     "[limits]\ntimeout = { s = 30 }\n",
     "[limits]\ntimeout = 1979-05-27T07:32:00Z\n",
 ])
-@pytest.mark.xfail(
-    reason="src/ringfence/policy/load.py parse_size/parse_seconds call text.strip() "
-           "on any non-int value (float, list, table, datetime), raising AttributeError "
-           "instead of a PolicyError naming the file and key",
-    raises=AttributeError, strict=True,
-)
 def test_non_scalar_size_or_seconds_is_a_policy_error(env: Env, text: str) -> None:
     path = env.write_project(text)
     msg = _error(env)
@@ -633,12 +627,6 @@ def test_failing_resolve_leaves_no_temporary_files_in_the_state_dir(env: Env) ->
     assert leftovers in ([], ["policy-cache.marshal"])
 
 
-@pytest.mark.xfail(
-    reason="src/ringfence/policy/load.py read_toml: when marshal.dump fails (a TOML date/time "
-           "value is not marshallable) the ValueError is swallowed but the half-written "
-           "policy-cache.marshal.<pid> temporary file is never removed",
-    strict=True,
-)
 def test_unmarshallable_document_leaves_no_temporary_file(env: Env) -> None:
     env.write_project("[bogus]\nwhen = 1979-05-27\n")
     with pytest.raises(PolicyError):
@@ -736,12 +724,6 @@ def test_corrupt_cache_is_ignored(env: Env, blob: bytes) -> None:
     b"N",  # marshal's None
     marshal.dumps([1, 2, 3]),
 ], ids=["float", "none", "list"])
-@pytest.mark.xfail(
-    reason="src/ringfence/policy/load.py read_toml: a cache file that unmarshals to something "
-           "other than a dict makes entries.get raise AttributeError, which the except clause "
-           "does not catch; every run then fails until the file is deleted",
-    raises=AttributeError, strict=True,
-)
 def test_cache_that_is_not_a_dict_is_ignored(env: Env, blob: bytes) -> None:
     env.cache_file.parent.mkdir(parents=True)
     env.cache_file.write_bytes(blob)
@@ -787,22 +769,11 @@ def test_parse_size_rejects(text: object) -> None:
 
 
 @pytest.mark.parametrize("text", ["1e999", "infG", "1e400K"])
-@pytest.mark.xfail(
-    reason="src/ringfence/policy/load.py parse_size: int(float(number) * unit) raises "
-           "OverflowError for an infinite value, which is not caught (only ValueError, KeyError "
-           "are)",
-    raises=OverflowError, strict=True,
-)
 def test_parse_size_rejects_infinity(text: str) -> None:
     with pytest.raises(PolicyError, match="memory"):
         parse_size(text, "memory")
 
 
-@pytest.mark.xfail(
-    reason="src/ringfence/policy/load.py parse_size accepts only str and int; a float "
-           "(TOML `memory = 1.5`) reaches text.strip() and raises AttributeError",
-    raises=AttributeError, strict=True,
-)
 def test_parse_size_float_is_a_policy_error_or_a_size() -> None:
     try:
         parse_size(1.5, "memory")  # type: ignore[arg-type]
@@ -829,12 +800,6 @@ def test_parse_seconds_rejects(text: object) -> None:
 
 
 @pytest.mark.parametrize("text", [math.inf, "1e999", "1e999s"])
-@pytest.mark.xfail(
-    reason="src/ringfence/policy/load.py parse_seconds accepts an infinite timeout "
-           "(TOML `timeout = inf`, --timeout 1e999); the run then dies with OverflowError in "
-           "signal.setitimer (backends/linux.py exec_cli) instead of a PolicyError up front",
-    strict=True,
-)
 def test_parse_seconds_rejects_infinity(text: object) -> None:
     with pytest.raises(PolicyError, match="timeout"):
         parse_seconds(text, "timeout")  # type: ignore[arg-type]

@@ -107,11 +107,6 @@ def test_unknown_field_is_a_type_error() -> None:
         Limits(nope=1)
 
 
-@pytest.mark.xfail(
-    reason="src/ringfence/policy/model.py Frozen.__init__ looks the missing field up in "
-           "_defaults and leaks a bare KeyError('workspace') instead of a TypeError",
-    strict=True,
-)
 def test_missing_required_field_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="workspace"):
         Policy()

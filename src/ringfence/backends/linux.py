@@ -122,14 +122,24 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     protected: list[tuple[str, str]] = []
     for root in policy.writable_roots():
         protected += find_protected(root, policy.protected)
-    paths += [p for p, _ in protected]
-    paths += [os.path.dirname(p) for p, _ in protected]
+    roots = policy.writable_roots()
+    paths += roots
+    for path, _ in protected:
+        paths.append(path)
+        owner = next((r for r in roots if path.startswith(r.rstrip("/") + "/")), None)
+        parent = os.path.dirname(path)
+        while owner is not None and parent != owner and len(parent) > len(owner):
+            paths.append(parent)  # every ancestor inside the root: pinned, or refused if a link
+            parent = os.path.dirname(parent)
     for name in SOCKET_ENV:
         value = env.get(name, "")
         value = value.removeprefix("unix:path=").removeprefix("unix://").split(",")[0]
         if value.startswith("/"):
             paths.append(value)
     kinds = {p: _kind(p) for p in dict.fromkeys(paths)}
+    for path in recorded_placeholders(state, policy.workspace):
+        if path in kinds:
+            kinds[path] = "placeholder"  # a placeholder left by a run still going or killed
     realpaths = {p: os.path.realpath(p) for p, k in kinds.items() if k == "link"}
     for target in realpaths.values():
         kinds.setdefault(target, _kind(target))
@@ -233,8 +243,8 @@ def _seccomp_memfd(block_inet: bool, block_unix: bool) -> int:
 class Prepared:
     """Host-side state for one run: fds to pass, the cgroup, placeholders. ``close()`` undoes."""
 
-    __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders", "lock_fd", "tmpdir",
-                 "_spec")
+    __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders", "placeholders_root",
+                 "state_dir", "lock_fd", "tmpdir", "term_signal")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
@@ -242,9 +252,11 @@ class Prepared:
         self.status_r = -1
         self.cgroup = ""
         self.placeholders: tuple[str, ...] = ()
+        self.placeholders_root = ""
+        self.state_dir = ""
         self.lock_fd = -1
         self.tmpdir = ""
-        self._spec = b""
+        self.term_signal = 0
 
     def child_setup(self, rlimits: tuple[tuple[str, int], ...]) -> Callable[[], None]:
         """What runs in the forked child just before exec: limits, cgroup. Async-signal-light."""
@@ -301,7 +313,7 @@ class Prepared:
                     time.sleep(0.002)  # the namespace's last processes are still exiting
             self.cgroup = ""
         if self.lock_fd >= 0:
-            _release_placeholders(self.lock_fd, self.placeholders)
+            _release_placeholders(self.state_dir, self.placeholders_root, self.lock_fd)
             self.lock_fd = -1
         if self.tmpdir:
             import shutil
@@ -394,79 +406,125 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
                 "user or pass --max-processes 0") from None
     if plan.placeholders:
         prep.placeholders = plan.placeholders
+        prep.placeholders_root = plan.policy.workspace
+        prep.state_dir = state_dir
         prep.lock_fd = _claim_placeholders(state_dir, plan.policy.workspace, plan.placeholders)
 
 
 # ---------------------------------------------------------------------------------------------
-# Placeholders: the empty files bwrap creates as mount points for missing protected paths.
-# Every run holds a shared lock on the workspace's record while it runs; the last one out (the
-# one that gets the exclusive lock) removes the placeholders that are still empty files. A run
-# that was killed leaves its placeholders in the record, and the next run removes them.
+# Placeholders: the files that stand in for missing protected paths while a command runs, so the
+# sandbox cannot create them (a read-only mount sits on each). ringfence creates them itself:
+# empty, except ``commondir``, which says "." so that git on the host, reading it during the run,
+# still finds its own directory. Each workspace has a record of them in the state directory, a
+# ``.lock`` file held briefly while the record changes, and a ``.users`` file that every run using
+# placeholders holds a shared lock on. The last run out (the one that can upgrade to an exclusive
+# lock) removes them. A run that was killed leaves them in the record; the next run treats them
+# as its own placeholders (``gather_facts`` reads the record) and removes them when it ends.
 
-def _record_path(state_dir: str, workspace: str) -> str:
+def placeholder_content(path: str) -> bytes:
+    return b".\n" if os.path.basename(path) == "commondir" else b""
+
+
+def record_path(state_dir: str, workspace: str) -> str:
     import zlib
 
     tag = f"{zlib.crc32(workspace.encode()):08x}"
     return os.path.join(state_dir, "placeholders", f"{os.path.basename(workspace)}-{tag}")
 
 
-def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...]) -> int:
+def recorded_placeholders(state_dir: str, workspace: str) -> list[str]:
+    """Recorded placeholders that are still ours (a regular file with our content)."""
+    try:
+        with open(record_path(state_dir, workspace), "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return []
+    paths = [line for line in data.decode(errors="surrogateescape").split("\n") if line]
+    return [p for p in paths if _is_ours(p)]
+
+
+def _is_ours(path: str) -> bool:
+    import stat
+
+    want = placeholder_content(path)
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(want):
+            return False
+        if not want:
+            return True
+        with open(path, "rb") as fh:
+            return fh.read(len(want) + 1) == want
+    except OSError:
+        return False
+
+
+def _lock(path: str, how: int) -> int:
     import fcntl
 
-    record = _record_path(state_dir, workspace)
     try:
-        os.makedirs(os.path.dirname(record), mode=0o700, exist_ok=True)
-        fd = os.open(record, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        raise SandboxError(f"cannot write {record}: {exc.strerror}") from None
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    previous = _read_record(fd)
-    missing = [p for p in paths if not os.path.lexists(p)]
-    stale = [p for p in previous if p not in missing]
-    if stale:
-        _remove_empty(stale)  # left by a run that was killed; nobody else holds the lock now
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.ftruncate(fd, 0)
-    os.write(fd, "\n".join(dict.fromkeys([*missing, *previous])).encode())
-    fcntl.flock(fd, fcntl.LOCK_SH)
+        raise SandboxError(f"cannot write {path}: {exc.strerror}") from None
+    fcntl.flock(fd, how)
     return fd
 
 
-def _read_record(fd: int) -> list[str]:
-    os.lseek(fd, 0, os.SEEK_SET)
-    data = b""
-    while chunk := os.read(fd, 65536):
-        data += chunk
-    return [line for line in data.decode(errors="surrogateescape").split("\n") if line]
-
-
-def _remove_empty(paths: list[str]) -> None:
-    import stat
-
-    for path in paths:
-        try:
-            st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                os.unlink(path)
-        except OSError:
-            pass
-
-
-def _release_placeholders(fd: int, paths: tuple[str, ...]) -> None:
+def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...]) -> int:
+    """Create the missing placeholders and take a shared hold on them; returns the hold's fd."""
     import fcntl
 
+    record = record_path(state_dir, workspace)
+    guard = _lock(record + ".lock", fcntl.LOCK_EX)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)  # another run still uses them; the last one cleans up
-        return
-    try:
-        recorded = _read_record(fd)
-        _remove_empty(recorded)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
+        # never blocks: a cleaner only tries for an exclusive lock while holding the guard
+        users = _lock(record + ".users", fcntl.LOCK_SH)
+        created = []
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                continue  # ours from another run, or the command's own (then mounted over)
+            except OSError as exc:
+                os.close(users)
+                raise SandboxError(f"cannot create the placeholder {path}: {exc.strerror}"
+                                   ) from None
+            os.write(fd, placeholder_content(path))
+            os.close(fd)
+            created.append(path)
+        if created:
+            previous = recorded_placeholders(state_dir, workspace)
+            with open(record, "w", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write("\n".join(dict.fromkeys([*previous, *created])) + "\n")
+        return users
     finally:
-        os.close(fd)
+        os.close(guard)
+
+
+def _release_placeholders(state_dir: str, workspace: str, users: int) -> None:
+    import fcntl
+
+    record = record_path(state_dir, workspace)
+    guard = _lock(record + ".lock", fcntl.LOCK_EX)
+    try:
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # another run still relies on them; the last one out removes them
+        for path in recorded_placeholders(state_dir, workspace):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        try:
+            os.unlink(record)
+        except OSError:
+            pass
+    finally:
+        os.close(users)
+        os.close(guard)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,13 +579,18 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     prep.fds = []
     timed_out = False
 
+    group = plan.mode == "none"  # full-access: no namespace, so kill the session's group
+    stopped_by = 0
+
     def on_alarm(signum: int, frame: object) -> None:
         nonlocal timed_out
         timed_out = True
-        _kill(pid)
+        _kill(pid, group)
 
     def on_term(signum: int, frame: object) -> None:
-        _kill(pid)
+        nonlocal stopped_by
+        stopped_by = signum
+        _kill(pid, group)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
@@ -543,12 +606,19 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     _finish(plan, prep, status, outcome)
     if timed_out:
         outcome.limits_hit.append("timeout")
+    if stopped_by:
+        outcome.exit_code = 128 + stopped_by  # ringfence itself was told to stop
     return outcome
 
 
-def _kill(pid: int) -> None:
+def _kill(pid: int, group: bool = False) -> None:
+    """SIGKILL: bwrap dies and takes the namespace with it (die-with-parent). Without a
+    namespace (full-access) the command leads its own session, so its group is killed."""
     try:
-        os.kill(pid, 9)  # SIGKILL: bwrap dies and takes the namespace with it (die-with-parent)
+        if group:
+            os.killpg(pid, 9)
+        else:
+            os.kill(pid, 9)
     except ProcessLookupError:
         pass
 
@@ -614,7 +684,7 @@ def run_captured(
             events = sel.select(wait)
             if deadline is not None and time.monotonic() >= deadline and not timed_out:
                 timed_out = True
-                _kill(proc.pid)
+                _kill(proc.pid, plan.mode == "none")
             for key, _ in events:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
@@ -636,7 +706,7 @@ def run_captured(
         status = _wait(proc, deadline)
     except TimeoutError:
         timed_out = True
-        _kill(proc.pid)
+        _kill(proc.pid, plan.mode == "none")
         status = _wait(proc, None)
     outcome.duration = time.monotonic() - start
     for stream in (proc.stdout, proc.stderr):

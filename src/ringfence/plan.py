@@ -52,6 +52,13 @@ GPU_DEVICES = ("/dev/dri", "/dev/kfd", "/dev/nvidiactl", "/dev/nvidia-uvm",
 # placeholder that says ".", which git reads as "this directory").
 GIT_PROTECTED = ("hooks", "config", "config.worktree", "commondir")
 
+
+def placeholder_is_file(path: str) -> bool:
+    """Placeholders are empty directories, which git ignores (``git add -A`` keeps working)
+    and which nothing can be created in; git's own files inside a git directory are files,
+    because git reads them (``commondir`` says ".": "this directory")."""
+    return os.path.basename(path) in ("config", "config.worktree", "commondir")
+
 # The bound on the scan one level below a writable root: start-up must not grow with the
 # workspace. The first MAX_TOP_ENTRIES directory entries are read, and the first MAX_SUBDIRS
 # subdirectories among them (by name) are checked for existing protected names.
@@ -370,6 +377,8 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         if facts.kind(path) != "missing":
             args += ["--ro-bind", path, path]
     args += ["--remount-ro", "/run"]
+    if policy.profile == "read-only" and any(_inside(policy.workspace, d) for d in REPLACED_DIRS):
+        args += ["--ro-bind", policy.workspace, policy.workspace]  # visible under the new /tmp
     for root in writable:
         args += ["--bind", root, root]
     # pins: the parents of protected paths (inside a writable root) become mount points, so they
@@ -397,16 +406,17 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
             continue  # missing and outside every writable root: cannot be created anyway
         elif kind == "placeholder" or facts.kind(os.path.dirname(path)) == "dir":
             placeholders.append(path)
-        else:
+        elif facts.kind(os.path.dirname(path)) in ("missing", "placeholder"):
             # e.g. .git/hooks without .git: cover the missing parent itself, so no repository
-            # (and no hook) can be created there
+            # (and no hook) can be created there. (A parent that is a file, like the .git file
+            # of a worktree, needs nothing: nothing can be created below a file.)
             parent = os.path.dirname(path)
             if facts.kind(os.path.dirname(parent)) == "dir" and parent not in placeholders:
                 placeholders.append(parent)
     for path in placeholders:
-        # commondir keeps its "." content visible (git reads it); the rest read as empty
-        source = path if os.path.basename(path) == "commondir" else "/dev/null"
-        args += ["--ro-bind", source, path]
+        # ringfence creates each placeholder (see placeholder_is_file) before the sandbox
+        # starts; it is mounted read-only onto itself
+        args += ["--ro-bind", path, path]
     for path in deny:
         kind = facts.kind(path)
         if kind == "dir":

@@ -106,9 +106,6 @@ def test_tools_that_need_scratch_space_work(world: World) -> None:
     assert result.stdout == "ok True\n"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: under --profile read-only a workspace below /tmp (or /var/tmp, /run) is hidden by the "
-    "private tmpfs and never bound back: bwrap fails with \"Can't chdir\" (exit 1, not 125)"))
 def test_workspace_under_host_tmp(world: World) -> None:
     """A workspace in the host's /tmp (a common place for a quick experiment): read-only must
     still show it (readable, not writable) rather than fail to start."""

@@ -487,8 +487,16 @@ def test_policy_file_that_is_a_directory(env: Env) -> None:
 
 def test_project_file_that_is_a_directory(env: Env) -> None:
     env.project_file.mkdir()
+    (env.project_file / "x").write_text("")
     msg = _error(env)
     assert str(env.project_file) in msg
+
+
+def test_project_file_that_is_an_empty_directory_is_no_file(env: Env) -> None:
+    """A running sandbox covers a missing .ringfence.toml with an empty directory; a run that
+    starts meanwhile reads that as "no project file", not as an error."""
+    env.project_file.mkdir()
+    assert env.resolve().profile == "workspace-write"
 
 
 @pytest.mark.parametrize("text", [

@@ -518,9 +518,10 @@ def apply(plan: LandlockPlan, *, abi: int, block_tcp: bool, scope: bool) -> None
     bind and connect with no rule allowing any, so no TCP at all; with ``scope`` and ABI >= 6
     no signals to, and no abstract unix sockets of, processes outside), opens each path with
     O_PATH|O_NOFOLLOW|O_CLOEXEC and adds its rule (masked to file rights when it is not a
-    directory; skipped when it vanished or became a symbolic link since planning, which can only
-    take access away), sets PR_SET_NO_NEW_PRIVS and restricts itself. Call it single-threaded:
-    other threads keep their freedom. Raises UnavailableError or SandboxError, one line each.
+    directory; skipped when it vanished or became a symbolic link since planning or cannot be
+    reached, which can only take access away), sets PR_SET_NO_NEW_PRIVS and restricts itself.
+    Call it single-threaded: other threads keep their freedom. Raises UnavailableError or
+    SandboxError, one line each.
     """
     from ..errors import SandboxError, UnavailableError
 
@@ -568,8 +569,10 @@ def apply(plan: LandlockPlan, *, abi: int, block_tcp: bool, scope: bool) -> None
         for path, rights in plan.rules:
             try:
                 fd = os.open(path, flags)
-            except (FileNotFoundError, NotADirectoryError):
-                continue  # gone since planning: nothing to grant
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                # gone since planning, or behind a directory this user may not search (so
+                # unreachable anyway; Landlock never grants more than file permissions do)
+                continue
             except OSError as exc:
                 raise SandboxError(f"cannot open {path} for its Landlock rule: "
                                    f"{_errname(exc.errno or 0)}") from None

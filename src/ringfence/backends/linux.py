@@ -219,8 +219,8 @@ def resolve_command(argv0: str, env: dict[str, str], cwd: str) -> str:
         if not found:
             raise CommandError(f"ringfence: {argv0}: command not found", 127)
     real = os.path.realpath(found)
-    for hidden in ("/tmp/", "/var/tmp/", "/run/"):
-        if real.startswith(hidden):
+    for hidden in ("/tmp/", "/var/tmp/", "/run/", "/var/run/"):
+        if real.startswith(hidden) or os.path.abspath(found).startswith(hidden):
             raise CommandError(
                 f"ringfence: {argv0}: {real} is under {hidden.rstrip('/')}, which the sandbox "
                 "replaces with its own; put the program in the workspace", 127)
@@ -444,11 +444,17 @@ def recorded_placeholders(state_dir: str, workspace: str) -> list[str]:
 
 
 def _is_ours(path: str) -> bool:
+    """A placeholder still as ringfence made it: an empty directory, or a file with our content
+    (see ``plan.placeholder_is_file``)."""
     import stat
 
-    want = placeholder_content(path)
+    from ..plan import placeholder_is_file
+
     try:
         st = os.lstat(path)
+        if not placeholder_is_file(path):
+            return stat.S_ISDIR(st.st_mode) and not os.listdir(path)
+        want = placeholder_content(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size != len(want):
             return False
         if not want:
@@ -480,19 +486,24 @@ def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...]) 
     try:
         # never blocks: a cleaner only tries for an exclusive lock while holding the guard
         users = _lock(record + ".users", fcntl.LOCK_SH)
+        from ..plan import placeholder_is_file
+
         created = []
         for path in paths:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o644)
+                if placeholder_is_file(path):
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o644)
+                    os.write(fd, placeholder_content(path))
+                    os.close(fd)
+                else:
+                    os.mkdir(path, 0o555)
             except FileExistsError:
-                continue  # ours from another run, or the command's own (then mounted over)
+                continue  # ours from another run (it is in the record already)
             except OSError as exc:
                 os.close(users)
                 raise SandboxError(f"cannot create the placeholder {path}: {exc.strerror}"
                                    ) from None
-            os.write(fd, placeholder_content(path))
-            os.close(fd)
             created.append(path)
         if created:
             previous = recorded_placeholders(state_dir, workspace)
@@ -515,7 +526,10 @@ def _release_placeholders(state_dir: str, workspace: str, users: int) -> None:
             return  # another run still relies on them; the last one out removes them
         for path in recorded_placeholders(state_dir, workspace):
             try:
-                os.unlink(path)
+                if os.path.isdir(path):
+                    os.rmdir(path)
+                else:
+                    os.unlink(path)
             except OSError:
                 pass
         try:

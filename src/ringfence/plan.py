@@ -479,13 +479,17 @@ def _plan_landlock(policy: Policy, facts: HostFacts, deny: list[str], writable: 
         "block_tcp": policy.network == "off",
         "scope": True,
     }
+    from .backends._landlock import _weaker_notes
+
     weaker = (
         "no user, pid or network namespace: Landlock, seccomp and rlimits only",
-        "the private /tmp is a host directory given as TMPDIR; programs that write to /tmp "
-        "directly are refused",
-        "missing protected names at the top of a writable root can be created",
-        "processes that leave the session may outlive the run if ringfence is killed",
+        "what the command starts in the background can outlive the run; only the command "
+        "itself dies with ringfence",
         "the process limit counts all of your processes, not only the sandbox's",
+        *_weaker_notes(facts.landlock_abi),
+        "stricter than the bubblewrap mode: nothing can be created, deleted or renamed at the "
+        "top of a writable root or inside .git (git commit fails), and the host's /tmp, /run "
+        "and /dev/shm are out of reach (TMPDIR is a private directory)",
     )
     return Plan(
         mode="landlock",
@@ -493,6 +497,7 @@ def _plan_landlock(policy: Policy, facts: HostFacts, deny: list[str], writable: 
         rlimits=_rlimits(policy, nproc=True), seccomp=(policy.network == "off",
                                                        policy.network == "off"),
         landlock=spec, pids_cgroup=pids_cgroup, placeholders=(),
-        layers=("landlock", "seccomp", "no_new_privs", "rlimits", "new session"),
+        layers=("landlock", "seccomp", "no_new_privs", "no capabilities", "rlimits",
+                "new session", "the command dies with ringfence"),
         weaker=weaker, **common,
     )

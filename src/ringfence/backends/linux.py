@@ -593,8 +593,16 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     prep.fds = []
     timed_out = False
 
-    group = plan.mode == "none"  # full-access: no namespace, so kill the session's group
+    # Without a pid namespace (full-access, landlock) the command leads its own session: kill
+    # its process group, and pass Ctrl-C on (the terminal's SIGINT only reaches our group).
+    group = plan.mode != "bwrap"
     stopped_by = 0
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        try:
+            os.killpg(pid, signum)
+        except OSError:
+            pass
 
     def on_alarm(signum: int, frame: object) -> None:
         nonlocal timed_out
@@ -612,7 +620,7 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
         signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, plan.timeout)
     # Ctrl-C reaches bwrap too (same process group); it dies and takes the sandbox with it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, on_interrupt if group else signal.SIG_IGN)
     _, status = os.waitpid(pid, 0)
     if plan.timeout:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -698,7 +706,7 @@ def run_captured(
             events = sel.select(wait)
             if deadline is not None and time.monotonic() >= deadline and not timed_out:
                 timed_out = True
-                _kill(proc.pid, plan.mode == "none")
+                _kill(proc.pid, plan.mode != "bwrap")
             for key, _ in events:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
@@ -720,7 +728,7 @@ def run_captured(
         status = _wait(proc, deadline)
     except TimeoutError:
         timed_out = True
-        _kill(proc.pid, plan.mode == "none")
+        _kill(proc.pid, plan.mode != "bwrap")
         status = _wait(proc, None)
     outcome.duration = time.monotonic() - start
     for stream in (proc.stdout, proc.stderr):

@@ -1,0 +1,105 @@
+"""The Landlock fallback end to end, through the library, where user namespaces "are missing".
+
+The host here allows user namespaces, so the tests make ringfence believe they are disabled
+(the sysctl check is the one thing patched); everything after that is real: the plan, the
+fallback launcher, Landlock, seccomp and rlimits on the real kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from tests.conftest import World
+
+import ringfence
+from ringfence.backends import _landlock, linux
+from ringfence.errors import UnavailableError
+
+pytestmark = pytest.mark.skipif(_landlock.abi_version() < 1, reason="no Landlock here")
+
+
+@pytest.fixture
+def no_userns(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(linux, "_userns_status",
+                        lambda uid: "user namespaces are disabled (test)")
+    return world
+
+
+def run(world: World, script: str, **policy: object) -> ringfence.Result:
+    pol = ringfence.Policy(workspace=str(world.workspace), fallback="landlock",
+                           limits=ringfence.Limits(max_processes=0), **policy)
+    return ringfence.run(["/bin/sh", "-c", script], pol)
+
+
+def test_refuses_without_the_opt_in(no_userns: World) -> None:
+    """Fail closed: with namespaces missing and no opt-in, nothing runs; the error says why and
+    names the option that accepts the weaker mode."""
+    pol = ringfence.Policy(workspace=str(no_userns.workspace))
+    marker = no_userns.workspace / "ran"
+    with pytest.raises(UnavailableError, match="--fallback landlock"):
+        ringfence.run(["/bin/sh", "-c", f"touch '{marker}'"], pol)
+    assert not marker.exists()
+
+
+def test_runs_in_landlock_mode_and_says_what_is_weaker(no_userns: World) -> None:
+    (no_userns.workspace / "notes.txt").write_text("old\n")
+    result = run(no_userns, "echo new > notes.txt && cat notes.txt")
+    assert result.exit_code == 0, result.stderr
+    assert result.mode == "landlock"
+    assert result.weaker and any("namespace" in w for w in result.weaker)
+    assert (no_userns.workspace / "notes.txt").read_text() == "new\n"
+
+
+def test_write_outside_is_refused(no_userns: World) -> None:
+    """The command overwrites a file next to the workspace."""
+    target = no_userns.outside / "target.txt"
+    result = run(no_userns, f"echo PWNED > '{target}'")
+    assert result.exit_code != 0
+    assert target.read_text() == "ORIGINAL\n"
+    control = run(no_userns, f"echo PWNED > '{target}'", profile="full-access")
+    assert control.exit_code == 0 and target.read_text() == "PWNED\n"
+
+
+def test_secrets_are_unreadable(no_userns: World) -> None:
+    """The command reads the fake ~/.ssh key."""
+    key = no_userns.home / ".ssh" / "id_ed25519"
+    result = run(no_userns, f"cat '{key}'")
+    assert result.exit_code != 0
+    assert b"FAKE-PRIVATE-KEY" not in (result.stdout or b"")
+    control = run(no_userns, f"cat '{key}'", profile="full-access")
+    assert b"FAKE-PRIVATE-KEY" in (control.stdout or b"")
+
+
+def test_protected_hook_cannot_be_written(no_userns: World) -> None:
+    """The command plants a git hook the host would run."""
+    no_userns.git_init()
+    hook = no_userns.workspace / ".git" / "hooks" / "pre-commit"
+    result = run(no_userns, f"echo evil > '{hook}'")
+    assert result.exit_code != 0
+    assert not hook.exists()
+
+
+def test_network_is_off(no_userns: World) -> None:
+    """The command opens an internet socket."""
+    code = "import socket; socket.socket(socket.AF_INET, socket.SOCK_STREAM)"
+    result = run(no_userns, f"'{sys.executable}' -c '{code}'")
+    assert result.exit_code != 0
+    control = run(no_userns, f"'{sys.executable}' -c '{code}'", network="on")
+    assert control.exit_code == 0, control.stderr
+
+
+def test_the_cli_reports_the_mode(no_userns: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json says which mode ran, so an agent knows it got less."""
+    import json
+
+    from ringfence.cli import main
+
+    os.chdir(no_userns.workspace)
+    code = main(["run", "--fallback", "landlock", "--max-processes", "0", "--json", "--",
+                 "/bin/true"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["mode"] == "landlock" and report["weaker"]

@@ -1,0 +1,250 @@
+"""Attack: outlive the run (a daemon left behind keeps working after the user thinks it ended).
+
+Every process the tests look for carries a unique marker in its argv (``sleep 300.<digits>``),
+found on the host through ``/proc/*/cmdline``; the tests kill only what they started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from tests.conftest import World
+
+PY = os.path.realpath(sys.executable)
+
+
+def marker(seconds: int = 300) -> str:
+    """A ``sleep`` argument no other process on the machine has."""
+    return f"{seconds}.{uuid.uuid4().int % 10**12:012d}"
+
+
+def find(mark: str) -> list[int]:
+    """Host pids of the processes whose argv contains ``mark``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                args = fh.read().split(b"\0")
+            with open(f"/proc/{name}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if mark.encode() in args and state != "Z":
+            found.append(int(name))
+    return found
+
+
+def gone(mark: str, within: float = 2.0) -> bool:
+    deadline = time.monotonic() + within
+    while find(mark):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def wait_for(path: os.PathLike[str] | str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not (os.path.exists(path) and os.path.getsize(path) > 0):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def marks() -> Iterator[list[str]]:
+    """Markers handed out to a test; whatever still carries one is killed afterwards."""
+    given: list[str] = []
+    yield given
+    for mark in given:
+        for pid in find(mark):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def popen_ringfence(world: World, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "ringfence", *args], cwd=world.workspace,
+                            env=world.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def test_setsid_daemon_dies_with_the_command(world: World, marks: list[str]) -> None:
+    """The command leaves a daemon behind (``setsid sleep &``, detached from its session and
+    its output) and exits: the daemon must not survive the run."""
+    mark = marker()
+    marks.append(mark)
+    script = (f"setsid sleep {mark} </dev/null >/dev/null 2>&1 & echo $! > daemon.pid; "
+              "sleep 0.2; kill -0 $(cat daemon.pid) && echo alive")
+    result = world.sandbox(script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "alive"
+    assert gone(mark)
+    control = world.unsandboxed(script)  # without the pid namespace, the daemon stays
+    assert control.stdout.strip() == "alive"
+    time.sleep(0.3)
+    assert find(mark)
+
+
+DOUBLE_FORK = """
+import os, sys
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        fd = os.open("/dev/null", os.O_RDWR)
+        for n in (0, 1, 2):
+            os.dup2(fd, n)
+        with open("daemon.pid", "w") as fh:
+            fh.write(str(os.getpid()))
+        os.execvp("sleep", ["sleep", sys.argv[1]])
+    os._exit(0)
+os.wait()
+import time
+while not os.path.exists("daemon.pid") or not open("daemon.pid").read():
+    time.sleep(0.01)
+print("daemon", open("daemon.pid").read())
+"""
+
+
+def test_double_fork_daemon_dies_with_the_command(world: World, marks: list[str]) -> None:
+    """The classic daemon: fork, setsid, fork again (reparented away from the command), write a
+    pid file into the workspace, exec a long-running program; then the command exits."""
+    mark = marker()
+    marks.append(mark)
+    result = world.run("run", "--", PY, "-c", DOUBLE_FORK, mark)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("daemon ")
+    assert (world.workspace / "daemon.pid").read_text()  # it did start, inside
+    assert gone(mark)
+    (world.workspace / "daemon.pid").unlink()
+    control = world.run("run", "--profile", "full-access", "--", PY, "-c", DOUBLE_FORK, mark)
+    assert control.returncode == 0, control.stderr
+    time.sleep(0.3)
+    assert find(mark)
+
+
+def test_timeout_kills_the_tree(world: World, marks: list[str]) -> None:
+    """A command that would run far longer than allowed, with a child of its own: ``--timeout
+    1`` ends the run in about a second with 137 (SIGKILL), says so in ``--json``, and leaves
+    no process behind."""
+    mark = marker(60)
+    marks.append(mark)
+    start = time.monotonic()
+    result = world.run("run", "--timeout", "1", "--json", "--", "/bin/sh", "-c",
+                       f"sleep {mark} & sleep {mark}; wait")
+    elapsed = time.monotonic() - start
+    assert 0.9 <= elapsed < 5, elapsed
+    assert result.returncode == 137, result.stderr
+    report = json.loads(result.stdout)
+    assert report["exit_code"] == 137
+    assert "timeout" in report["limits_hit"]
+    assert 0.9 <= report["duration"] < 5
+    assert gone(mark)
+    # control: without --timeout the same command is still running after the same time
+    proc = popen_ringfence(world, "run", "--", "/bin/sh", "-c", f"sleep {mark} & sleep {mark}")
+    try:
+        time.sleep(1.5)
+        assert proc.poll() is None
+        assert len(find(mark)) == 2
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert gone(mark)
+
+
+def test_timeout_kills_the_tree_in_full_access(world: World, marks: list[str]) -> None:
+    """``--timeout`` promises the whole tree is killed; full-access has no pid namespace, but
+    it does put the command in a new session that can be killed as a group."""
+    mark = marker(60)
+    marks.append(mark)
+    quiet = f"sleep {mark} </dev/null >/dev/null 2>&1"  # so the run cannot wait on its pipes
+    result = world.run("run", "--profile", "full-access", "--timeout", "1", "--", "/bin/sh",
+                       "-c", f"{quiet} & {quiet}; wait", timeout=20)
+    assert result.returncode == 137
+    assert gone(mark)
+
+
+def test_sigkill_of_ringfence_kills_the_sandbox(world: World, marks: list[str]) -> None:
+    """ringfence itself is killed with SIGKILL (no handler runs): the sandboxed tree must not
+    be left running without anyone watching it."""
+    mark = marker()
+    marks.append(mark)
+    pidfile = world.workspace / "pidfile"
+    proc = popen_ringfence(world, "run", "--", "/bin/sh", "-c",
+                           f"echo $$ > pidfile; sleep {mark}")
+    try:
+        wait_for(pidfile)
+        assert find(mark)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+    assert gone(mark)
+
+
+def test_next_run_after_sigkill_works(world: World, marks: list[str]) -> None:
+    """After ringfence was killed with SIGKILL, the next run in the same workspace works and
+    the workspace holds no leftover placeholder files."""
+    mark = marker()
+    marks.append(mark)
+    before = sorted(os.listdir(world.workspace))
+    proc = popen_ringfence(world, "run", "--", "/bin/sh", "-c",
+                           f"echo $$ > pidfile; sleep {mark}")
+    try:
+        wait_for(world.workspace / "pidfile")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+    assert gone(mark)
+    result = world.sandbox("echo second")
+    assert (result.returncode, result.stdout) == (0, "second\n"), result.stderr
+    assert sorted(os.listdir(world.workspace)) == sorted([*before, "pidfile"])
+
+
+def _sigterm_run(world: World, mark: str) -> int:
+    proc = popen_ringfence(world, "run", "--", "/bin/sh", "-c",
+                           f"echo $$ > pidfile; sleep {mark}")
+    try:
+        wait_for(world.workspace / "pidfile")
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+    return code
+
+
+def test_sigterm_of_ringfence_kills_the_tree(world: World, marks: list[str]) -> None:
+    """ringfence is asked to stop (SIGTERM, as a supervisor or an agent's harness would): it
+    exits promptly and the sandboxed tree goes with it."""
+    mark = marker()
+    marks.append(mark)
+    start = time.monotonic()
+    code = _sigterm_run(world, mark)
+    assert time.monotonic() - start < 8
+    assert code in (137, 143), code  # killed, reported as 128+N
+    assert gone(mark)
+
+
+def test_sigterm_of_ringfence_exits_143(world: World, marks: list[str]) -> None:
+    """A program stopped by SIGTERM exits 128+15 so its caller can tell why."""
+    mark = marker()
+    marks.append(mark)
+    assert _sigterm_run(world, mark) == 143

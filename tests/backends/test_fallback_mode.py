@@ -7,7 +7,6 @@ fallback launcher, Landlock, seccomp and rlimits on the real kernel.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import pytest
@@ -92,13 +91,14 @@ def test_network_is_off(no_userns: World) -> None:
     assert control.exit_code == 0, control.stderr
 
 
-def test_the_cli_reports_the_mode(no_userns: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_reports_the_mode(no_userns: World, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """--json says which mode ran, so an agent knows it got less."""
     import json
 
     from ringfence.cli import main
 
-    os.chdir(no_userns.workspace)
+    monkeypatch.chdir(no_userns.workspace)
     code = main(["run", "--fallback", "landlock", "--max-processes", "0", "--json", "--",
                  "/bin/true"])
     report = json.loads(capsys.readouterr().out)

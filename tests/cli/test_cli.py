@@ -118,11 +118,6 @@ def test_symlink_under_host_tmp_is_refused(world: World) -> None:
         shutil.rmtree(tmp)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the command line's run path (linux.exec_cli: os.fork + os.execve) does not restore "
-    "the signal dispositions Python set for itself: the command starts with SIGPIPE and "
-    "SIGXFSZ ignored (SigIgn 0x1001000), so `yes | head -1` makes yes print 'Broken pipe' "
-    "errors instead of dying quietly, and file_size limits never show as SIGXFSZ"))
 def test_command_starts_with_default_signal_dispositions(world: World) -> None:
     """Programs expect SIGPIPE to end them when a reader goes away (``yes | head -1``)."""
     result = world.sandbox("grep SigIgn /proc/self/status; yes | head -n 1")
@@ -143,12 +138,6 @@ def _failing_bwrap(world: World) -> Path:
     return wrapper
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a bubblewrap failure while it sets up the mounts is reported as the command's own "
-    "exit 1 (bwrap's message, no 'ringfence:' line, --json says exit_code 1) instead of 125: "
-    "linux._finish() takes '\"child-pid\"' on the --json-status-fd as proof that setup "
-    "succeeded, but bwrap writes child-pid right after clone(), before the child builds the "
-    "mounts"))
 def test_sandbox_setup_failure_is_125(world: World) -> None:
     """When the sandbox cannot be built, ringfence exits 125 with a line saying so, so a
     caller never mistakes it for the command failing (and the command never ran)."""

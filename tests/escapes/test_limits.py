@@ -129,12 +129,6 @@ def test_file_size(world: World) -> None:
     assert (world.workspace / "big.bin").stat().st_size == 2 << 20
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the command line's run path (linux.exec_cli: os.fork + os.execve) does not restore "
-    "the signal dispositions Python set for itself, so the command starts with SIGXFSZ and "
-    "SIGPIPE ignored (SigIgn 0x1001000): writing past file_size fails with EFBIG (exit 1) "
-    "instead of SIGXFSZ, and neither the 128+25 status nor limits_hit 'file_size' appears. "
-    "The library path (subprocess, restore_signals=True) is right"))
 def test_file_size_is_reported(world: World) -> None:
     """Past ``file_size`` the command is stopped by SIGXFSZ: exit 128+25, and ``--json``
     names the limit."""

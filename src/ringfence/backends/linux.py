@@ -6,9 +6,9 @@ Two ways to run, sharing everything but the waiting:
 - ``run_captured``: the library's path, on ``subprocess``, capturing or streaming output with a
   cap.
 
-Before the command starts: the seccomp program goes into a memfd that bwrap reads; a pids cgroup
-is made for root callers (RLIMIT_NPROC does not bind root); the sandbox's cache directory exists;
-placeholders for missing protected paths are recorded so a later run can remove them if this one
+Before the command starts: the seccomp program goes into a pipe that bwrap reads (if it is still
+full when bwrap exits, the sandbox setup failed: exit 125); a pids cgroup is made for root
+callers (RLIMIT_NPROC does not bind root); the sandbox's cache directory exists; placeholders for missing protected paths are recorded so a later run can remove them if this one
 is killed. OS errors become ``SandboxError`` / ``UnavailableError`` here, at the boundary.
 """
 
@@ -227,24 +227,29 @@ def resolve_command(argv0: str, env: dict[str, str], cwd: str) -> str:
     return found
 
 
-def _seccomp_memfd(block_inet: bool, block_unix: bool) -> int:
+def _seccomp_pipe(block_inet: bool, block_unix: bool) -> tuple[int, int]:
+    """(fd for bwrap, fd we keep). bwrap reads the program after it has built every mount, just
+    before exec; if the program is still in the pipe when bwrap exits, setup failed."""
     from ._seccomp import build_filter
 
     program = build_filter(block_inet=block_inet, block_unix=block_unix)
     try:
-        fd = os.memfd_create("ringfence-seccomp", 0)  # not CLOEXEC: bwrap inherits it
-        os.write(fd, program)
-        os.lseek(fd, 0, os.SEEK_SET)
+        r, w = os.pipe()  # the program (~1.3 KB) fits in the pipe buffer
+        os.write(w, program)
+        os.close(w)
+        keep = os.dup(r)
+        os.set_blocking(keep, False)
+        os.set_inheritable(r, True)
     except OSError as exc:
         raise SandboxError(f"cannot prepare the seccomp filter: {exc.strerror}") from None
-    return fd
+    return r, keep
 
 
 class Prepared:
     """Host-side state for one run: fds to pass, the cgroup, placeholders. ``close()`` undoes."""
 
     __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders", "placeholders_root",
-                 "state_dir", "lock_fd", "tmpdir", "term_signal")
+                 "state_dir", "lock_fd", "tmpdir", "term_signal", "seccomp_check")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
@@ -257,6 +262,7 @@ class Prepared:
         self.lock_fd = -1
         self.tmpdir = ""
         self.term_signal = 0
+        self.seccomp_check = -1
 
     def child_setup(self, rlimits: tuple[tuple[str, int], ...]) -> Callable[[], None]:
         """What runs in the forked child just before exec: limits, cgroup. Async-signal-light."""
@@ -293,8 +299,19 @@ class Prepared:
             pass
         return b"".join(chunks).decode(errors="replace")
 
+    def setup_incomplete(self) -> bool:
+        """Whether bwrap exited before loading the seccomp program (so before exec)."""
+        if self.seccomp_check < 0:
+            return False
+        try:
+            return bool(os.read(self.seccomp_check, 1))
+        except BlockingIOError:
+            return False
+        except OSError:
+            return False
+
     def close(self) -> None:
-        for fd in [*self.fds, self.status_r]:
+        for fd in [*self.fds, self.status_r, self.seccomp_check]:
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -302,6 +319,7 @@ class Prepared:
                     pass
         self.fds = []
         self.status_r = -1
+        self.seccomp_check = -1
         if self.cgroup:
             for _ in range(500):
                 try:
@@ -358,7 +376,7 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
                                    ) from None
     tokens: dict[str, str] = {}
     if plan.seccomp is not None and plan.mode == "bwrap":
-        fd = _seccomp_memfd(*plan.seccomp)
+        fd, prep.seccomp_check = _seccomp_pipe(*plan.seccomp)
         prep.fds.append(fd)
         tokens["{seccomp-fd}"] = str(fd)
     if plan.mode == "bwrap":
@@ -554,7 +572,8 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
         outcome.limits_hit.append(SIGNAL_LIMITS[code - 128])
     if prep.pids_hit():
         outcome.limits_hit.append("max_processes")
-    if plan.mode == "bwrap" and '"child-pid"' not in prep.status():
+    if plan.mode == "bwrap" and ('"child-pid"' not in prep.status()
+                                 or prep.setup_incomplete()):
         outcome.setup_failed = True
 
 
@@ -579,6 +598,9 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     pid = os.fork()
     if pid == 0:  # the child: limits, then bwrap (or the fallback launcher)
         try:
+            # Python ignores SIGPIPE and SIGXFSZ for itself; the command gets the defaults
+            for signum in (13, 25):  # SIGPIPE, SIGXFSZ
+                signal.signal(signum, signal.SIG_DFL)
             setup()
             if plan.mode == "none":
                 os.setsid()

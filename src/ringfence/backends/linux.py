@@ -9,7 +9,8 @@ Two ways to run, sharing everything but the waiting:
 Before the command starts: the seccomp program goes into a pipe that bwrap reads (if it is still
 full when bwrap exits, the sandbox setup failed: exit 125); a pids cgroup is made for root
 callers (RLIMIT_NPROC does not bind root); the sandbox's cache directory exists; placeholders
-for missing protected paths are recorded so a later run can remove them if this one is killed. OS errors become ``SandboxError`` / ``UnavailableError`` here, at the boundary.
+for missing protected paths are recorded so a later run can remove them if this one is killed.
+OS errors become ``SandboxError`` / ``UnavailableError`` here, at the boundary.
 """
 
 from __future__ import annotations

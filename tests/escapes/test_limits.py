@@ -179,3 +179,12 @@ def test_file_size_in_the_library(in_world: World) -> None:
     control = ringfence.run(["/bin/sh", "-c", FILL], policy.replace(limits=ringfence.Limits()))
     assert control.exit_code == 0, control.stderr
     assert (world.workspace / "big.bin").stat().st_size == 2 << 20
+
+
+def test_private_tmp_is_bounded(world: World) -> None:
+    """The command fills /tmp to exhaust the machine's memory (tmpfs lives in RAM)."""
+    policy = world.base / "tmp-size.toml"
+    policy.write_text('[limits]\ntmp_size = "1M"\n')
+    script = "dd if=/dev/zero of=/tmp/fill bs=1M count=4 2>/dev/null"
+    assert world.sandbox(script, "--policy", str(policy)).returncode != 0
+    assert world.sandbox(script).returncode == 0  # control: the default size lets it through

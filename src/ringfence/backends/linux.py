@@ -249,20 +249,18 @@ def _seccomp_pipe(block_inet: bool, block_unix: bool) -> tuple[int, int]:
 class Prepared:
     """Host-side state for one run: fds to pass, the cgroup, placeholders. ``close()`` undoes."""
 
-    __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders", "placeholders_root",
-                 "state_dir", "lock_fd", "tmpdir", "term_signal", "seccomp_check")
+    __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders_root", "state_dir",
+                 "lock_fd", "tmpdir", "seccomp_check")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
         self.fds: list[int] = []
         self.status_r = -1
         self.cgroup = ""
-        self.placeholders: tuple[str, ...] = ()
         self.placeholders_root = ""
         self.state_dir = ""
         self.lock_fd = -1
         self.tmpdir = ""
-        self.term_signal = 0
         self.seccomp_check = -1
 
     def child_setup(self, rlimits: tuple[tuple[str, int], ...]) -> Callable[[], None]:
@@ -424,7 +422,6 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
                 f"cannot create a pids cgroup under {base}: {exc.strerror}; run as an ordinary "
                 "user or pass --max-processes 0") from None
     if plan.placeholders:
-        prep.placeholders = plan.placeholders
         prep.placeholders_root = plan.policy.workspace
         prep.state_dir = state_dir
         prep.lock_fd = _claim_placeholders(state_dir, plan.policy.workspace, plan.placeholders)

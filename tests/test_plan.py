@@ -160,6 +160,8 @@ GOLDEN_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "read_only": ({"profile": "read-only", "writable": ()}, {"protected_paths": ()}),
     "full_access": ({"profile": "full-access"}, {}),
     "network_on": ({"network": "on"}, {}),
+    "overlay_masks": ({}, {"overlay_lower": (HOME + "/.local/state/ringfence/empty/lower",
+                                             HOME + "/.local/state/ringfence/empty/upper")}),
     "gpu": ({"gpu": True}, {"kinds": {**KINDS, "/dev/dri": "dir", "/dev/nvidiactl": "other",
                                        "/dev/nvidia0": "other"}}),
     "root_with_pids_cgroup": ({}, {"uid": 0, "pids_cgroup": "/sys/fs/cgroup/user.slice"}),

@@ -919,3 +919,37 @@ def test_import_and_build_pull_in_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout.split()
     assert out == ["ringfence.backends._seccomp"]
+
+
+@pytest.mark.parametrize("arch", sorted(_seccomp.ARCHES))
+@pytest.mark.parametrize("block_inet", [True, False])
+def test_shipped_programs_match_the_rules(arch: str, block_inet: bool) -> None:
+    """The compiled programs shipped in backends/bpf/ (read at start-up instead of compiling)
+    are exactly what the rules compile to now: an edit to seccomp.rules that is not recompiled
+    would otherwise leave the sandbox with the old filter. Rewrite them with
+    RINGFENCE_UPDATE_GOLDEN=1 after changing the rules."""
+    from ringfence.backends.linux import shipped_program_path
+
+    path = Path(shipped_program_path(arch, block_inet, False))
+    program = _seccomp.build_filter(block_inet=block_inet, block_unix=False, arch=arch)
+    if os.environ.get("RINGFENCE_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(program)
+    assert path.read_bytes() == program, f"{path} is stale; rerun with RINGFENCE_UPDATE_GOLDEN=1"
+
+
+def test_the_sandbox_loads_the_shipped_program() -> None:
+    """The program bwrap receives is the shipped file for this machine (so the tests above
+    cover what actually runs)."""
+    from ringfence.backends import linux
+
+    arch = os.uname().machine
+    if arch not in _seccomp.ARCHES:
+        pytest.skip(f"no shipped program for {arch}")
+    r, keep = linux._seccomp_pipe(True, False)
+    try:
+        got = os.read(r, 1 << 16)
+    finally:
+        os.close(r)
+        os.close(keep)
+    assert got == Path(linux.shipped_program_path(arch, True, False)).read_bytes()

@@ -153,7 +153,83 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         userns=userns, landlock_abi=_landlock_abi() if userns else 0,
         pids_cgroup=_pids_cgroup() if uid == 0 else "",
         python=sys.executable, fallback_exec=os.path.join(here, "_fallback_exec.py"),
+        overlay_lower=_overlay_lower(bwrap, state) if bwrap and not userns else (),
     )
+
+
+# Read-only overlays of two empty directories cover missing protected directories and deny-read
+# directories in one mount each (see plan._hide_dir). Whether this bwrap and kernel can mount one
+# in a user namespace is probed once and remembered in the state directory, keyed by the kernel
+# release and the bwrap binary; RINGFENCE_NO_OVERLAY=1 turns it off (bind mounts instead).
+
+def overlay_dirs(state_dir: str) -> tuple[str, str]:
+    base = os.path.join(state_dir, "empty")
+    return os.path.join(base, "lower"), os.path.join(base, "upper")
+
+
+def _overlay_lower(bwrap: str, state_dir: str) -> tuple[str, ...]:
+    if os.environ.get("RINGFENCE_NO_OVERLAY", "") not in ("", "0"):
+        return ()
+    try:
+        st = os.stat(bwrap)
+    except OSError:
+        return ()
+    key = f"{os.uname().release} {bwrap} {st.st_size} {st.st_mtime_ns}\n"
+    dirs = overlay_dirs(state_dir)
+    record = os.path.join(state_dir, "overlay-probe")
+    try:
+        with open(record, encoding="utf-8", errors="replace") as fh:
+            seen = fh.read()
+        if seen.startswith(key):
+            return dirs if seen[len(key):] == "yes\n" else ()
+    except OSError:
+        pass
+    try:
+        ensure_empty_dirs(dirs)
+    except SandboxError:
+        return ()
+    works = _probe_overlay(bwrap, dirs)
+    try:
+        tmp = f"{record}.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(key + ("yes\n" if works else "no\n"))
+        os.replace(tmp, record)
+    except OSError:
+        pass
+    return dirs if works else ()
+
+
+def ensure_empty_dirs(dirs: tuple[str, ...]) -> None:
+    """Create the overlay's empty directories if missing; refuse if something put files there
+    (they would show up inside every covered path)."""
+    for path in dirs:
+        try:
+            if not os.path.isdir(path):
+                os.makedirs(path, mode=0o555, exist_ok=True)
+            if os.listdir(path):
+                raise SandboxError(f"{path} should be empty (ringfence mounts it over protected "
+                                   "and deny-read directories); remove what is in it")
+        except OSError as exc:
+            raise SandboxError(f"cannot create {path}: {exc.strerror}") from None
+
+
+def _probe_overlay(bwrap: str, dirs: tuple[str, ...]) -> bool:
+    """Mount a read-only overlay in a throwaway sandbox; True if bwrap managed it."""
+    argv = [bwrap, "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--tmpfs", "/tmp",
+            "--dir", "/tmp/probe", "--overlay-src", dirs[0], "--overlay-src", dirs[1],
+            "--ro-overlay", "/tmp/probe", "--", bwrap, "--version"]
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            pid = os.posix_spawn(bwrap, argv, dict(os.environ), file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+                (os.POSIX_SPAWN_DUP2, devnull, 2)])
+        finally:
+            os.close(devnull)
+        _, status = os.waitpid(pid, 0)
+    except OSError:
+        return False
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _landlock_abi() -> int:
@@ -228,12 +304,31 @@ def resolve_command(argv0: str, env: dict[str, str], cwd: str) -> str:
     return found
 
 
+def shipped_program_path(arch: str, block_inet: bool, block_unix: bool) -> str:
+    """Where the package keeps the compiled program for one architecture and flag pair."""
+    name = f"{arch}-inet{int(block_inet)}-unix{int(block_unix)}.bpf"
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", name)
+
+
+def _shipped_program(block_inet: bool, block_unix: bool) -> bytes | None:
+    """The program compiled ahead of time from seccomp.rules (tests/backends/test_seccomp.py
+    checks each file equals what ``build_filter`` makes now): reading it saves ~1 ms of
+    start-up. None for an architecture without one (``build_filter`` then decides)."""
+    try:
+        with open(shipped_program_path(os.uname().machine, block_inet, block_unix), "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
 def _seccomp_pipe(block_inet: bool, block_unix: bool) -> tuple[int, int]:
     """(fd for bwrap, fd we keep). bwrap reads the program after it has built every mount, just
     before exec; if the program is still in the pipe when bwrap exits, setup failed."""
-    from ._seccomp import build_filter
+    program = _shipped_program(block_inet, block_unix)
+    if program is None:
+        from ._seccomp import build_filter
 
-    program = build_filter(block_inet=block_inet, block_unix=block_unix)
+        program = build_filter(block_inet=block_inet, block_unix=block_unix)
     try:
         r, w = os.pipe()  # the program (~1.3 KB) fits in the pipe buffer
         os.write(w, program)
@@ -407,6 +502,8 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         prep.fds.append(r)
         tokens["{spec-fd}"] = str(r)
     prep.argv = [tokens.get(a, a) for a in plan.argv]
+    if "--ro-overlay" in plan.argv:
+        ensure_empty_dirs(overlay_dirs(state_dir))
     if plan.pids_cgroup:
         base = _pids_cgroup()
         if not base:

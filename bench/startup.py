@@ -6,7 +6,8 @@ Prints, from one run, the median wall time of:
 - ``ringfence run -- /bin/true`` (the command line, a new interpreter each time);
 - ``ringfence.run(["/bin/true"])`` (the library's one-shot run, in-process);
 each in a small workspace and in a 100,000-file workspace, with ratios against the plain
-command and bare bwrap.
+command and bare bwrap. Both workspaces are shaped like a repository (``.git`` with hooks and
+config); the large one adds 100 directories of 1,000 files.
 
     python bench/startup.py [--runs N] [--json]
 
@@ -39,9 +40,11 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(times) * 1000
 
 
-def make_big_workspace(path: Path, files: int = 100_000, per_dir: int = 1000) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    (path / ".git").mkdir(exist_ok=True)
+def make_workspace(path: Path, files: int = 0, per_dir: int = 1000) -> None:
+    """A repository-shaped workspace (``.git`` with hooks and config, as ``git init`` leaves
+    it), with ``files`` empty files in directories of ``per_dir`` beside it."""
+    (path / ".git" / "hooks").mkdir(parents=True, exist_ok=True)
+    (path / ".git" / "config").write_text("[core]\n")
     for d in range(files // per_dir):
         sub = path / f"pkg{d:03d}"
         sub.mkdir(exist_ok=True)
@@ -62,9 +65,12 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="ringfence-bench-", dir=os.path.expanduser("~")))
     try:
         small = base / "small"
-        small.mkdir()
+        make_workspace(small)
         big = base / "big"
-        make_big_workspace(big)
+        make_workspace(big, files=100_000)
+        # a workspace is not brand new: let its directories age past the scan memo's
+        # racy-timestamp window (ringfence.plan.RACY_NS), as in any checkout older than 2 s
+        time.sleep(2.5)
         cli = [sys.executable, "-m", "ringfence"]
         launcher = shutil.which("ringfence", path=os.path.dirname(sys.executable))
         if launcher:

@@ -671,3 +671,56 @@ def test_deny_read_inside_another_deny_read_path() -> None:
         elif op[0] in ("--tmpfs", "--ro-bind", "--bind"):
             inside = [d for d in read_only if op[-1].startswith(d + "/")]
             assert not inside, f"{op} needs a mount point inside read-only {inside}"
+
+
+def test_find_protected_memo_gives_the_same_answer(tmp_path: Path, monkeypatch: Any) -> None:
+    """With a memo, a second scan answers as a fresh one, and notices a subdirectory that
+    gained a protected name (its ctime changed) or was replaced (a new inode)."""
+    import ringfence.plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "RACY_NS", -10**18)  # remember even what just changed
+    for i in range(5):
+        (tmp_path / f"pkg{i}").mkdir()
+    (tmp_path / "pkg1" / ".envrc").write_text("x")
+    (tmp_path / "pkg2" / ".git").mkdir()
+    memo: dict[str, Any] = {}
+    fresh = find_protected(str(tmp_path), DEFAULT_PROTECTED)
+    assert find_protected(str(tmp_path), DEFAULT_PROTECTED, memo) == fresh
+    assert set(memo) == {f"pkg{i}" for i in range(5)}
+    assert find_protected(str(tmp_path), DEFAULT_PROTECTED, memo) == fresh
+    (tmp_path / "pkg3" / ".vscode").mkdir()
+    os.rename(tmp_path / "pkg4", tmp_path / "gone")
+    (tmp_path / "pkg4").mkdir()
+    (tmp_path / "pkg4" / ".idea").mkdir()
+    again = find_protected(str(tmp_path), DEFAULT_PROTECTED, memo)
+    assert again == find_protected(str(tmp_path), DEFAULT_PROTECTED)
+    paths = {p for p, _ in again}
+    assert str(tmp_path / "pkg3" / ".vscode") in paths
+    assert str(tmp_path / "pkg4" / ".idea") in paths
+    assert "gone" in memo and "pkg4" in memo
+
+
+def test_find_protected_memo_skips_recent_changes(tmp_path: Path) -> None:
+    """A subdirectory changed within RACY_NS is scanned but not remembered (a coarse clock
+    could give a later change in the same tick the same ctime)."""
+    (tmp_path / "fresh").mkdir()
+    memo: dict[str, Any] = {}
+    find_protected(str(tmp_path), DEFAULT_PROTECTED, memo)
+    assert memo == {}
+
+
+def test_find_protected_memo_rereads_gitdir_files(tmp_path: Path, monkeypatch: Any) -> None:
+    """A subdirectory's ``.git`` file can be rewritten without its directory changing: its
+    target is read afresh on every scan, never taken from the memo."""
+    import ringfence.plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "RACY_NS", -10**18)
+    sub = tmp_path / "lib"
+    sub.mkdir()
+    (sub / ".git").write_text("gitdir: /elsewhere/one\n")
+    memo: dict[str, Any] = {}
+    first = {p for p, _ in find_protected(str(tmp_path), DEFAULT_PROTECTED, memo)}
+    assert "/elsewhere/one/hooks" in first
+    (sub / ".git").write_text("gitdir: /elsewhere/two\n")
+    second = {p for p, _ in find_protected(str(tmp_path), DEFAULT_PROTECTED, memo)}
+    assert "/elsewhere/two/hooks" in second and "/elsewhere/one/hooks" not in second

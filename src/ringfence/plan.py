@@ -20,6 +20,7 @@ a protected path cannot be moved away by renaming its parent.
 from __future__ import annotations
 
 import os
+import time
 
 from .policy.env import scrub
 from .policy.model import DEFAULT_DENY_READ_HOME, Frozen, Policy
@@ -64,6 +65,7 @@ def placeholder_is_file(path: str) -> bool:
 # subdirectories among them (by name) are checked for existing protected names.
 MAX_TOP_ENTRIES = 4096
 MAX_SUBDIRS = 64
+RACY_NS = 2_000_000_000
 SOCKET_ENV = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "XDG_RUNTIME_DIR",
               "PULSE_SERVER", "WAYLAND_DISPLAY", "CONTAINER_HOST")
 
@@ -190,8 +192,17 @@ def _git_nested(gitdir: str, depth: int = 2) -> list[str]:
     return found
 
 
-def find_protected(root: str, names: Sequence[str]) -> list[tuple[str, str]]:
-    """(path, why) for every protected path of one writable root, as deep as documented above."""
+def find_protected(root: str, names: Sequence[str],
+                   memo: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(path, why) for every protected path of one writable root, as deep as documented above.
+
+    ``memo`` (optional, updated in place) remembers which protected names each subdirectory
+    had, keyed by the subdirectory's inode and change time: adding, removing or renaming an
+    entry changes a directory's ctime, and unlike mtime no process can set ctime back. A
+    subdirectory whose key is unchanged is not looked into again (one stat instead of 14).
+    A directory changed in the last RACY_NS is not remembered: timestamps come from a coarse
+    clock, so a change in the same tick as the scan could leave the key as it was.
+    """
     out: list[tuple[str, str]] = []
     tops = sorted(set(names))
     for name in tops:
@@ -214,15 +225,33 @@ def find_protected(root: str, names: Sequence[str]) -> list[tuple[str, str]]:
     except OSError:
         pass
     subdirs.sort(key=lambda e: e.name)
+    seen_memo: dict[str, Any] = {}
+    now = time.time_ns()
     for entry in subdirs[:MAX_SUBDIRS]:
-        for name in (*tops, ".git"):
+        key: tuple[int, int] | None = None
+        present: list[tuple[str, str]] | None = None
+        if memo is not None:
+            try:
+                st = entry.stat(follow_symlinks=False)
+                key = (st.st_ino, st.st_ctime_ns)
+            except OSError:
+                key = None
+            old = memo.get(entry.name)
+            if key is not None and old is not None and tuple(old[0]) == key:
+                present = [tuple(item) for item in old[1]]
+        if present is None:
+            present = []
+            for name in (*tops, ".git"):
+                kind = _kind(os.path.join(entry.path, name))
+                if kind != "missing":
+                    present.append((name, kind))
+        if key is not None and now - key[1] > RACY_NS:
+            seen_memo[entry.name] = (key, present)
+        for name, kind in present:
             path = os.path.join(entry.path, name)
-            kind = _kind(path)
-            if kind == "missing":
-                continue
             if name == ".git":
                 if kind == "file":
-                    sub = _read_gitdir(path)
+                    sub = _read_gitdir(path)  # read afresh: its content is not in the key
                     out.append((path, "points git at its directory"))
                     if sub:
                         out += [(p, "git internals") for p in _git_internal(sub)]
@@ -230,6 +259,9 @@ def find_protected(root: str, names: Sequence[str]) -> list[tuple[str, str]]:
                     out += [(os.path.join(path, n), "git internals") for n in GIT_PROTECTED]
             else:
                 out.append((path, "protected name"))
+    if memo is not None:
+        memo.clear()
+        memo.update(seen_memo)
     # de-duplicate, keep order
     seen: set[str] = set()
     unique = []

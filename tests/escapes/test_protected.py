@@ -562,3 +562,23 @@ def test_killed_run_placeholders_removed_by_next_run(world: World) -> None:
     time.sleep(0.2)  # bwrap and the command die with their parent
     assert world.sandbox("true").returncode == 0
     assert _tree(ws) == before
+
+
+def test_memo_not_fooled_by_resetting_mtime(world: World) -> None:
+    """Attack on the scan memo: create ``sub/.vscode`` in one run, then set ``sub``'s
+    modification time back so a cache keyed on mtime would still say "nothing protected in
+    sub", leaving the new ``.vscode`` writable in later runs. The memo is keyed on ctime,
+    which ``touch -d`` cannot set back: the next run protects ``sub/.vscode``."""
+    sub = world.workspace / "sub"
+    sub.mkdir()
+    time.sleep(2.2)  # older than the memo's racy window, so the first run remembers it
+    assert world.sandbox("true").returncode == 0  # the memo now says: nothing in sub
+    mtime = sub.stat().st_mtime_ns
+    stamp = f"@{mtime // 10**9}.{mtime % 10**9:09d}"
+    plant = f"mkdir sub/.vscode && echo '{{}}' > sub/.vscode/tasks.json && touch -d {stamp} sub"
+    assert world.sandbox(plant).returncode == 0  # creating it below the top is allowed
+    assert sub.stat().st_mtime_ns == mtime
+    edit = "echo evil > sub/.vscode/tasks.json"
+    assert world.sandbox(edit).returncode != 0
+    assert (sub / ".vscode" / "tasks.json").read_text() == "{}\n"
+    assert world.unsandboxed(edit).returncode == 0

@@ -122,7 +122,11 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         paths += GPU_DEVICES
     protected: list[tuple[str, str]] = []
     for root in policy.writable_roots():
-        protected += find_protected(root, policy.protected)
+        memo, memo_file = _load_scan_memo(state, root, policy.protected)
+        before = dict(memo)
+        protected += find_protected(root, policy.protected, memo)
+        if memo != before:
+            _save_scan_memo(memo_file, memo)
     roots = policy.writable_roots()
     paths += roots
     for path, _ in protected:
@@ -230,6 +234,40 @@ def _probe_overlay(bwrap: str, dirs: tuple[str, ...]) -> bool:
     except OSError:
         return False
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+# What find_protected saw one level below each writable root, so a later run looks only at the
+# subdirectories that changed (see its docstring). Kept in the state directory, which no sandbox
+# can see or write; keyed by the root and the protected names.
+
+def _load_scan_memo(state_dir: str, root: str, names: tuple[str, ...]
+                    ) -> tuple[dict[str, Any], str]:
+    import marshal
+    import zlib
+
+    tag = zlib.crc32("\0".join((root, *names)).encode(errors="surrogateescape"))
+    path = os.path.join(state_dir, "scan", f"{os.path.basename(root)}-{tag:08x}")
+    try:
+        with open(path, "rb") as fh:
+            memo = marshal.loads(fh.read())
+        if isinstance(memo, dict):
+            return memo, path
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    return {}, path
+
+
+def _save_scan_memo(path: str, memo: dict[str, Any]) -> None:
+    import marshal
+
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(marshal.dumps(memo))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # only a cache: the next run scans again
 
 
 def _landlock_abi() -> int:
@@ -545,15 +583,18 @@ def record_path(state_dir: str, workspace: str) -> str:
     return os.path.join(state_dir, "placeholders", f"{os.path.basename(workspace)}-{tag}")
 
 
-def recorded_placeholders(state_dir: str, workspace: str) -> list[str]:
-    """Recorded placeholders that are still ours (a regular file with our content)."""
+def _record_lines(record: str) -> list[str]:
     try:
-        with open(record_path(state_dir, workspace), "rb") as fh:
+        with open(record, "rb") as fh:
             data = fh.read()
     except OSError:
         return []
-    paths = [line for line in data.decode(errors="surrogateescape").split("\n") if line]
-    return [p for p in paths if _is_ours(p)]
+    return [line for line in data.decode(errors="surrogateescape").split("\n") if line]
+
+
+def recorded_placeholders(state_dir: str, workspace: str) -> list[str]:
+    """Recorded placeholders that are still ours (a regular file with our content)."""
+    return [p for p in _record_lines(record_path(state_dir, workspace)) if _is_ours(p)]
 
 
 def _is_ours(path: str) -> bool:
@@ -637,11 +678,13 @@ def _release_placeholders(state_dir: str, workspace: str, users: int) -> None:
             fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return  # another run still relies on them; the last one out removes them
-        for path in recorded_placeholders(state_dir, workspace):
+        from ..plan import placeholder_is_file
+
+        for path in _record_lines(record):
             try:
-                if os.path.isdir(path):
-                    os.rmdir(path)
-                else:
+                if not placeholder_is_file(path):
+                    os.rmdir(path)  # fails unless it is still an empty directory
+                elif _is_ours(path):
                     os.unlink(path)
             except OSError:
                 pass

@@ -36,6 +36,10 @@ def render_text(report: dict[str, Any]) -> str:
             else:
                 lines.append(f"bubblewrap ({choice}): not found")
         lines.append(f"user namespaces: {report['user_namespaces']['sysctl']}")
+        if "overlay_masks" in report:
+            lines.append("read-only overlays in the sandbox: " + (
+                "yes (one mount per placeholder and deny-read directory)" if report["overlay_masks"]
+                else "no (bind mounts and tmpfs instead; a little slower)"))
         lines.append(f"seccomp: {'yes' if report['seccomp'] else 'no'}")
         lines.append(f"landlock ABI: {report['landlock_abi'] or 'none'}")
         cg = report["cgroup_v2"]

@@ -227,6 +227,7 @@ def test_doctor_json(world: World) -> None:
                 "process_limit", "profiles", "problems", "default_profile_enforceable"):
         assert key in report, key
     assert isinstance(report["landlock_abi"], int)
+    assert isinstance(report["overlay_masks"], bool)
     assert report["default_profile_enforceable"] is True
     assert report["profiles"]["workspace-write"] is True
 

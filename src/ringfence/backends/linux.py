@@ -1015,6 +1015,16 @@ def diagnose() -> dict[str, Any]:
         elif not usable:
             usable = choice
     report["bubblewrap"] = bwraps
+    if usable:
+        from .. import _dirs
+
+        dirs = overlay_dirs(_dirs.state_dir())
+        try:
+            ensure_empty_dirs(dirs)
+            overlay = _probe_overlay(bwraps[usable]["path"], dirs)
+        except RingfenceError:
+            overlay = False
+        report["overlay_masks"] = overlay
     report["user_namespaces"] = {"sysctl": _userns_status(uid) or "allowed",
                                  "works": bool(usable)}
     report["seccomp"] = _seccomp_available()

@@ -1,6 +1,7 @@
 """Start-up benchmark: what ringfence adds to every command.
 
-Prints, from one run, the median wall time of:
+Prints, from one run (the cases take turns, so load changes fall on all alike), the median wall
+time of:
 - ``/bin/true`` run plainly;
 - ``/bin/true`` under bare bwrap (the same namespaces, no policy);
 - ``ringfence run -- /bin/true`` (the command line, a new interpreter each time);
@@ -30,14 +31,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm the page cache and the policy cache
-    times = []
+def medians_ms(cases: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median wall time of each case, in ms. The cases take turns (one run of each per round)
+    so that a change in the machine's load during the benchmark falls on all of them alike."""
+    for fn in cases.values():
+        fn()  # warm the page cache, the policy cache and the scan memo
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) * 1000 for name, t in times.items()}
 
 
 def make_workspace(path: Path, files: int = 0, per_dir: int = 1000) -> None:
@@ -83,17 +88,17 @@ def main() -> int:
         def sh(argv: list[str], cwd: Path) -> Callable[[], object]:
             return lambda: subprocess.run(argv, cwd=cwd, env=env, check=True)
 
-        results: dict[str, float] = {}
-        results["plain /bin/true"] = median_ms(sh(["/bin/true"], small), args.runs)
-        results["bare bwrap"] = median_ms(sh(bare, small), args.runs)
+        cases: dict[str, Callable[[], object]] = {
+            "plain /bin/true": sh(["/bin/true"], small),
+            "bare bwrap": sh(bare, small),
+        }
         for name, ws in (("small", small), ("100k files", big)):
-            results[f"ringfence run ({name})"] = median_ms(
-                sh([*cli, "run", "--", "/bin/true"], ws), args.runs)
+            cases[f"ringfence run ({name})"] = sh([*cli, "run", "--", "/bin/true"], ws)
             policy = ringfence.resolve_policy(ringfence.Options(workspace=str(ws)))
-            results[f"library run ({name})"] = median_ms(
-                lambda p=policy: ringfence.run(["/bin/true"], p), args.runs)
-        results["interpreter start (python -c pass)"] = median_ms(
-            sh([sys.executable, "-c", "pass"], small), args.runs)
+            cases[f"library run ({name})"] = (
+                lambda p=policy: ringfence.run(["/bin/true"], p))  # type: ignore[misc]
+        cases["interpreter start (python -c pass)"] = sh([sys.executable, "-c", "pass"], small)
+        results = medians_ms(cases, args.runs)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -348,8 +348,11 @@ def plan_macos(policy: Policy, command: Sequence[str], facts: MacFacts, *,
 def fill_tmp_dir(argv: Sequence[str], env: Mapping[str, str], tmp_dir: str
                  ) -> tuple[list[str], dict[str, str]]:
     """The argv and environment with the private temp directory made by the backend in place of
-    the ``{tmp-dir}`` token (escaped where it sits inside the WRITABLE regular expression)."""
-    escaped_token, escaped = _fold(TMP_DIR, fold=False), _fold(tmp_dir, fold=False)
+    the ``{tmp-dir}`` token (escaped where it sits inside the WRITABLE regular expression, as
+    one alternative after its leading ``^/``)."""
+    if not tmp_dir.startswith("/"):
+        raise ValueError(f"the private temp directory must be absolute: {tmp_dir}")
+    escaped_token, escaped = _fold(TMP_DIR, fold=False), _fold(tmp_dir[1:], fold=False)
     out = []
     for arg in argv:
         if arg.startswith("WRITABLE="):

@@ -198,8 +198,8 @@ def test_profile_names_paths_only_through_parameters() -> None:
     strings = [t.group(0).lstrip("#")[1:-1] for t in TOKEN.finditer(text)
                if t.group(0).startswith(('"', '#"'))]
     allowed_prefixes = ("/dev/", "com.apple.", "hw.", "machdep.", "kern.", "sysctl.", "vm.",
-                        "security.", "^/dev/")
-    params = {"WRITABLE", "PROTECTED", "PINNED", "DENY_READ", "PROXY_PORT"}
+                        "security.", "^/dev/")  # devices, services, sysctl names
+    params = {"WRITABLE", "PROTECTED", "PINNED", "DENY_READ", "TTYS", "PROXY_PORT"}
     for s in strings:
         assert s in params or s.startswith(allowed_prefixes) or s in ("*:*", "localhost:"), s
     # and the parameters named are exactly the ones the plan passes (plus the proxy's port)
@@ -304,9 +304,9 @@ def test_argv_shape() -> None:
     assert p.argv[:3] == (SANDBOX_EXEC, "-p", p.seatbelt["profile"])  # type: ignore[index]
     assert p.argv[-3:] == ("--", *CMD)
     d_args = p.argv[3:-3]
-    assert list(d_args[0::2]) == ["-D"] * 4
+    assert list(d_args[0::2]) == ["-D"] * 5
     assert [a.split("=", 1)[0] for a in d_args[1::2]] == ["WRITABLE", "PROTECTED", "PINNED",
-                                                           "DENY_READ"]
+                                                           "DENY_READ", "TTYS"]
     assert dict(a.split("=", 1) for a in d_args[1::2]) == p.seatbelt["parameters"]  # type: ignore[index]
 
 
@@ -386,6 +386,21 @@ def test_symlinked_protected_path_is_refused() -> None:
         plan(kinds={**KINDS, WS + "/.envrc": "link"})
     with pytest.raises(UnavailableError, match="symbolic link above"):
         plan(kinds={**KINDS, WS + "/.git": "link"})
+
+
+def test_terminals() -> None:
+    """Only the terminal ringfence runs in is readable and writable by path; others are not."""
+    p = plan(ttys=("/dev/ttys003", "/dev/ttys003"))
+    assert p.seatbelt is not None
+    ttys = p.seatbelt["parameters"]["TTYS"]
+    assert matches(ttys, "/dev/ttys003")
+    assert not matches(ttys, "/dev/ttys004") and not matches(ttys, "/dev/ttys0031")
+    assert plan().seatbelt["parameters"]["TTYS"] == NO_PATH  # type: ignore[index]
+    text = p.seatbelt["profile"]
+    other = re.search(r'\(require-not \(regex #"(\^/dev/\(ttys[^"]+)"\)\)', text)
+    assert other is not None, "the broad read rule must leave the user's terminals out"
+    assert matches(other.group(1), "/dev/ttys004") and matches(other.group(1), "/dev/ptyp0")
+    assert not matches(other.group(1), "/dev/null")
 
 
 def test_rlimits_and_weaker() -> None:

@@ -75,11 +75,12 @@ WEAKER = (
 class MacFacts(Frozen):
     """What the macOS planner needs to know about the host. ``kinds`` maps absolute paths to
     ``dir``, ``file``, ``link``, ``other`` or ``missing`` (from ``lstat``); ``realpaths`` maps
-    links (and roots) to where they resolve."""
+    links (and roots) to where they resolve; ``ttys`` are the terminals ringfence's own stdin,
+    stdout and stderr are (passed through to the command)."""
 
     __slots__ = (
         "home", "uid", "environ", "kinds", "realpaths", "protected_paths", "config_dir",
-        "state_dir", "cache_dir", "sandbox_exec",
+        "state_dir", "cache_dir", "sandbox_exec", "ttys",
     )
     home: str
     uid: int
@@ -91,8 +92,9 @@ class MacFacts(Frozen):
     state_dir: str
     cache_dir: str
     sandbox_exec: str
+    ttys: tuple[str, ...]
     _defaults: ClassVar[Mapping[str, Any]] = {
-        "realpaths": {}, "protected_paths": (), "sandbox_exec": SANDBOX_EXEC,
+        "realpaths": {}, "protected_paths": (), "sandbox_exec": SANDBOX_EXEC, "ttys": (),
     }
 
     def kind(self, path: str) -> str:
@@ -321,6 +323,7 @@ def plan_macos(policy: Policy, command: Sequence[str], facts: MacFacts, *,
         ("PROTECTED", path_regex(protected, subtree=True, fold=True)),
         ("PINNED", path_regex(pinned, subtree=False, fold=True)),
         ("DENY_READ", path_regex(deny, subtree=True, fold=True)),
+        ("TTYS", path_regex(sorted(set(facts.ttys)), subtree=False, fold=False)),
     ]
     if policy.network == "allowlist":
         params.append(("PROXY_PORT", str(int(proxy_port or 0))))
@@ -336,6 +339,7 @@ def plan_macos(policy: Policy, command: Sequence[str], facts: MacFacts, *,
         "protected": protected,
         "pinned": pinned,
         "deny_read": deny,
+        "ttys": sorted(set(facts.ttys)),
     }
     layers = ("seatbelt (sandbox-exec, deny by default)", "environment scrubbed", "rlimits",
               "new session", "process group killed when the run ends")

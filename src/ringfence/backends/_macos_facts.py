@@ -44,9 +44,17 @@ def gather_facts(policy: Policy, *, environ: dict[str, str] | None = None,
     paths += [os.path.join(home, p) for p in (*DEFAULT_DENY_READ_HOME, *MACOS_DENY_READ_HOME)]
     kinds = {p: _kind(p) for p in dict.fromkeys(paths)}
     realpaths = {p: os.path.realpath(p) for p, k in kinds.items() if k == "link"}
+    ttys: list[str] = []
+    if sys.platform != "win32":
+        for fd in (0, 1, 2):  # the terminal the command inherits from ringfence
+            try:
+                if os.isatty(fd):
+                    ttys.append(os.path.realpath(os.ttyname(fd)))
+            except OSError:
+                pass
     return MacFacts(
         home=home, uid=uid, environ=env, kinds=kinds, realpaths=realpaths,
         protected_paths=tuple(protected), config_dir=_dirs.config_dir(),
         state_dir=_dirs.state_dir(), cache_dir=_dirs.cache_dir(),
-        sandbox_exec=sandbox_exec or SANDBOX_EXEC,
+        sandbox_exec=sandbox_exec or SANDBOX_EXEC, ttys=tuple(dict.fromkeys(ttys)),
     )

@@ -414,6 +414,7 @@ def test_full_access_runs_the_command_directly() -> None:
     p = plan({"profile": "full-access"})
     assert p.mode == "none" and p.argv == CMD and p.seatbelt is None
     assert "GITHUB_TOKEN" not in p.env
+    assert p.env["TMPDIR"] == ENVIRON["TMPDIR"]  # no private temp dir to fill in
 
 
 def test_environment_and_tmp_dir_token() -> None:

@@ -253,7 +253,9 @@ def plan_macos(policy: Policy, command: Sequence[str], facts: MacFacts, *,
     cache_root = os.path.join(facts.cache_dir, "sandbox")
     env, removed = sandbox_env(policy, facts, cache_root)
     if "TMPDIR" not in dict(policy.env_set):
-        env["TMPDIR"] = TMP_DIR
+        # sandboxed: the private temp directory; full-access: the host's own
+        env["TMPDIR"] = (facts.environ.get("TMPDIR", "/tmp") if policy.profile == "full-access"
+                         else TMP_DIR)
     common: dict[str, Any] = {
         "command": tuple(command), "env": env, "env_removed": tuple(removed), "cwd": cwd,
         "timeout": limits.timeout, "output_limit": limits.output, "policy": policy,

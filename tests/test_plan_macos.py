@@ -486,3 +486,22 @@ def test_cli_explain_platform_macos() -> None:
                          text=True, env=env, timeout=60, check=False)
     assert bad.returncode == 125
     assert bad.stderr.count("\n") == 1 and "plan9" in bad.stderr and "macos" in bad.stderr
+
+
+def test_doctor_text_for_a_mac() -> None:
+    """``ringfence doctor``'s text for a Mac's report (the probes themselves run on a Mac)."""
+    from ringfence.doctor import render_text as doctor_text
+
+    report = {"platform": "darwin", "macos": "15.1", "machine": "arm64", "root": False,
+              "sandbox_exec": {"path": SANDBOX_EXEC, "present": True, "applies_a_profile": True,
+                               "applies_ringfence_profile": False},
+              "process_limit": "RLIMIT_NPROC (counts all of your processes)",
+              "profiles": {"read-only": False, "workspace-write": False, "full-access": True},
+              "problems": ["sandbox-exec rejects ringfence's profile: x"],
+              "default_profile_enforceable": False}
+    text = doctor_text(report)
+    assert "macOS: 15.1 (arm64)" in text
+    assert "trivial profile works, ringfence profile FAILS" in text
+    assert "problem: sandbox-exec rejects" in text
+    missing = dict(report, sandbox_exec={"path": SANDBOX_EXEC, "present": False})
+    assert "sandbox-exec: /usr/bin/sandbox-exec MISSING" in doctor_text(missing)

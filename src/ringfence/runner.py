@@ -23,7 +23,8 @@ class Result(Frozen):
     - ``duration``: wall-clock seconds.
     - ``limits_hit``: names from ``timeout``, ``output``, ``cpu``, ``file_size``,
       ``max_processes`` (each only where the OS tells us for certain).
-    - ``mode``: ``bwrap``, ``landlock`` (the weaker fallback) or ``none`` (full-access).
+    - ``mode``: ``bwrap``, ``landlock`` (the weaker fallback), ``seatbelt`` (macOS) or ``none``
+      (full-access).
     - ``stdout`` / ``stderr``: captured bytes (capped at the policy's output limit), or None.
     - ``weaker``: what this run could not guarantee (empty in the full bwrap mode).
     """

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,18 +32,6 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process g
 
 ENV = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
 PY = os.path.realpath(sys.executable)
-
-
-@pytest.fixture
-def marks() -> Iterator[list[str]]:
-    given: list[str] = []
-    yield given
-    for mark in given:
-        for pid in find(mark):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture

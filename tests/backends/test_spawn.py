@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import TEST_ROOT
-from tests.escapes.test_lifetime import find, gone, marker
+from tests.escapes.test_lifetime import find, gone, marker, marks  # noqa: F401 - a fixture
 
 from ringfence.backends._spawn import (
     DRAIN_SECONDS,

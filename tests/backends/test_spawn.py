@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import TEST_ROOT
-from tests.escapes.test_lifetime import find, gone, marker, marks  # noqa: F401 - a fixture
+from tests.escapes import test_lifetime
+from tests.escapes.test_lifetime import find, gone, marker
 
 from ringfence.backends._spawn import (
     DRAIN_SECONDS,
@@ -28,6 +29,7 @@ from ringfence.backends._spawn import (
 )
 from ringfence.errors import CommandError
 
+marks = test_lifetime.marks  # the fixture: kills what a test's markers name, afterwards
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 
 ENV = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}

@@ -28,6 +28,8 @@ from ringfence.plan import Plan
 from ringfence.plan_macos import (
     NO_PATH,
     SANDBOX_EXEC,
+    SHIM,
+    STARTED,
     TMP_DIR,
     MacFacts,
     build_profile,
@@ -302,8 +304,9 @@ def test_argv_shape() -> None:
     p = plan()
     assert p.mode == "seatbelt"
     assert p.argv[:3] == (SANDBOX_EXEC, "-p", p.seatbelt["profile"])  # type: ignore[index]
-    assert p.argv[-3:] == ("--", *CMD)
-    d_args = p.argv[3:-3]
+    tail = p.argv.index("--")
+    assert p.argv[tail:] == ("--", *SHIM, *CMD)
+    d_args = p.argv[3:tail]
     assert list(d_args[0::2]) == ["-D"] * 5
     assert [a.split("=", 1)[0] for a in d_args[1::2]] == ["WRITABLE", "PROTECTED", "PINNED",
                                                            "DENY_READ", "TTYS"]
@@ -429,6 +432,37 @@ def test_environment_and_tmp_dir_token() -> None:
     writable = dict(a.split("=", 1) for a in argv if a.startswith("WRITABLE="))["WRITABLE"]
     assert matches(writable, "/private/var/folders/x/T/ringfence-tmp-a.b/f")
     assert not matches(writable, "/private/var/folders/x/T/ringfence-tmp-aXb/f")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX sh")
+def test_start_shim_marks_the_start_and_becomes_the_command() -> None:
+    """What sandbox-exec runs first: it leaves the mark that tells ringfence the profile was
+    applied, then execs the command with its arguments and exit status, or gives
+    the CLI contract's 127 / 126. Run here with the real /bin/sh, without Seatbelt."""
+    from ringfence.backends._spawn import run_group
+
+    root = Path(os.environ.get("RINGFENCE_TEST_ROOT",
+                               Path(__file__).parent.parent / ".test-tmp")).resolve()
+    tmp = root / f"shim-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        def shim(*command: str) -> Any:
+            argv, env = fill_tmp_dir([*SHIM, *command], {"PATH": os.defpath}, str(tmp))
+            return run_group(argv, env, str(tmp), (), 30)
+
+        out = shim("/bin/sh", "-c", 'echo "$@"; exit 7', "sh", "a b", "c")
+        mark = tmp / Path(STARTED).name
+        assert mark.exists()
+        assert out.exit_code == 7 and out.stdout == b"a b c\n"
+        mark.unlink()
+        assert shim("no-such-command-ringfence").exit_code == 127
+        assert mark.exists()  # the shim ran: the sandbox was applied; the command was missing
+        (tmp / "noexec").write_text("")
+        assert shim("./noexec").exit_code == 126
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_allowlist_needs_the_proxy_port() -> None:

@@ -36,6 +36,12 @@ SANDBOX_EXEC = "/usr/bin/sandbox-exec"
 # The private temp directory is made by the backend when the command starts; the plan names it
 # with this token (in the -D parameter and in TMPDIR).
 TMP_DIR = "{tmp-dir}"
+# sandbox-exec runs this shim first, inside the sandbox: it leaves a mark in the private temp
+# directory and becomes the command. No mark after the run means sandbox-exec never got as far
+# as running anything (it rejected the profile): exit 125, not the command's status. (/bin/sh
+# also gives 127/126 for a command not found / not executable, as the CLI contract says.)
+STARTED = TMP_DIR + "/.ringfence-started"
+SHIM = ("/bin/sh", "-c", ': > "$0" && exec "$@"', STARTED)
 # Where Darwin keeps what the traditional names point to.
 DARWIN_LINKS = (("/tmp", "/private/tmp"), ("/var", "/private/var"), ("/etc", "/private/etc"))
 
@@ -333,7 +339,7 @@ def plan_macos(policy: Policy, command: Sequence[str], facts: MacFacts, *,
     argv: list[str] = [facts.sandbox_exec, "-p", profile]
     for name, value in params:
         argv += ["-D", f"{name}={value}"]
-    argv += ["--", *command]
+    argv += ["--", *SHIM, *command]
     seatbelt = {
         "profile": profile,
         "parameters": dict(params),

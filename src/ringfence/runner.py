@@ -144,8 +144,14 @@ def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
     if sys.platform == "darwin":
         from .backends import macos
 
-        return result_of(plan, macos.run_captured(plan, capture=capture, stdin=stdin,
-                                                  on_output=on_output))
+        outcome = macos.run_captured(plan, capture=capture, stdin=stdin, on_output=on_output)
+        if outcome.setup_failed:
+            from .errors import SandboxError
+
+            err = outcome.stderr.decode(errors="replace").strip() if outcome.stderr else ""
+            raise SandboxError(f"sandbox-exec could not apply ringfence's profile: "
+                               f"{err or 'see stderr'}; run ringfence doctor")
+        return result_of(plan, outcome)
     if sys.platform != "linux":
         raise no_backend()
     outcome = _run_linux(plan, capture=capture, stdin=stdin, on_output=on_output)

@@ -65,6 +65,15 @@ class Prepared:
         self.env = env
         self.tmpdir = tmpdir
 
+    def check_started(self, outcome: Outcome) -> None:
+        """Mark the outcome ``setup_failed`` when sandbox-exec never ran the start shim (it
+        rejected the profile): no mark in the private temp dir, and no timeout or signal that
+        could have come first."""
+        if not self.tmpdir or outcome.exit_code >= 128 or "timeout" in outcome.limits_hit:
+            return
+        if not os.path.exists(os.path.join(self.tmpdir, ".ringfence-started")):
+            outcome.setup_failed = True
+
     def close(self) -> None:
         if self.tmpdir:
             import shutil
@@ -106,12 +115,20 @@ def exec_cli(plan: Plan, want_json: bool) -> Outcome:
             sys.stdout.flush()
             saved_stdout = os.dup(1)
             os.dup2(2, 1)
-        return exec_group(prep.argv, prep.env, plan.cwd, plan.rlimits, plan.timeout)
+        outcome = exec_group(prep.argv, prep.env, plan.cwd, plan.rlimits, plan.timeout)
+        prep.check_started(outcome)
     finally:
         if saved_stdout >= 0:
             os.dup2(saved_stdout, 1)
             os.close(saved_stdout)
         prep.close()
+    if outcome.setup_failed:
+        print("ringfence: sandbox-exec could not apply ringfence's profile (its message is "
+              "above); run ringfence doctor, and please report it with your macOS version",
+              file=sys.stderr)
+        outcome.exit_code = 125
+        outcome.setup_failed = False  # reported here, in the words for this OS
+    return outcome
 
 
 def run_captured(plan: Plan, *, stdin: bytes | None = None, capture: bool = True,
@@ -120,9 +137,11 @@ def run_captured(plan: Plan, *, stdin: bytes | None = None, capture: bool = True
 
     prep = prepare(plan)
     try:
-        return run_group(prep.argv, prep.env, plan.cwd, plan.rlimits, plan.timeout,
-                         output_limit=plan.output_limit, stdin=stdin, capture=capture,
-                         on_output=on_output)
+        outcome = run_group(prep.argv, prep.env, plan.cwd, plan.rlimits, plan.timeout,
+                            output_limit=plan.output_limit, stdin=stdin, capture=capture,
+                            on_output=on_output)
+        prep.check_started(outcome)
+        return outcome
     finally:
         prep.close()
 

@@ -234,8 +234,9 @@ def test_profile_sections() -> None:
         assert "(allow signal (target same-sandbox))" in text
         assert "(allow default)" not in text
         assert "SecurityServer\")" not in text  # the keychain stays out of reach
-        assert "kern.procargs" not in text.replace(";; start time and flags. Not allowed: "
-                                                   "kern.procargs*", "")
+        strings = [t.group(0) for t in TOKEN.finditer(text) if t.group(0).startswith('"')]
+        assert not any("procargs" in x or "kern.proc.all" in x for x in strings)
+        assert '"kern.proc."' not in strings  # only the per-pid entries
 
 
 # ---------------------------------------------------------------------------------------------

@@ -237,6 +237,13 @@ def test_profile_sections() -> None:
         strings = [t.group(0) for t in TOKEN.finditer(text) if t.group(0).startswith('"')]
         assert not any("procargs" in x or "kern.proc.all" in x for x in strings)
         assert '"kern.proc."' not in strings  # only the per-pid entries
+        forms = sexprs(text)
+        ops = {op for form in forms if form[0] == "allow" for op in form[1:]
+               if isinstance(op, str)}
+        assert "file-link" not in ops  # no hard links: path rules could be bypassed by one
+        assert "default" not in ops and "file*" not in ops and "file-write*" in ops
+        assert ["allow", "file-map-executable",
+                ["require-not", ["regex", ["param", '"DENY_READ"']]]] in forms
 
 
 # ---------------------------------------------------------------------------------------------

@@ -547,3 +547,32 @@ def test_doctor_text_for_a_mac() -> None:
     assert "problem: sandbox-exec rejects" in text
     missing = dict(report, sandbox_exec={"path": SANDBOX_EXEC, "present": False})
     assert "sandbox-exec: /usr/bin/sandbox-exec MISSING" in doctor_text(missing)
+
+
+def test_facts_resolve_secret_stores_below_linked_directories(monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """~/.config is a link to another disk: ~/.config/gh is denied where it really is (Seatbelt
+    matches resolved paths), and a linked ~/.gnupg by its target. Real files, this OS."""
+    from ringfence.backends._macos_facts import gather_facts
+
+    root = Path(os.environ.get("RINGFENCE_TEST_ROOT",
+                               Path(__file__).parent.parent / ".test-tmp")).resolve()
+    base = root / f"facts-{os.getpid()}"
+    home, elsewhere, ws = base / "home", base / "elsewhere", base / "home" / "proj"
+    try:
+        for d in (ws, elsewhere / "config" / "gh", elsewhere / "gnupg"):
+            d.mkdir(parents=True)
+        (home / ".config").symlink_to(elsewhere / "config")
+        (home / ".gnupg").symlink_to(elsewhere / "gnupg")
+        monkeypatch.setenv("HOME", str(home))
+        pol = Policy(workspace=str(ws), limits=Limits(max_processes=None))
+        f = gather_facts(pol, environ={"PATH": os.defpath, "HOME": str(home)})
+        assert f.realpaths[str(home / ".config" / "gh")] == str(elsewhere / "config" / "gh")
+        assert f.realpaths[str(home / ".gnupg")] == str(elsewhere / "gnupg")
+        deny = plan_macos(pol, CMD, f).seatbelt["deny_read"]  # type: ignore[index]
+        for path in (elsewhere / "config" / "gh", elsewhere / "gnupg", home / ".config" / "gh"):
+            assert darwin_path(str(path)) in deny, path
+    finally:
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)

@@ -41,9 +41,23 @@ def gather_facts(policy: Policy, *, environ: dict[str, str] | None = None,
     from ..plan_macos import MACOS_DENY_READ_HOME
     from ..policy.model import DEFAULT_DENY_READ_HOME
 
-    paths += [os.path.join(home, p) for p in (*DEFAULT_DENY_READ_HOME, *MACOS_DENY_READ_HOME)]
+    deny = [os.path.join(home, p) for p in (*DEFAULT_DENY_READ_HOME, *MACOS_DENY_READ_HOME)]
+    deny += [_dirs.config_dir(), _dirs.state_dir(), *policy.deny_read]
+    paths += deny
     kinds = {p: _kind(p) for p in dict.fromkeys(paths)}
     realpaths = {p: os.path.realpath(p) for p, k in kinds.items() if k == "link"}
+    # Seatbelt sees resolved paths: a secret store below a linked directory (~/.config a link
+    # to elsewhere) is denied where it really is. One realpath per distinct parent directory.
+    parents: dict[str, str] = {}
+    for path in deny:
+        if path in realpaths:
+            continue
+        parent = os.path.dirname(path)
+        if parent not in parents:
+            parents[parent] = os.path.realpath(parent)
+        resolved = os.path.join(parents[parent], os.path.basename(path))
+        if resolved != path:
+            realpaths[path] = resolved
     ttys: list[str] = []
     if sys.platform != "win32":
         for fd in (0, 1, 2):  # the terminal the command inherits from ringfence

@@ -57,9 +57,16 @@ def child_setup(rlimits: Sequence[tuple[str, int]]) -> Callable[[], None]:
 
 
 def kill_group(pgid: int) -> None:
+    """SIGKILL to the group led by ``pgid``; to the leader itself if it has not made its group
+    yet (a timeout that fires between fork and setsid)."""
     try:
         os.killpg(pgid, 9)
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
+        try:
+            os.kill(pgid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+    except PermissionError:
         pass
 
 

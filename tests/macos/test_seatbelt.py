@@ -109,6 +109,49 @@ def test_ordinary_commands_work(world: World) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Persistence, the macOS ways (all in the test's fake home, or cleaned up).
+
+@pytest.mark.parametrize("target", ["Library/LaunchAgents/com.evil.agent.plist", ".zshrc",
+                                    ".zprofile", "Library/Application Support/Code/User/"
+                                    "settings.json"])
+def test_plant_something_the_login_or_shell_runs(world: World, target: str) -> None:
+    """A launch agent runs at the next login; zsh (macOS's shell) reads ~/.zshrc; an editor
+    its user settings: none can be written."""
+    path = world.home / target
+    script = f"mkdir -p \"$(dirname '{path}')\" && echo PWNED > '{path}'"
+    assert world.sandbox(script).returncode != 0
+    assert not path.exists()
+    assert world.unsandboxed(script).returncode == 0
+    assert path.read_text() == "PWNED\n"
+
+
+def test_launchd_job_submission(world: World) -> None:
+    """``launchctl submit`` asks launchd to run a job, which would run outside the sandbox.
+    The job here only writes a file in the test's outside directory, and is removed after."""
+    import shutil
+
+    if shutil.which("launchctl") is None:
+        pytest.skip("no launchctl")
+    label = f"dev.ringfence.test.{uuid.uuid4().hex[:10]}"
+    target = world.outside / "launchd-ran"
+    script = f"launchctl submit -l {label} -- /bin/sh -c 'echo RAN > \"{target}\"'"
+    try:
+        world.sandbox(script)
+        time.sleep(2)
+        assert not target.exists(), "launchd ran a job the sandbox submitted"
+        subprocess.run(["launchctl", "remove", label], capture_output=True, check=False)
+        control = world.unsandboxed(script)
+        deadline = time.monotonic() + 10
+        while control.returncode == 0 and not target.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not target.exists():
+            pytest.skip(f"launchctl submit does not work here even unsandboxed: "
+                        f"{control.stderr.strip()}")
+    finally:
+        subprocess.run(["launchctl", "remove", label], capture_output=True, check=False)
+
+
+# ---------------------------------------------------------------------------------------------
 # Case variants (APFS is case-insensitive by default).
 
 def test_write_git_hook_by_a_case_variant(ci_world: World) -> None:

@@ -2,7 +2,8 @@
 
 Prints, from one run, the median wall time of:
 - ``/bin/true`` run plainly;
-- ``/bin/true`` under bare bwrap (the same namespaces, no policy);
+- ``/bin/true`` under bare bwrap (the same namespaces, no policy); on macOS, under bare
+  ``sandbox-exec`` (an allow-everything profile), and ``/usr/bin/true`` throughout;
 - ``ringfence run -- /bin/true`` (the command line, a new interpreter each time);
 - ``ringfence.run(["/bin/true"])`` (the library's one-shot run, in-process);
 each in a small workspace and in a 100,000-file workspace, with ratios against the plain
@@ -56,9 +57,19 @@ def main() -> int:
     args = parser.parse_args()
 
     import ringfence
-    from ringfence.backends.linux import find_bwrap
 
-    bwrap, _ = find_bwrap("bundled")
+    true = "/usr/bin/true" if sys.platform == "darwin" else "/bin/true"
+    if sys.platform == "darwin":
+        bare_name = "bare sandbox-exec"
+        bare = ["/usr/bin/sandbox-exec", "-p", "(version 1)(allow default)", "--", true]
+    else:
+        from ringfence.backends.linux import find_bwrap
+
+        bwrap, _ = find_bwrap("bundled")
+        bare_name = "bare bwrap"
+        bare = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+                "--unshare-uts", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
+                "--dev", "/dev", "--proc", "/proc", "--", true]
     base = Path(tempfile.mkdtemp(prefix="ringfence-bench-", dir=os.path.expanduser("~")))
     try:
         small = base / "small"
@@ -70,34 +81,30 @@ def main() -> int:
         if launcher:
             cli = [launcher]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        bare = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
-                "--unshare-uts", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-                "--dev", "/dev", "--proc", "/proc", "--", "/bin/true"]
-
         def sh(argv: list[str], cwd: Path) -> Callable[[], object]:
             return lambda: subprocess.run(argv, cwd=cwd, env=env, check=True)
 
         results: dict[str, float] = {}
-        results["plain /bin/true"] = median_ms(sh(["/bin/true"], small), args.runs)
-        results["bare bwrap"] = median_ms(sh(bare, small), args.runs)
+        results["plain /bin/true"] = median_ms(sh([true], small), args.runs)
+        results[bare_name] = median_ms(sh(bare, small), args.runs)
         for name, ws in (("small", small), ("100k files", big)):
             results[f"ringfence run ({name})"] = median_ms(
-                sh([*cli, "run", "--", "/bin/true"], ws), args.runs)
+                sh([*cli, "run", "--", true], ws), args.runs)
             policy = ringfence.resolve_policy(ringfence.Options(workspace=str(ws)))
             results[f"library run ({name})"] = median_ms(
-                lambda p=policy: ringfence.run(["/bin/true"], p), args.runs)
+                lambda p=policy: ringfence.run([true], p), args.runs)
         results["interpreter start (python -c pass)"] = median_ms(
             sh([sys.executable, "-c", "pass"], small), args.runs)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     plain = results["plain /bin/true"]
-    bare_ms = results["bare bwrap"]
+    bare_ms = results[bare_name]
     if args.json:
         print(json.dumps({"runs": args.runs, "uid": os.getuid(), "median_ms": results}))
         return 0
     print(f"median of {args.runs} runs, uid {os.getuid()}, {os.cpu_count()} CPUs")
-    print(f"{'':38} {'ms':>8} {'x plain':>9} {'x bwrap':>9}")
+    print(f"{'':38} {'ms':>8} {'x plain':>9} {'x bare':>9}")
     for name, ms in results.items():
         print(f"{name:38} {ms:8.2f} {ms / plain:9.1f} {ms / bare_ms:9.2f}")
     return 0

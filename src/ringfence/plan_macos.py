@@ -70,8 +70,8 @@ SOCKET_ENV = ("SSH_AUTH_SOCK", "DOCKER_HOST")
 
 WEAKER = (
     "the process limit (RLIMIT_NPROC) counts all of your processes, not only the sandbox's",
-    "what the command starts in a new session (setsid, daemons) can outlive the run; its "
-    "process group is killed when the run ends",
+    "what the command starts in a new session (setsid, daemons) can outlive the run, still "
+    "inside this sandbox; its process group is killed when the run ends",
     "the private temp directory is an ordinary directory: tmp_size is not enforced",
     "no equivalent of no_new_privs: a setuid program still gains its owner's rights, inside "
     "this same sandbox",

@@ -3,7 +3,8 @@
 Prints, from one run (the cases take turns, so load changes fall on all alike), the median wall
 time of:
 - ``/bin/true`` run plainly;
-- ``/bin/true`` under bare bwrap (the same namespaces, no policy);
+- ``/bin/true`` under bare bwrap (the same namespaces, no policy); on macOS, under bare
+  ``sandbox-exec`` (an allow-everything profile), and ``/usr/bin/true`` throughout;
 - ``ringfence run -- /bin/true`` (the command line, a new interpreter each time);
 - ``ringfence.run(["/bin/true"])`` (the library's one-shot run, in-process);
 each in a small workspace and in a 100,000-file workspace, with ratios against the plain
@@ -64,9 +65,19 @@ def main() -> int:
     args = parser.parse_args()
 
     import ringfence
-    from ringfence.backends.linux import find_bwrap
 
-    bwrap, _ = find_bwrap("bundled")
+    true = "/usr/bin/true" if sys.platform == "darwin" else "/bin/true"
+    if sys.platform == "darwin":
+        bare_name = "bare sandbox-exec"
+        bare = ["/usr/bin/sandbox-exec", "-p", "(version 1)(allow default)", "--", true]
+    else:
+        from ringfence.backends.linux import find_bwrap
+
+        bwrap, _ = find_bwrap("bundled")
+        bare_name = "bare bwrap"
+        bare = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+                "--unshare-uts", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
+                "--dev", "/dev", "--proc", "/proc", "--", true]
     base = Path(tempfile.mkdtemp(prefix="ringfence-bench-", dir=os.path.expanduser("~")))
     try:
         small = base / "small"
@@ -81,34 +92,30 @@ def main() -> int:
         if launcher:
             cli = [launcher]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        bare = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
-                "--unshare-uts", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-                "--dev", "/dev", "--proc", "/proc", "--", "/bin/true"]
-
         def sh(argv: list[str], cwd: Path) -> Callable[[], object]:
             return lambda: subprocess.run(argv, cwd=cwd, env=env, check=True)
 
         cases: dict[str, Callable[[], object]] = {
-            "plain /bin/true": sh(["/bin/true"], small),
-            "bare bwrap": sh(bare, small),
+            "plain /bin/true": sh([true], small),
+            bare_name: sh(bare, small),
         }
         for name, ws in (("small", small), ("100k files", big)):
-            cases[f"ringfence run ({name})"] = sh([*cli, "run", "--", "/bin/true"], ws)
+            cases[f"ringfence run ({name})"] = sh([*cli, "run", "--", true], ws)
             policy = ringfence.resolve_policy(ringfence.Options(workspace=str(ws)))
             cases[f"library run ({name})"] = (
-                lambda p=policy: ringfence.run(["/bin/true"], p))  # type: ignore[misc]
+                lambda p=policy: ringfence.run([true], p))  # type: ignore[misc]
         cases["interpreter start (python -c pass)"] = sh([sys.executable, "-c", "pass"], small)
         results = medians_ms(cases, args.runs)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     plain = results["plain /bin/true"]
-    bare_ms = results["bare bwrap"]
+    bare_ms = results[bare_name]
     if args.json:
         print(json.dumps({"runs": args.runs, "uid": os.getuid(), "median_ms": results}))
         return 0
     print(f"median of {args.runs} runs, uid {os.getuid()}, {os.cpu_count()} CPUs")
-    print(f"{'':38} {'ms':>8} {'x plain':>9} {'x bwrap':>9}")
+    print(f"{'':38} {'ms':>8} {'x plain':>9} {'x bare':>9}")
     for name, ms in results.items():
         print(f"{name:38} {ms:8.2f} {ms / plain:9.1f} {ms / bare_ms:9.2f}")
     return 0

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 USAGE = """\
 usage: ringfence run [OPTIONS] -- CMD [ARG...]      run CMD in the sandbox
-       ringfence explain [OPTIONS] [--json] -- CMD  print the policy and plan, run nothing
+       ringfence explain [OPTIONS] [--json] [--platform linux|macos] -- CMD
+                                                    print the policy and plan, run nothing
        ringfence doctor [--json]                    what this host can enforce
        ringfence --version
 
@@ -133,9 +134,8 @@ def options_from(args: Args) -> Options:
     )
 
 
-def _plan(args: Args) -> Plan:
+def _plan(args: Args, platform: str | None = None) -> Plan:
     from .policy.load import resolve
-    from .runner import make_plan
 
     if not args.command:
         raise PolicyError("no command given; put it after --, e.g. ringfence run -- pytest -q")
@@ -144,7 +144,14 @@ def _plan(args: Args) -> Plan:
     cwd = os.getcwd()
     real = os.path.realpath(cwd)
     inside = real == policy.workspace or real.startswith(policy.workspace.rstrip("/") + "/")
-    return make_plan(policy, args.command, cwd=real if inside else policy.workspace)
+    cwd = real if inside else policy.workspace
+    if platform is not None:  # explain --platform
+        from .explain import plan_for
+
+        return plan_for(platform, policy, args.command, cwd=cwd)
+    from .runner import make_plan
+
+    return make_plan(policy, args.command, cwd=cwd)
 
 
 def cmd_run(argv: list[str]) -> int:
@@ -161,7 +168,12 @@ def cmd_run(argv: list[str]) -> int:
         _print_json(report)
         return result.exit_code
 
-    outcome = _exec_linux(plan, want_json)
+    if sys.platform == "darwin":
+        from .backends import macos
+
+        outcome = macos.exec_cli(plan, want_json)
+    else:
+        outcome = _exec_linux(plan, want_json)
     if outcome.setup_failed:
         print("ringfence: bubblewrap could not create the sandbox (its message is above); run "
               "ringfence doctor to see what this host lacks, or pass --fallback landlock to "
@@ -217,8 +229,9 @@ def _print_json(obj: object) -> None:
 def cmd_explain(argv: list[str]) -> int:
     from .explain import explain_plan, render_text
 
-    args = parse(argv, _VALUE_OPTS, _FLAG_OPTS)
-    plan = _plan(args)
+    args = parse(argv, {*_VALUE_OPTS, "--platform"}, _FLAG_OPTS)
+    platform = _one(args, "--platform")
+    plan = _plan(args, platform)
     data = explain_plan(plan)
     if "--json" in args.flags:
         _print_json(data)

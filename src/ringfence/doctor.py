@@ -18,6 +18,10 @@ def diagnose() -> dict[str, Any]:
         from .backends.linux import diagnose as diagnose_linux
 
         return diagnose_linux()
+    if sys.platform == "darwin":
+        from .backends.macos import diagnose as diagnose_macos
+
+        return diagnose_macos()
     return {"platform": sys.platform, "default_profile_enforceable": False,
             "profiles": {"read-only": False, "workspace-write": False, "full-access": True},
             "problems": [f"no sandbox backend for {sys.platform} yet"]}
@@ -47,6 +51,17 @@ def render_text(report: dict[str, Any]) -> str:
                      + (", delegated to you" if cg.get("delegated") else ", not delegated"))
         lines.append(f"process limit: {report['process_limit']}")
         lines.append(f"landlock fallback: {report['fallback_landlock']}")
+    if report["platform"] == "darwin":
+        lines.append(f"macOS: {report['macos']} ({report['machine']})"
+                     + ("  running as root" if report["root"] else ""))
+        info = report["sandbox_exec"]
+        lines.append(f"sandbox-exec: {info['path']} "
+                     + ("present" if info["present"] else "MISSING")
+                     + (f", trivial profile {'works' if info.get('applies_a_profile') else 'FAILS'}"
+                        f", ringfence profile "
+                        f"{'works' if info.get('applies_ringfence_profile') else 'FAILS'}"
+                        if info["present"] else ""))
+        lines.append(f"process limit: {report['process_limit']}")
     lines.append("profiles: " + ", ".join(
         f"{name} {'yes' if ok else 'NO'}" for name, ok in report["profiles"].items()))
     for problem in report["problems"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from .plan import Plan
@@ -39,15 +39,58 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
         ]
     if plan.landlock is not None:
         data["landlock"] = plan.landlock
+    if plan.seatbelt is not None:
+        data["seatbelt"] = plan.seatbelt
     return data
 
 
-def explain(command: Sequence[str] | str, policy: Policy, *, cwd: str | None = None
-            ) -> dict[str, Any]:
-    """The plan for ``command`` under ``policy`` on this host, without running anything."""
+def explain(command: Sequence[str] | str, policy: Policy, *, cwd: str | None = None,
+            platform: str | None = None) -> dict[str, Any]:
+    """The plan for ``command`` under ``policy`` on this host, without running anything; with
+    ``platform`` (``linux``, ``macos``), the plan that OS would run, from this host's files."""
+    return explain_plan(plan_for(platform, policy, command, cwd=cwd))
+
+
+def _plan_macos(policy: Policy, command: Sequence[str] | str, cwd: str | None) -> Plan:
+    from .backends._macos_facts import gather_facts
+    from .plan_macos import plan_macos
+    from .runner import _command
+
+    return plan_macos(policy, _command(command), gather_facts(policy), cwd=cwd)
+
+
+def _plan_linux(policy: Policy, command: Sequence[str] | str, cwd: str | None) -> Plan:
+    import sys
+
+    from .errors import UnavailableError
     from .runner import make_plan
 
-    return explain_plan(make_plan(policy, command, cwd=cwd))
+    if sys.platform != "linux":
+        raise UnavailableError("explain --platform linux needs a Linux host (its facts come "
+                               "from the kernel); run it on Linux")
+    return make_plan(policy, command, cwd=cwd)
+
+
+# ``explain --platform NAME``: the planner for each OS, from this host's files.
+PLANNERS: dict[str, Callable[[Policy, Sequence[str] | str, str | None], Plan]] = {
+    "linux": _plan_linux,
+    "macos": _plan_macos,
+}
+
+
+def plan_for(platform: str | None, policy: Policy, command: Sequence[str] | str, *,
+             cwd: str | None = None) -> Plan:
+    """The plan on this host (``platform`` None) or for the named OS (see ``PLANNERS``)."""
+    if platform is None:
+        from .runner import make_plan
+
+        return make_plan(policy, command, cwd=cwd)
+    planner = PLANNERS.get(platform)
+    if planner is None:
+        from .errors import PolicyError
+
+        raise PolicyError(f"--platform {platform!r}: use one of {', '.join(PLANNERS)}")
+    return planner(policy, command, cwd)
 
 
 def render_text(data: dict[str, Any]) -> str:
@@ -66,6 +109,11 @@ def render_text(data: dict[str, Any]) -> str:
     lines.append("")
     lines.append("argv:")
     argv = data["argv"]
+    seatbelt = data.get("seatbelt")
+    if seatbelt:  # the profile and the -D values are printed in full below
+        argv = [argv[0], "-p", "PROFILE", *[
+            f"{a.partition('=')[0]}=..." if argv[i - 1] == "-D" else a
+            for i, a in enumerate(argv[3:], start=3)]]
     line = "  "
     for arg in argv:
         if arg.startswith("--") and line.strip():
@@ -83,6 +131,14 @@ def render_text(data: dict[str, Any]) -> str:
         lines += [f"  {r['syscall']:<34} {r['action']:<14} {r['why']}" for r in data["seccomp"]]
     if data.get("landlock"):
         lines += ["", "landlock:"] + [f"  {k}: {v}" for k, v in data["landlock"].items()]
+    if seatbelt:
+        lines += ["", "seatbelt parameters (-D NAME=VALUE):"]
+        lines += [f"  {k}={v}" for k, v in seatbelt["parameters"].items()]
+        for key in ("writable", "protected", "pinned", "deny_read"):
+            lines += ["", f"{key} (in the parameters above):"]
+            lines += [f"  {p}" for p in seatbelt[key]] or ["  -"]
+        lines += ["", "seatbelt profile (PROFILE):"]
+        lines += [f"  {line}" if line else "" for line in seatbelt["profile"].splitlines()]
     lines += ["", "environment removed: " + (", ".join(data["environment_removed"]) or "-")]
     lines += ["environment set:"]
     lines += [f"  {k}={v}" for k, v in data["environment"].items()]

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from typing import Any, ClassVar
 
+    from .plan_macos import MacFacts
+
 # File descriptors are chosen when the command starts; the plan names them with these tokens.
 SECCOMP_FD = "{seccomp-fd}"
 STATUS_FD = "{status-fd}"
@@ -113,7 +115,7 @@ class Plan(Frozen):
     __slots__ = (
         "mode", "command", "argv", "env", "env_removed", "cwd", "rlimits", "seccomp",
         "landlock", "pids_cgroup", "timeout", "output_limit", "placeholders", "layers",
-        "weaker", "policy",
+        "weaker", "policy", "seatbelt",
     )
     mode: str
     command: tuple[str, ...]
@@ -131,6 +133,8 @@ class Plan(Frozen):
     layers: tuple[str, ...]
     weaker: tuple[str, ...]
     policy: Policy
+    seatbelt: dict[str, Any] | None  # macOS: profile text and -D parameters (plan_macos)
+    _defaults: ClassVar[Mapping[str, Any]] = {"seatbelt": None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,8 +283,8 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def sandbox_env(policy: Policy, facts: HostFacts, cache_root: str) -> tuple[dict[str, str],
-                                                                           list[str]]:
+def sandbox_env(policy: Policy, facts: HostFacts | MacFacts, cache_root: str
+                ) -> tuple[dict[str, str], list[str]]:
     env, removed = scrub(facts.environ, allow=policy.env_allow, deny=policy.env_deny)
     for name in ("XDG_RUNTIME_DIR",):
         if name in env and name not in policy.env_allow:

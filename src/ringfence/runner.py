@@ -23,7 +23,8 @@ class Result(Frozen):
     - ``duration``: wall-clock seconds.
     - ``limits_hit``: names from ``timeout``, ``output``, ``cpu``, ``file_size``,
       ``max_processes`` (each only where the OS tells us for certain).
-    - ``mode``: ``bwrap``, ``landlock`` (the weaker fallback) or ``none`` (full-access).
+    - ``mode``: ``bwrap``, ``landlock`` (the weaker fallback), ``seatbelt`` (macOS) or ``none``
+      (full-access).
     - ``stdout`` / ``stderr``: captured bytes (capped at the policy's output limit), or None.
     - ``weaker``: what this run could not guarantee (empty in the full bwrap mode).
     """
@@ -80,12 +81,18 @@ def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None =
             bwrap, _ = find_bwrap(policy.bwrap)
         facts = gather_facts(policy, bwrap=bwrap)
         return plan_linux(policy, _command(command), facts, cwd=cwd)
+    if sys.platform == "darwin":
+        from .backends._macos_facts import gather_facts as gather_macos
+        from .plan_macos import plan_macos
+
+        return plan_macos(policy, _command(command), gather_macos(policy), cwd=cwd)
     raise no_backend()
 
 
 def no_backend() -> UnavailableError:
     return UnavailableError(
-        f"ringfence has no sandbox backend for {sys.platform} yet; Linux is supported"
+        f"ringfence has no sandbox backend for {sys.platform} yet; Linux and macOS are "
+        "supported"
     )
 
 
@@ -96,6 +103,10 @@ def start_checks(plan: Plan) -> list[str]:
 
         found = resolve_command(plan.command[0], plan.env, plan.cwd)
         return [found, *plan.command[1:]] if plan.mode == "none" else list(plan.argv)
+    if sys.platform == "darwin":
+        from .backends import macos
+
+        return macos.start_checks(plan)
     raise no_backend()
 
 
@@ -130,6 +141,17 @@ def run(
 
 def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
              on_output: Callable[[str, bytes], None] | None = None) -> Result:
+    if sys.platform == "darwin":
+        from .backends import macos
+
+        outcome = macos.run_captured(plan, capture=capture, stdin=stdin, on_output=on_output)
+        if outcome.setup_failed:
+            from .errors import SandboxError
+
+            err = outcome.stderr.decode(errors="replace").strip() if outcome.stderr else ""
+            raise SandboxError(f"sandbox-exec could not apply ringfence's profile: "
+                               f"{err or 'see stderr'}; run ringfence doctor")
+        return result_of(plan, outcome)
     if sys.platform != "linux":
         raise no_backend()
     outcome = _run_linux(plan, capture=capture, stdin=stdin, on_output=on_output)

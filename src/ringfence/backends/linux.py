@@ -25,6 +25,8 @@ from . import Outcome
 # Linux only: this tells type checkers run with --platform darwin|win32 to skip the module.
 assert sys.platform == "linux"
 
+from ._spawn import _signal_module  # noqa: E402 - after the platform guard
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -308,31 +310,11 @@ def _pids_cgroup() -> str:
 # Checks before starting.
 
 def resolve_command(argv0: str, env: dict[str, str], cwd: str) -> str:
-    """The program the sandbox will execute, found as ``execvp`` would; 127/126 errors."""
-    def check(path: str) -> str | None:
-        if os.path.isdir(path):
-            raise CommandError(f"ringfence: {argv0}: is a directory", 126)
-        if os.path.exists(path):
-            if not os.access(path, os.X_OK):
-                raise CommandError(f"ringfence: {argv0}: permission denied (not executable)",
-                                   126)
-            return path
-        return None
+    """The program the sandbox will execute, found as ``execvp`` would; 127/126 errors, and
+    127 for a program under a directory the sandbox replaces with its own."""
+    from ._spawn import resolve_command as find_program
 
-    if "/" in argv0:
-        path = os.path.join(cwd, argv0)
-        if check(path) is None:
-            raise CommandError(f"ringfence: {argv0}: no such file", 127)
-        found = path
-    else:
-        found = ""
-        for entry in env.get("PATH", os.defpath).split(":"):
-            hit = check(os.path.join(entry or ".", argv0))
-            if hit:
-                found = hit
-                break
-        if not found:
-            raise CommandError(f"ringfence: {argv0}: command not found", 127)
+    found = find_program(argv0, env, cwd)
     real = os.path.realpath(found)
     for hidden in ("/tmp/", "/var/tmp/", "/run/", "/var/run/"):
         if real.startswith(hidden) or os.path.abspath(found).startswith(hidden):
@@ -713,18 +695,6 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
     if plan.mode == "bwrap" and ('"child-pid"' not in prep.status()
                                  or prep.setup_incomplete()):
         outcome.setup_failed = True
-
-
-def _signal_module() -> Any:
-    """The C signal module: ``import signal`` pulls in ``enum`` (~6 ms on every start-up)."""
-    try:
-        import _signal  # type: ignore[import-not-found]
-
-        return _signal
-    except ImportError:  # pragma: no cover - every CPython has it built in
-        import signal
-
-        return signal
 
 
 def exec_cli(plan: Plan, prep: Prepared) -> Outcome:

@@ -29,10 +29,16 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from typing import Any, ClassVar
 
+    from .network.rules import NetworkRules
+
 # File descriptors are chosen when the command starts; the plan names them with these tokens.
 SECCOMP_FD = "{seccomp-fd}"
 STATUS_FD = "{status-fd}"
 SPEC_FD = "{spec-fd}"
+INFO_FD = "{info-fd}"
+BLOCK_FD = "{block-fd}"
+PROXY_PORT = 3128
+"""Where the allowlist proxy answers inside the sandbox (its own network namespace: no clash)."""
 
 # /run holds the host's sockets (D-Bus, the Docker socket, the user's runtime dir with the
 # ssh-agent and the session bus); the sandbox gets an empty /run with these few restored:
@@ -75,7 +81,7 @@ class HostFacts(Frozen):
     __slots__ = (
         "home", "uid", "environ", "bwrap", "kinds", "realpaths", "protected_paths",
         "config_dir", "state_dir", "cache_dir", "userns", "landlock_abi", "pids_cgroup",
-        "python", "fallback_exec",
+        "python", "fallback_exec", "preset_hosts",
     )
     home: str
     uid: int
@@ -92,9 +98,11 @@ class HostFacts(Frozen):
     pids_cgroup: str
     python: str
     fallback_exec: str
+    preset_hosts: tuple[tuple[str, str], ...]
     _defaults: ClassVar[Mapping[str, Any]] = {
         "userns": "", "landlock_abi": 0, "pids_cgroup": "", "realpaths": {},
         "python": "/usr/bin/python3", "fallback_exec": "_fallback_exec.py", "protected_paths": (),
+        "preset_hosts": (),
     }
 
     def kind(self, path: str) -> str:
@@ -107,7 +115,7 @@ class Plan(Frozen):
     __slots__ = (
         "mode", "command", "argv", "env", "env_removed", "cwd", "rlimits", "seccomp",
         "landlock", "pids_cgroup", "timeout", "output_limit", "placeholders", "layers",
-        "weaker", "policy",
+        "weaker", "policy", "network",
     )
     mode: str
     command: tuple[str, ...]
@@ -125,6 +133,8 @@ class Plan(Frozen):
     layers: tuple[str, ...]
     weaker: tuple[str, ...]
     policy: Policy
+    network: NetworkRules | None
+    _defaults: ClassVar[Mapping[str, Any]] = {"network": None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +305,18 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         "timeout": policy.limits.timeout, "output_limit": policy.limits.output,
         "policy": policy,
     }
+    if policy.network == "allowlist":
+        if policy.profile == "full-access":
+            raise PolicyError("network allowlist needs the sandbox: full-access has no network "
+                              "isolation; use --profile workspace-write or read-only")
+        if facts.userns:
+            raise UnavailableError(
+                f"network allowlist needs a network namespace, and this host cannot create "
+                f"one ({facts.userns}); enable user namespaces, or use --network off or on")
+        from .network.environment import proxy_env
+
+        env.update(proxy_env(PROXY_PORT, facts.python))
+        env.update(policy.env_set)  # the user's own settings still win
     if policy.profile == "full-access":
         return Plan(
             mode="none", argv=tuple(command), rlimits=_rlimits(policy, nproc=False),
@@ -358,7 +380,7 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         facts.bwrap, "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc",
         "--unshare-uts", "--unshare-cgroup-try",
     ]
-    if policy.network == "off":
+    if policy.network != "on":
         args.append("--unshare-net")
     args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
              "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
@@ -423,18 +445,26 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
             args += ["--tmpfs", path, "--remount-ro", path]
         elif kind in ("file", "other"):
             args += ["--ro-bind", "/dev/null", path]
+    network = None
+    if policy.network == "allowlist":
+        args += ["--info-fd", INFO_FD, "--block-fd", BLOCK_FD]
+        assert policy.network_rules is not None
+        network = policy.network_rules.replace(preset_hosts=facts.preset_hosts)
     args += ["--chdir", cwd, "--seccomp", SECCOMP_FD, "--json-status-fd", STATUS_FD,
              "--", *command]
     layers = ["user, pid, ipc, uts and mount namespaces" +
-              (", network namespace" if policy.network == "off" else ""),
+              (", network namespace" if policy.network != "on" else ""),
               "no capabilities", "no_new_privs", "seccomp", "rlimits",
               "new session", "dies with ringfence"]
     if pids_cgroup:
         layers.append("pids cgroup")
+    if network is not None:
+        layers.append(f"allowlist proxy on 127.0.0.1:{PROXY_PORT} (the only way out)")
     return Plan(
         mode="bwrap", argv=tuple(args), rlimits=_rlimits(policy, nproc=nproc_by_rlimit),
         seccomp=(policy.network == "off", False), landlock=None, pids_cgroup=pids_cgroup,
-        placeholders=tuple(placeholders), layers=tuple(layers), weaker=(), **common,
+        placeholders=tuple(placeholders), layers=tuple(layers), weaker=(), network=network,
+        **common,
     )
 
 

@@ -146,6 +146,11 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         kinds.setdefault(target, _kind(target))
     here = os.path.dirname(os.path.abspath(__file__))  # the backends directory
     userns = _userns_status(uid)
+    preset_hosts: tuple[tuple[str, str], ...] = ()
+    if policy.network == "allowlist" and policy.network_rules and policy.network_rules.presets:
+        from ..network.presets import expand
+
+        preset_hosts = expand(policy.network_rules.presets, env)
 
     return HostFacts(
         home=home, uid=uid, environ=env, bwrap=bwrap, kinds=kinds, realpaths=realpaths,
@@ -153,6 +158,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         userns=userns, landlock_abi=_landlock_abi() if userns else 0,
         pids_cgroup=_pids_cgroup() if uid == 0 else "",
         python=sys.executable, fallback_exec=os.path.join(here, "_fallback_exec.py"),
+        preset_hosts=preset_hosts,
     )
 
 
@@ -250,7 +256,7 @@ class Prepared:
     """Host-side state for one run: fds to pass, the cgroup, placeholders. ``close()`` undoes."""
 
     __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders_root", "state_dir",
-                 "lock_fd", "tmpdir", "seccomp_check")
+                 "lock_fd", "tmpdir", "seccomp_check", "net")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
@@ -262,6 +268,7 @@ class Prepared:
         self.lock_fd = -1
         self.tmpdir = ""
         self.seccomp_check = -1
+        self.net: Any = None  # backends._netns.Attachment in the allowlist mode
 
     def child_setup(self, rlimits: tuple[tuple[str, int], ...]) -> Callable[[], None]:
         """What runs in the forked child just before exec: limits, cgroup. Async-signal-light."""
@@ -309,7 +316,25 @@ class Prepared:
         except OSError:
             return False
 
+    def started(self, pid: int) -> None:
+        """bubblewrap runs as ``pid``: attach the allowlist proxy (then the command starts).
+        On failure the sandbox is killed before the command ever ran."""
+        if self.net is None:
+            return
+        try:
+            self.net.after_start(pid)
+        except BaseException:
+            _kill(pid)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            raise
+
     def close(self) -> None:
+        if self.net is not None:
+            self.net.close()
+            self.net = None
         for fd in [*self.fds, self.status_r, self.seccomp_check]:
             if fd >= 0:
                 try:
@@ -406,6 +431,14 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         os.set_inheritable(r, True)
         prep.fds.append(r)
         tokens["{spec-fd}"] = str(r)
+    if plan.network is not None and plan.mode == "bwrap":
+        from ..plan import PROXY_PORT
+        from ._netns import Attachment
+
+        prep.net = Attachment(plan.network, PROXY_PORT)
+        info_w, block_r = prep.net.child_fds()
+        prep.fds += [info_w, block_r]
+        tokens["{info-fd}"], tokens["{block-fd}"] = str(info_w), str(block_r)
     prep.argv = [tokens.get(a, a) for a in plan.argv]
     if plan.pids_cgroup:
         base = _pids_cgroup()
@@ -573,6 +606,8 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
     if plan.mode == "bwrap" and ('"child-pid"' not in prep.status()
                                  or prep.setup_incomplete()):
         outcome.setup_failed = True
+    if prep.net is not None:
+        outcome.network = prep.net.finish()
 
 
 def _signal_module() -> Any:
@@ -611,6 +646,7 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     for fd in prep.fds:
         os.close(fd)
     prep.fds = []
+    prep.started(pid)
     timed_out = False
 
     # Without a pid namespace (full-access, landlock) the command leads its own session: kill
@@ -698,6 +734,7 @@ def run_captured(
     for fd in prep.fds:
         os.close(fd)
     prep.fds = []
+    prep.started(proc.pid)
     deadline = start + plan.timeout if plan.timeout else None
     limit = plan.output_limit
     buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}

@@ -1,0 +1,699 @@
+"""The allowlist proxy: ringfence's own host-side process (never sandboxed), asyncio in a thread.
+
+It accepts connections on listening sockets it is handed: a unix socket path, or a TCP socket
+that was created *inside* a sandbox's network namespace and passed out (see
+``backends._netns``), so the sandbox reaches it on its own 127.0.0.1 and the host opens no TCP
+port. One port speaks both protocols; the first byte tells them apart:
+
+- SOCKS5 (first byte 5): no authentication; CONNECT with a host name, IPv4 or IPv6 address.
+  BIND and UDP ASSOCIATE are refused ("command not supported"), a denial answers "connection
+  not allowed by ruleset".
+- HTTP: ``CONNECT host:port`` (then bytes are relayed), or a plain request in absolute form
+  (``GET http://host/path``), forwarded once in origin form with ``Connection: close``. A
+  refusal is a 403 whose body names the host and the option that would allow it.
+
+Each listener carries its own ``NetworkRules`` and a list that receives one ``Connection``
+record per connection (host, port, decision, rule, bytes each way, duration). Bad input -- an
+oversized or endless header, a client that sends nothing, garbage, a target that never answers --
+ends that one connection with a log line and a record; everything else keeps being served.
+
+Name resolution is the proxy's (``getaddrinfo`` on the host, or a resolver hook a test passes
+in-process); the sandboxed command cannot influence it. The checked address is the one connected
+to, so a name cannot be re-resolved to somewhere else in between.
+
+``acquire()`` returns the process's shared proxy (started on first use) and ``release()`` stops
+it with its last user: many runs of one session share one proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+
+from ..policy.model import Frozen
+from .rules import Decision, NetworkRules, allow_hint, check_address, decide
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    Resolver = Callable[[str, int], Iterable[str]]
+
+log = logging.getLogger("ringfence.proxy")
+
+MAX_HEADER = 32 * 1024
+"""Bytes a request head (HTTP) may have; more ends the connection (431)."""
+
+
+class Connection(Frozen):
+    """One connection through the proxy, as it appears in ``Result.network`` and ``--json``."""
+
+    __slots__ = ("protocol", "host", "port", "allowed", "rule", "reason", "address", "sent",
+                 "received", "duration")
+    protocol: str
+    host: str
+    port: int
+    allowed: bool
+    rule: str
+    reason: str
+    address: str
+    sent: int
+    received: int
+    duration: float
+
+
+class Listener:
+    __slots__ = ("sock", "rules", "records", "task", "closed", "tasks")
+
+    def __init__(self, sock: socket.socket, rules: NetworkRules,
+                 records: list[Connection]) -> None:
+        self.sock = sock
+        self.rules = rules
+        self.records = records
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.tasks: set[asyncio.Future[None]] = set()
+
+
+class _Refused(Exception):
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+class _BadInput(Exception):
+    pass
+
+
+class _State:
+    """What one connection learned, for its record."""
+
+    __slots__ = ("protocol", "host", "port", "allowed", "rule", "reason", "address", "sent",
+                 "received", "start")
+
+    def __init__(self) -> None:
+        self.protocol = "?"
+        self.host = ""
+        self.port = 0
+        self.allowed = False
+        self.rule = ""
+        self.reason = ""
+        self.address = ""
+        self.sent = 0
+        self.received = 0
+        self.start = time.monotonic()
+
+    def record(self) -> Connection:
+        return Connection(protocol=self.protocol, host=self.host, port=self.port,
+                          allowed=self.allowed, rule=self.rule, reason=self.reason,
+                          address=self.address, sent=self.sent, received=self.received,
+                          duration=round(time.monotonic() - self.start, 6))
+
+
+class _Relay(asyncio.Protocol):
+    """One direction's receiving end; writes to the peer transport with flow control."""
+
+    def __init__(self, state: _State, outbound: bool, done: asyncio.Future[None]) -> None:
+        self.state = state
+        self.outbound = outbound  # data received here came from the sandbox
+        self.peer: asyncio.Transport | None = None
+        self.other: _Relay | None = None
+        self.transport: asyncio.Transport | None = None
+        self.pending: list[bytes] = []
+        self.done = done
+        self.eof = False
+
+    def connect(self, peer: asyncio.Transport, other: _Relay) -> None:
+        self.peer, self.other = peer, other
+        for data in self.pending:
+            peer.write(data)
+        self.pending = []
+        if self.eof:
+            self.eof_received()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.outbound:
+            self.state.sent += len(data)
+        else:
+            self.state.received += len(data)
+        if self.peer is None:
+            self.pending.append(data)
+        else:
+            self.peer.write(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.peer is None or self.other is None:
+            return True
+        if self.other.eof:  # both directions finished
+            self.peer.close()
+            if self.transport is not None:
+                self.transport.close()
+        elif self.peer.can_write_eof():
+            try:
+                self.peer.write_eof()
+            except OSError:
+                self.peer.close()
+        return True  # keep the other direction open (half-close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None:
+            self.peer.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def pause_writing(self) -> None:  # our transport's buffer is full: stop reading the peer
+        if self.peer is not None:
+            self.peer.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.resume_reading()
+
+
+class Proxy:
+    """The proxy. ``start()`` runs its loop in a daemon thread; ``add_listener`` hands it a
+    listening socket with its rules; ``stop()`` closes everything."""
+
+    def __init__(self, *, resolver: Resolver | None = None, header_timeout: float = 10.0,
+                 connect_timeout: float = 10.0, idle_timeout: float | None = 600.0,
+                 own_addresses: Iterable[str] | None = None) -> None:
+        self.resolver = resolver
+        self.header_timeout = header_timeout
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self._own = tuple(own_addresses) if own_addresses is not None else None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.listeners: list[Listener] = []
+        self.open_connections = 0
+
+    # -- lifecycle (called from other threads) ---------------------------------------------
+
+    def start(self) -> Proxy:
+        if self.thread is not None:
+            return self
+        _raise_nofile()
+        if self._own is None:
+            self._own = own_addresses()
+        ready = threading.Event()
+
+        def main() -> None:
+            self.loop = asyncio.new_event_loop()
+            ready.set()
+            self.loop.run_forever()
+            self.loop.close()
+
+        self.thread = threading.Thread(target=main, name="ringfence-proxy", daemon=True)
+        self.thread.start()
+        ready.wait()
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self.loop, self.thread
+        if loop is None or thread is None:
+            return
+
+        async def shutdown() -> None:
+            for listener in list(self.listeners):
+                self._close_listener(listener)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop)
+        thread.join(timeout=10)
+        self.loop = None
+        self.thread = None
+
+    def add_listener(self, sock: socket.socket, rules: NetworkRules,
+                     records: list[Connection] | None = None) -> Listener:
+        """Serve connections accepted on ``sock`` (already listening) under ``rules``."""
+        assert self.loop is not None, "start() the proxy first"
+        sock.setblocking(False)
+        listener = Listener(sock, rules, records if records is not None else [])
+
+        async def add() -> None:
+            self.listeners.append(listener)
+            listener.task = asyncio.ensure_future(self._accept(listener))
+
+        asyncio.run_coroutine_threadsafe(add(), self.loop).result()
+        return listener
+
+    def serve_unix(self, path: str, rules: NetworkRules,
+                   records: list[Connection] | None = None) -> Listener:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(1024)
+        return self.add_listener(sock, rules, records)
+
+    def remove_listener(self, listener: Listener, *, wait: float = 2.0) -> None:
+        """Stop accepting; wait up to ``wait`` seconds for its open connections to finish
+        recording, then close them."""
+        if self.loop is None:
+            return
+
+        async def remove() -> None:
+            self._close_listener(listener)
+            if listener.tasks:
+                _, pending = await asyncio.wait(set(listener.tasks), timeout=wait)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(remove(), self.loop).result()
+
+    def _close_listener(self, listener: Listener) -> None:
+        if listener.closed:
+            return
+        listener.closed = True
+        if listener.task is not None:
+            listener.task.cancel()
+        try:
+            listener.sock.close()
+        except OSError:
+            pass
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    # -- serving (in the loop's thread) ----------------------------------------------------
+
+    async def _accept(self, listener: Listener) -> None:
+        loop = asyncio.get_running_loop()
+        while not listener.closed:
+            try:
+                conn, _ = await loop.sock_accept(listener.sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as exc:
+                if listener.closed:
+                    return
+                log.warning("ringfence proxy: accept failed: %s", exc)
+                await asyncio.sleep(0.05)  # EMFILE and friends: back off, keep serving
+                continue
+            conn.setblocking(False)
+            task = asyncio.ensure_future(self._handle(conn, listener))
+            listener.tasks.add(task)
+            task.add_done_callback(listener.tasks.discard)
+
+    async def _handle(self, conn: socket.socket, listener: Listener) -> None:
+        state = _State()
+        self.open_connections += 1
+        upstream: socket.socket | None = None
+        try:
+            upstream, leftover, reply = await asyncio.wait_for(
+                self._handshake(conn, listener.rules, state), self.header_timeout)
+            await _send(conn, reply)
+            await self._relay(conn, upstream, leftover, state)
+            upstream = None  # the transports own and closed it
+            conn = None  # type: ignore[assignment]
+        except _Refused as refused:
+            state.allowed = False
+            state.rule, state.reason = refused.decision.rule, refused.decision.reason
+            log.info("ringfence proxy: refused %s:%s (%s)", state.host, state.port, state.reason)
+        except (_BadInput, TimeoutError) as exc:
+            state.allowed = False
+            state.rule = "malformed"
+            state.reason = (str(exc) if isinstance(exc, _BadInput)
+                            else "no complete request within the time limit")
+            log.warning("ringfence proxy: ended a connection: %s", state.reason)
+            if state.protocol == "http":
+                status = "431 Request Header Fields Too Large" if "too large" in state.reason \
+                    else "408 Request Timeout" if isinstance(exc, TimeoutError) \
+                    else "400 Bad Request"
+                await _quiet_send(conn, _http_response(status, state.reason + "\n"))
+        except asyncio.CancelledError:
+            state.reason = state.reason or "proxy stopped"
+        except OSError as exc:
+            state.reason = f"connection error: {exc.strerror or exc}"
+            log.warning("ringfence proxy: %s:%s: %s", state.host, state.port, state.reason)
+        except Exception as exc:  # never let one connection take the proxy down
+            state.allowed = False
+            state.rule = state.rule or "error"
+            state.reason = f"internal error: {type(exc).__name__}: {exc}"
+            log.exception("ringfence proxy: unexpected error")
+        finally:
+            self.open_connections -= 1
+            for s in (conn, upstream):
+                if s is not None:
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+            listener.records.append(state.record())
+
+    async def _handshake(self, conn: socket.socket, rules: NetworkRules, state: _State
+                         ) -> tuple[socket.socket, bytes, bytes]:
+        """Read the request, decide, connect. (upstream socket, bytes to forward, reply)."""
+        loop = asyncio.get_running_loop()
+        first = await loop.sock_recv(conn, 1)
+        if not first:
+            raise _BadInput("the client closed without sending a request")
+        if first == b"\x05":
+            state.protocol = "socks5"
+            return await self._socks(conn, rules, state)
+        state.protocol = "http"
+        return await self._http(conn, first, rules, state)
+
+    async def _http(self, conn: socket.socket, buf: bytes, rules: NetworkRules,
+                    state: _State) -> tuple[socket.socket, bytes, bytes]:
+        loop = asyncio.get_running_loop()
+        data = bytearray(buf)
+        while b"\r\n\r\n" not in data:
+            if len(data) > MAX_HEADER:
+                raise _BadInput(f"request head too large (over {MAX_HEADER} bytes)")
+            chunk = await loop.sock_recv(conn, 8192)
+            if not chunk:
+                raise _BadInput("the client closed in the middle of the request head")
+            data += chunk
+        end = data.index(b"\r\n\r\n") + 4
+        if end > MAX_HEADER:
+            raise _BadInput(f"request head too large (over {MAX_HEADER} bytes)")
+        head, rest = bytes(data[:end]), bytes(data[end:])
+        try:
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, version = lines[0].split(" ")
+        except ValueError:
+            raise _BadInput("malformed request line") from None
+        if not version.startswith("HTTP/1."):
+            raise _BadInput(f"unsupported protocol {version[:20]!r}")
+        if method == "CONNECT":
+            host, port = _split_hostport(target, None)
+            state.host, state.port = host, port
+            try:
+                upstream = await self._connect(rules, host, port, state)
+            except _Refused as refused:
+                await _quiet_send(conn, _forbidden(host, port, refused.decision))
+                raise
+            except OSError as exc:
+                await _quiet_send(conn, _http_response("502 Bad Gateway",
+                                                       f"cannot reach {host}:{port}: {exc}\n"))
+                raise
+            return upstream, rest, b"HTTP/1.1 200 Connection established\r\n\r\n"
+        if not target.lower().startswith("http://"):
+            if target.lower().startswith("https://"):
+                raise _BadInput("https:// in absolute form needs CONNECT")
+            raise _BadInput("not a proxy request (expected CONNECT or an absolute http:// URL)")
+        after = target[7:]
+        authority, slash, path = after.partition("/")
+        authority = authority.rpartition("@")[2]
+        host, port = _split_hostport(authority, 80)
+        state.host, state.port = host, port
+        out = [f"{method} /{path if slash else ''} {version}"]
+        for line in lines[1:]:
+            if not line:
+                continue
+            name = line.partition(":")[0].strip().lower()
+            if name in ("proxy-connection", "proxy-authorization", "connection", "keep-alive"):
+                continue
+            out.append(line)
+        out.append("Connection: close")
+        request = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + rest
+        try:
+            upstream = await self._connect(rules, host, port, state)
+        except _Refused as refused:
+            await _quiet_send(conn, _forbidden(host, port, refused.decision))
+            raise
+        except OSError as exc:
+            await _quiet_send(conn, _http_response("502 Bad Gateway",
+                                                   f"cannot reach {host}:{port}: {exc}\n"))
+            raise
+        return upstream, request, b""
+
+    async def _socks(self, conn: socket.socket, rules: NetworkRules, state: _State
+                     ) -> tuple[socket.socket, bytes, bytes]:
+        n = (await _recv_exact(conn, 1))[0]
+        methods = await _recv_exact(conn, n) if n else b""
+        if 0 not in methods:
+            await _quiet_send(conn, b"\x05\xff")
+            raise _BadInput("SOCKS5 client offers no method without authentication")
+        await _send(conn, b"\x05\x00")
+        ver, cmd, _, atyp = await _recv_exact(conn, 4)
+        if ver != 5:
+            raise _BadInput(f"SOCKS5 request with version {ver}")
+        if atyp == 1:
+            host = socket.inet_ntop(socket.AF_INET, await _recv_exact(conn, 4))
+        elif atyp == 4:
+            host = socket.inet_ntop(socket.AF_INET6, await _recv_exact(conn, 16))
+        elif atyp == 3:
+            length = (await _recv_exact(conn, 1))[0]
+            host = (await _recv_exact(conn, length)).decode("latin-1")
+        else:
+            await _quiet_send(conn, _socks_reply(8))
+            raise _BadInput(f"SOCKS5 address type {atyp} is unknown")
+        raw_port = await _recv_exact(conn, 2)
+        state.host, state.port = host, raw_port[0] << 8 | raw_port[1]
+        if cmd != 1:
+            await _quiet_send(conn, _socks_reply(7))
+            what = {2: "BIND", 3: "UDP ASSOCIATE"}.get(cmd, f"command {cmd}")
+            raise _Refused(Decision(allowed=False, rule="socks-command",
+                                    reason=f"SOCKS5 {what} is not supported"))
+        try:
+            upstream = await self._connect(rules, host, state.port, state)
+        except _Refused:
+            await _quiet_send(conn, _socks_reply(2))  # connection not allowed by ruleset
+            raise
+        except TimeoutError:
+            await _quiet_send(conn, _socks_reply(6))
+            raise
+        except OSError:
+            await _quiet_send(conn, _socks_reply(5))
+            raise
+        return upstream, b"", _socks_reply(0)
+
+    async def _connect(self, rules: NetworkRules, host: str, port: int, state: _State
+                       ) -> socket.socket:
+        decision = decide(rules, host, port)
+        state.rule, state.reason = decision.rule, decision.reason
+        if not decision.allowed:
+            raise _Refused(decision)
+        addresses = await self._resolve(host, port)
+        if not addresses:
+            raise _Refused(Decision(allowed=False, rule="resolve",
+                                    reason=f"{host} does not resolve"))
+        refusal: Decision | None = None
+        last_error: OSError | None = None
+        loop = asyncio.get_running_loop()
+        for address in addresses:
+            check = check_address(rules, address, self._own or ())
+            if not check.allowed:
+                refusal = refusal or check
+                continue
+            state.allowed, state.address = True, address
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, (address, port)),
+                                       self.connect_timeout)
+            except (OSError, TimeoutError) as exc:
+                sock.close()
+                last_error = exc if isinstance(exc, OSError) else TimeoutError(
+                    f"no answer within {self.connect_timeout:g}s")
+                continue
+            return sock
+        if last_error is None and refusal is not None:
+            raise _Refused(refusal)
+        raise last_error or OSError("no address to connect to")
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        from .rules import ip_literal
+
+        literal = ip_literal(host)
+        if literal is not None:
+            return [literal]
+        if self.resolver is not None:
+            return list(self.resolver(host, port))
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return []
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+    async def _relay(self, client: socket.socket, upstream: socket.socket, first: bytes,
+                     state: _State) -> None:
+        loop = asyncio.get_running_loop()
+        done_a: asyncio.Future[None] = loop.create_future()
+        done_b: asyncio.Future[None] = loop.create_future()
+        out = _Relay(state, True, done_a)
+        back = _Relay(state, False, done_b)
+        for s in (client, upstream):
+            if s.family != socket.AF_UNIX:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t_client, _ = await loop.connect_accepted_socket(lambda: out, client)
+        t_up, _ = await loop.create_connection(lambda: back, sock=upstream)
+        for t in (t_client, t_up):
+            t.set_write_buffer_limits(high=1 << 20)  # type: ignore[attr-defined]
+        out.connect(t_up, back)  # type: ignore[arg-type]
+        back.connect(t_client, out)  # type: ignore[arg-type]
+        if first:
+            state.sent += len(first)
+            t_up.write(first)
+        try:
+            await asyncio.wait({done_a, done_b}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            t_client.close()
+            t_up.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers.
+
+async def _send(sock: socket.socket, data: bytes) -> None:
+    if data:
+        await asyncio.get_running_loop().sock_sendall(sock, data)
+
+
+async def _quiet_send(sock: socket.socket, data: bytes) -> None:
+    try:
+        await asyncio.wait_for(_send(sock, data), 2)
+    except (OSError, TimeoutError):
+        pass
+
+
+async def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    buf = b""
+    while len(buf) < n:
+        chunk = await loop.sock_recv(sock, n - len(buf))
+        if not chunk:
+            raise _BadInput("the client closed in the middle of the SOCKS5 handshake")
+        buf += chunk
+    return buf
+
+
+def _socks_reply(code: int) -> bytes:
+    return bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0])
+
+
+def _split_hostport(text: str, default: int | None) -> tuple[str, int]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon:
+            host, port_text = text, ""
+    if not port_text:
+        if default is None:
+            raise _BadInput(f"CONNECT target {text[:80]!r} has no port")
+        return host, default
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise _BadInput(f"bad port in {text[:80]!r}")
+    return host, int(port_text)
+
+
+def _http_response(status: str, body: str) -> bytes:
+    payload = body.encode()
+    return (f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
+
+
+def _forbidden(host: str, port: int, decision: Decision) -> bytes:
+    body = (f"ringfence: connection to {host}:{port} refused: {decision.reason}.\n"
+            f"To allow it: {allow_hint(host, port, decision)}.\n")
+    return _http_response("403 Forbidden", body)
+
+
+def own_addresses() -> tuple[str, ...]:
+    """This host's own addresses (refused unless ``allow_local``), from the kernel's tables."""
+    found: set[str] = set()
+    try:
+        with open("/proc/net/fib_trie") as fh:
+            lines = fh.read().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() == "/32 host LOCAL" and i > 0:
+                found.add(lines[i - 1].split()[-1])
+    except OSError:
+        pass
+    try:
+        with open("/proc/net/if_inet6") as fh:
+            for line in fh:
+                raw = line.split()[0]
+                found.add(str(_ipv6(raw)))
+    except (OSError, ValueError):
+        pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            found.add(str(info[4][0]))
+    except OSError:
+        pass
+    return tuple(sorted(found))
+
+
+def _ipv6(raw: str) -> Any:
+    import ipaddress
+
+    return ipaddress.IPv6Address(int(raw, 16))
+
+
+def _raise_nofile() -> None:
+    """Each proxied connection holds two sockets; lift the soft fd limit to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The process's shared proxy.
+
+_shared: Proxy | None = None
+_users = 0
+_lock = threading.Lock()
+
+
+def acquire(resolver: Resolver | None = None) -> Proxy:
+    """The shared proxy, started on first use; every ``acquire`` needs one ``release``."""
+    global _shared, _users
+    with _lock:
+        if _shared is None:
+            _shared = Proxy(resolver=resolver or _hosts_file_resolver()).start()
+        _users += 1
+        return _shared
+
+
+def release() -> None:
+    global _shared, _users
+    with _lock:
+        _users -= 1
+        if _users <= 0 and _shared is not None:
+            _shared.stop()
+            _shared = None
+            _users = 0
+
+
+def _hosts_file_resolver() -> Resolver | None:
+    """The test hook: ``RINGFENCE_PROXY_HOSTS`` in *ringfence's own* environment names a file of
+    ``name address`` lines the proxy resolves from instead of DNS. The sandboxed command cannot
+    set it: the proxy runs in ringfence's process, before and outside the sandbox."""
+    path = os.environ.get("RINGFENCE_PROXY_HOSTS")
+    if not path:
+        return None
+    table: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) == 2 and not line.startswith("#"):
+                table.setdefault(parts[0].lower(), []).append(parts[1])
+
+    def resolve(host: str, port: int) -> list[str]:
+        return table.get(host.lower().removesuffix("."), [])
+
+    return resolve

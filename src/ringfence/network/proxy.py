@@ -312,12 +312,11 @@ class Proxy:
         self.open_connections += 1
         upstream: socket.socket | None = None
         try:
-            upstream, leftover, reply = await asyncio.wait_for(
+            up, leftover, reply = await asyncio.wait_for(
                 self._handshake(conn, listener.rules, state), self.header_timeout)
+            upstream = up
             await _send(conn, reply)
-            await self._relay(conn, upstream, leftover, state)
-            upstream = None  # the transports own and closed it
-            conn = None  # type: ignore[assignment]
+            await self._relay(conn, up, leftover, state)
         except _Refused as refused:
             state.allowed = False
             state.rule, state.reason = refused.decision.rule, refused.decision.reason
@@ -530,14 +529,14 @@ class Proxy:
         out = _Relay(state, True, done_a)
         back = _Relay(state, False, done_b)
         for s in (client, upstream):
-            if s.family != socket.AF_UNIX:
+            if s.family in (socket.AF_INET, socket.AF_INET6):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t_client, _ = await loop.connect_accepted_socket(lambda: out, client)
         t_up, _ = await loop.create_connection(lambda: back, sock=upstream)
         for t in (t_client, t_up):
-            t.set_write_buffer_limits(high=1 << 20)  # type: ignore[attr-defined]
-        out.connect(t_up, back)  # type: ignore[arg-type]
-        back.connect(t_client, out)  # type: ignore[arg-type]
+            t.set_write_buffer_limits(high=1 << 20)
+        out.connect(t_up, back)
+        back.connect(t_client, out)
         if first:
             state.sent += len(first)
             t_up.write(first)
@@ -641,6 +640,10 @@ def _ipv6(raw: str) -> Any:
 
 def _raise_nofile() -> None:
     """Each proxied connection holds two sockets; lift the soft fd limit to the hard one."""
+    import sys
+
+    if sys.platform == "win32":
+        return
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -138,7 +138,7 @@ def _check(source: str, key: str, kind: str, value: Any) -> Any:
 
         if not isinstance(value, list):
             raise PolicyError(f"{what}: expected a list")
-        check = {"hosts": check_pattern, "presets": check_preset, "ports": check_port}[kind]
+        check: Any = {"hosts": check_pattern, "presets": check_preset, "ports": check_port}[kind]
         try:
             return [check(v) for v in value]
         except PolicyError as exc:
@@ -373,7 +373,7 @@ def _narrow_network(state: dict[str, Any], key: str, value: Any, what: str, hint
         trusted = state.get("network.allow", [])
         for entry in value:
             probe = entry[2:] if entry.startswith("*.") else entry
-            if not any(matches(t, probe) and (not entry.startswith("*.") or t.startswith("*."))
+            if not any((matches(t, probe) and (not entry.startswith("*.") or t.startswith("*.")))
                        or t == entry for t in trusted):
                 raise PolicyError(f"{what}: {entry!r} is not allowed by your own policy; {hint}")
         state[key] = list(value)

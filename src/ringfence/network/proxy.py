@@ -535,11 +535,11 @@ class Proxy:
         t_up, _ = await loop.create_connection(lambda: back, sock=upstream)
         for t in (t_client, t_up):
             t.set_write_buffer_limits(high=1 << 20)
-        out.connect(t_up, back)
-        back.connect(t_client, out)
-        if first:
+        if first:  # bytes that came with the request head go first
             state.sent += len(first)
             t_up.write(first)
+        out.connect(t_up, back)
+        back.connect(t_client, out)
         try:
             await asyncio.wait({done_a, done_b}, return_when=asyncio.FIRST_COMPLETED)
         finally:

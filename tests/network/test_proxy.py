@@ -21,7 +21,8 @@ from ringfence.network.rules import NetworkRules
 from tests.network.servers import TCPServer
 
 HOSTS = {"web.test": ["127.0.0.1"], "other.test": ["127.0.0.1"], "private.test": ["10.0.0.7"],
-         "meta.test": ["169.254.169.254"], "mixed.test": ["10.0.0.7", "127.0.0.1"]}
+         "meta.test": ["169.254.169.254"], "mixed.test": ["10.0.0.7", "127.0.0.1"],
+         "good.web.test": ["127.0.0.1"], "bad.web.test": ["127.0.0.1"]}
 
 
 class Setup:
@@ -148,12 +149,15 @@ def test_connect_denied_port(proxy: Proxy, server: TCPServer) -> None:
 
 
 def test_deny_over_allow(proxy: Proxy, server: TCPServer) -> None:
-    setup = Setup(proxy, rules_for(server, allow=["*.test", "web.test"],
-                                   deny=["other.test"]))
-    status, body = setup.http_get(f"http://other.test:{server.port}/")
+    setup = Setup(proxy, rules_for(server, allow=["*.web.test"], deny=["bad.web.test"]))
+    status, body = setup.http_get(f"http://bad.web.test:{server.port}/")
     assert status == 403 and b"deny" in body
     assert server.seen == []
-    still_serving(setup, server)
+    status, body = setup.http_get(f"http://good.web.test:{server.port}/")
+    assert status == 200
+    # the wildcard does not match the domain itself
+    status, body = setup.http_get(f"http://web.test:{server.port}/x")
+    assert status == 403
 
 
 def test_name_resolving_to_loopback_refused_without_opt_in(proxy: Proxy,

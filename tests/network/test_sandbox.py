@@ -93,7 +93,7 @@ except Exception as e:
 
 def test_urllib_allowed_and_recorded(net: Net, server: TCPServer) -> None:
     url = f"http://web.test:{server.port}/hello"
-    proc, report = net.json_run([PY, "-c", FETCH, url], ["web.test"], [server.port])
+    _, report = net.json_run([PY, "-c", FETCH, url], ["web.test"], [server.port])
     assert "STATUS 200" in str(report["stdout"]), report
     assert server.body.decode() in str(report["stdout"])
     records = report["network"]
@@ -106,7 +106,7 @@ def test_urllib_allowed_and_recorded(net: Net, server: TCPServer) -> None:
 
 def test_urllib_denied_name(net: Net, server: TCPServer) -> None:
     url = f"http://other.test:{server.port}/"
-    proc, report = net.json_run([PY, "-c", FETCH, url], ["web.test"], [server.port])
+    _, report = net.json_run([PY, "-c", FETCH, url], ["web.test"], [server.port])
     out = str(report["stdout"])
     assert "STATUS 403" in out and "--allow-domain other.test" in out
     assert server.seen == []
@@ -141,7 +141,8 @@ def test_curl_http_https_proxy_and_socks(net: Net, server: TCPServer) -> None:
     url = f"http://web.test:{server.port}/"
     script = (f'curl -sS {url}; curl -sS --proxy "$ALL_PROXY" {url}; '
               f'curl -sS -o /dev/null -w "%{{http_code}}\\n" http://other.test:{server.port}/; '
-              f'curl -sS --proxy "$ALL_PROXY" http://other.test:{server.port}/ || echo SOCKS-REFUSED')
+              f'curl -sS --proxy "$ALL_PROXY" http://other.test:{server.port}/ '
+              '|| echo SOCKS-REFUSED')
     proc = net.run(["/bin/sh", "-c", script], ["web.test"], [server.port])
     assert proc.stdout.count(server.body.decode()) == 2, proc.stderr
     assert "403" in proc.stdout and "SOCKS-REFUSED" in proc.stdout
@@ -197,7 +198,8 @@ import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(2)
 # a DNS query for web.test, type A
-q = b"\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x03web\\x04test\\x00\\x00\\x01\\x00\\x01"
+q = (b"\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00"
+     b"\\x03web\\x04test\\x00\\x00\\x01\\x00\\x01")
 try:
     s.sendto(q, ("127.0.0.1", int(sys.argv[1])))
     print("REPLY", s.recvfrom(512)[0][:2])

@@ -104,7 +104,7 @@ class Attachment:
     """The proxy side of one run: the fds bubblewrap gets, the listener, the records."""
 
     __slots__ = ("rules", "port", "info_r", "info_w", "block_r", "block_w", "records",
-                 "proxy", "listener")
+                 "proxy", "listener", "warming", "warm_error")
 
     def __init__(self, rules: NetworkRules, port: int) -> None:
         self.rules = rules
@@ -116,6 +116,25 @@ class Attachment:
         self.block_r, self.block_w = os.pipe()
         os.set_inheritable(self.info_w, True)
         os.set_inheritable(self.block_r, True)
+        # Importing asyncio and starting the proxy takes tens of milliseconds: do it while
+        # bubblewrap builds the sandbox. (Everything the forked setns helper needs is imported
+        # here first, so the fork never waits on an import lock held by this thread.)
+        import ctypes  # noqa: F401
+        import fcntl  # noqa: F401
+        import threading
+
+        self.warm_error: BaseException | None = None
+        self.warming = threading.Thread(target=self._warm, name="ringfence-proxy-start",
+                                        daemon=True)
+        self.warming.start()
+
+    def _warm(self) -> None:
+        try:
+            from ..network import proxy as proxy_mod
+
+            self.proxy = proxy_mod.acquire()
+        except BaseException as exc:  # reported by after_start
+            self.warm_error = exc
 
     def child_fds(self) -> tuple[int, int]:
         """(info fd, block fd) for bubblewrap; the caller owns them from now on (passes them
@@ -128,8 +147,6 @@ class Attachment:
         """bubblewrap (``pid``) has started: attach the proxy, then release the command."""
         import json
         import select
-
-        from ..network import proxy as proxy_mod
 
         data = b""
         while True:
@@ -145,8 +162,10 @@ class Attachment:
         except (ValueError, KeyError, TypeError):
             raise SandboxError("bubblewrap could not create the sandbox (no pid reported); "
                                "run ringfence doctor") from None
+        self.warming.join()
+        if self.proxy is None:
+            raise SandboxError(f"cannot start the allowlist proxy: {self.warm_error}")
         sock = _listen_inside(child, self.port)
-        self.proxy = proxy_mod.acquire()
         self.listener = self.proxy.add_listener(sock, self.rules, self.records)
         os.write(self.block_w, b"1")
         self._close("block_w")
@@ -168,6 +187,7 @@ class Attachment:
             setattr(self, name, -1)
 
     def close(self) -> None:
+        self.warming.join()
         self.finish()
         if self.proxy is not None:
             from ..network import proxy as proxy_mod

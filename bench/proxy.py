@@ -152,7 +152,7 @@ def main() -> None:
 
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     server, server_port = spawn(SERVER, str(size))
     proxy, proxy_port = spawn(PROXY, str(server_port))

@@ -31,6 +31,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 
@@ -252,6 +253,8 @@ class Proxy:
 
     def serve_unix(self, path: str, rules: NetworkRules,
                    records: list[Connection] | None = None) -> Listener:
+        if sys.platform == "win32":
+            raise OSError("unix socket listeners need Linux or macOS")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
         os.chmod(path, 0o600)
@@ -558,7 +561,9 @@ class Proxy:
 # readiness callbacks. The bytes never enter Python; each direction's pipe is made on its first
 # byte, so an idle tunnel holds no pipe.
 
-_SPLICE = hasattr(os, "splice")
+_splice: Any = getattr(os, "splice", None)  # Linux only (getattr: the other platforms' checks)
+_pipe2: Any = getattr(os, "pipe2", None)
+_SPLICE = _splice is not None and _pipe2 is not None
 _SPLICE_FLAGS = 0x1 | 0x2  # SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 _CHUNK = 1 << 20
 
@@ -595,8 +600,10 @@ class _Pump:
             self.reading = False
 
     def _readable(self) -> None:
+        if sys.platform != "linux":  # only used where splice exists
+            return
         if self.pipe is None:
-            self.pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self.pipe = _pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             try:  # a bigger pipe moves more per system call (bounded by fs.pipe-max-size)
                 import fcntl
 
@@ -604,7 +611,7 @@ class _Pump:
             except OSError:
                 pass  # over the user's pipe budget: the default 64 KiB still works
         try:
-            n = os.splice(self.src, self.pipe[1], _CHUNK, flags=_SPLICE_FLAGS)
+            n = _splice(self.src, self.pipe[1], _CHUNK, flags=_SPLICE_FLAGS)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -622,7 +629,7 @@ class _Pump:
         while self.pending:
             assert self.pipe is not None
             try:
-                n = os.splice(self.pipe[0], self.dst, self.pending, flags=_SPLICE_FLAGS)
+                n = _splice(self.pipe[0], self.dst, self.pending, flags=_SPLICE_FLAGS)
             except BlockingIOError:
                 self._read_off()  # the receiver is slow: stop reading until it catches up
                 if not self.writing:
@@ -788,8 +795,6 @@ def _ipv6(raw: str) -> Any:
 
 def _raise_nofile() -> None:
     """Each proxied connection holds two sockets; lift the soft fd limit to the hard one."""
-    import sys
-
     if sys.platform == "win32":
         return
     import resource

@@ -43,6 +43,7 @@ def render_text(report: dict[str, Any]) -> str:
                      + (", delegated to you" if cg.get("delegated") else ", not delegated"))
         lines.append(f"process limit: {report['process_limit']}")
         lines.append(f"landlock fallback: {report['fallback_landlock']}")
+        lines.append(f"network allowlist: {report['network_allowlist']}")
     lines.append("profiles: " + ", ".join(
         f"{name} {'yes' if ok else 'NO'}" for name, ok in report["profiles"].items()))
     for problem in report["problems"]:

@@ -444,3 +444,30 @@ def test_project_file_may_only_narrow(world: World) -> None:
     proc = world.run("explain", "--json", "--", "true")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["network"]["allow"] == ["ok.example.org"]
+
+
+GARBAGE_THEN_FETCH = """
+import os, socket, sys, time, urllib.request
+port = int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])
+held = []
+for payload in (b"\\x05\\x01\\x00\\x05\\x09\\x00\\x07xyz", b"\\x00\\xff garbage\\r\\n\\r\\n",
+                b"GET http://web.test/ HTTP/1.1\\r\\nX: " + b"a" * 40000 + b"\\r\\n\\r\\n", b""):
+    s = socket.create_connection(("127.0.0.1", port))
+    if payload:
+        s.sendall(payload)
+    held.append(s)  # the silent one stays open while we fetch
+with urllib.request.urlopen(sys.argv[1], timeout=20) as r:
+    print("STATUS", r.status)
+"""
+
+
+def test_bad_input_from_inside_does_not_stop_the_proxy(net: Net, server: TCPServer) -> None:
+    """Attack: knock the proxy over from inside (SOCKS garbage, binary junk, an oversized head,
+    a silent connection); the same run's next request must still be served."""
+    url = f"http://web.test:{server.port}/"
+    _, report = net.json_run([PY, "-c", GARBAGE_THEN_FETCH, url], ["web.test"], [server.port])
+    assert "STATUS 200" in str(report["stdout"]), report
+    records = report["network"]
+    assert isinstance(records, list)
+    assert sum(1 for r in records if r["rule"] == "malformed") >= 3
+    assert any(r["allowed"] and r["host"] == "web.test" for r in records)

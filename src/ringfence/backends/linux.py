@@ -940,6 +940,28 @@ def diagnose() -> dict[str, Any]:
                           "full-access": True}
     report["fallback_landlock"] = (
         "available (weaker; opt in with --fallback landlock)" if abi >= 1 else "unavailable")
+    report["network_allowlist"] = _probe_allowlist() if usable else (
+        "unavailable: needs bubblewrap with user and network namespaces")
     report["problems"] = problems
     report["default_profile_enforceable"] = enforce
     return report
+
+
+def _probe_allowlist() -> str:
+    """Really attach the allowlist proxy to a sandbox running /bin/true."""
+    import tempfile
+
+    from ..errors import RingfenceError
+    from ..policy.model import Limits, Policy
+    from ..runner import run
+
+    with tempfile.TemporaryDirectory(prefix="ringfence-doctor-") as workspace:
+        try:
+            result = run(["/bin/true"], Policy(workspace=workspace, profile="read-only",
+                                               network="allowlist",
+                                               limits=Limits(max_processes=None)))
+        except RingfenceError as exc:
+            return f"unavailable: {exc}"
+    if result.exit_code != 0:
+        return f"unavailable: the probe exited {result.exit_code}"
+    return "available (proxy attached inside the sandbox's network namespace)"

@@ -81,7 +81,7 @@ class HostFacts(Frozen):
     __slots__ = (
         "home", "uid", "environ", "bwrap", "kinds", "realpaths", "protected_paths",
         "config_dir", "state_dir", "cache_dir", "userns", "landlock_abi", "pids_cgroup",
-        "python", "fallback_exec", "preset_hosts",
+        "python", "fallback_exec", "preset_hosts", "connect_helper",
     )
     home: str
     uid: int
@@ -99,10 +99,11 @@ class HostFacts(Frozen):
     python: str
     fallback_exec: str
     preset_hosts: tuple[tuple[str, str], ...]
+    connect_helper: str
     _defaults: ClassVar[Mapping[str, Any]] = {
         "userns": "", "landlock_abi": 0, "pids_cgroup": "", "realpaths": {},
         "python": "/usr/bin/python3", "fallback_exec": "_fallback_exec.py", "protected_paths": (),
-        "preset_hosts": (),
+        "preset_hosts": (), "connect_helper": "connect.py",
     }
 
     def kind(self, path: str) -> str:
@@ -315,7 +316,7 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
                 f"one ({facts.userns}); enable user namespaces, or use --network off or on")
         from .network.environment import proxy_env
 
-        env.update(proxy_env(PROXY_PORT, facts.python))
+        env.update(proxy_env(PROXY_PORT, facts.python, facts.connect_helper))
         env.update(policy.env_set)  # the user's own settings still win
     if policy.profile == "full-access":
         return Plan(

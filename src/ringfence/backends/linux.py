@@ -159,6 +159,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         pids_cgroup=_pids_cgroup() if uid == 0 else "",
         python=sys.executable, fallback_exec=os.path.join(here, "_fallback_exec.py"),
         preset_hosts=preset_hosts,
+        connect_helper=os.path.join(os.path.dirname(here), "network", "connect.py"),
     )
 
 

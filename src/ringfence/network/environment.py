@@ -7,14 +7,16 @@ sandbox's network namespace has nothing but its own loopback.
 
 from __future__ import annotations
 
-import os
 
+def proxy_env(port: int, python: str, connect: str) -> dict[str, str]:
+    """``connect``: the path of ``network/connect.py`` (the ssh ProxyCommand)."""
+    import shlex
 
-def proxy_env(port: int, python: str) -> dict[str, str]:
     http = f"http://127.0.0.1:{port}"
+    tunnel = " ".join(shlex.quote(a) for a in (python, "-I", "-S", connect, "127.0.0.1",
+                                               str(port))) + " %h %p"
     socks = f"socks5h://127.0.0.1:{port}"  # socks5h: the proxy resolves names, not the client
     local = "localhost,127.0.0.1,::1"  # the sandbox's own loopback (its own servers)
-    connect = os.path.join(os.path.dirname(os.path.abspath(__file__)), "connect.py")
     env = {
         # the conventional variables, both cases (curl reads lower-case http_proxy only)
         "http_proxy": http, "HTTP_PROXY": http, "https_proxy": http, "HTTPS_PROXY": http,
@@ -25,7 +27,6 @@ def proxy_env(port: int, python: str) -> dict[str, str]:
         "YARN_HTTP_PROXY": http, "YARN_HTTPS_PROXY": http,
         "CARGO_HTTP_PROXY": http,
         # git over https reads http_proxy; git over ssh tunnels through the proxy with CONNECT
-        "GIT_SSH_COMMAND": (f"ssh -o ProxyCommand='{python} -I -S {connect} 127.0.0.1 {port} "
-                            "%h %p'"),
+        "GIT_SSH_COMMAND": "ssh -o " + shlex.quote("ProxyCommand=" + tunnel),
     }
     return env

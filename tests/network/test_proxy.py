@@ -369,3 +369,48 @@ def test_unix_socket_listener(proxy: Proxy, server: TCPServer, tmp_path_factory:
         s.connect(path)
         s.sendall(f"GET http://web.test:{server.port}/ HTTP/1.1\r\n\r\n".encode())
         assert recv_all(s).endswith(server.body)
+
+
+def test_target_whose_connect_never_completes(proxy: Proxy, server: TCPServer) -> None:
+    """A target that never completes the TCP handshake (its accept queue is full, so the
+    kernel drops our SYNs): the client gets 504 / SOCKS "TTL expired" after the connect time
+    limit, the record says why, and everyone else is still served."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # fill the accept queue (never accepted)
+        f = socket.socket()
+        f.setblocking(False)
+        try:
+            f.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+    time.sleep(0.2)
+    try:
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(("127.0.0.1", port))
+            pytest.skip("this kernel completes connections to a full accept queue")
+        except TimeoutError:
+            pass
+        finally:
+            probe.close()
+        setup = Setup(proxy, rules_for(server, ports=[server.port, port]))
+        start = time.monotonic()
+        status, body = setup.http_get(f"http://web.test:{port}/")
+        assert status == 504 and b"did not answer" in body
+        assert time.monotonic() - start < 5
+        s, code = socks_connect(setup, "web.test", port)
+        s.close()
+        assert code == 6
+        still_serving(setup, server)
+        rec = setup.wait_records(3)[0]
+        assert rec.allowed and "did not answer" in rec.reason
+    finally:
+        for f in fillers:
+            f.close()
+        full.close()

@@ -91,6 +91,14 @@ class _BadInput(Exception):
     pass
 
 
+class _Unreachable(Exception):
+    """The connection was allowed, but the target could not be reached (``timeout``: in time)."""
+
+    def __init__(self, message: str, timeout: bool) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
 class _State:
     """What one connection learned, for its record."""
 
@@ -185,12 +193,11 @@ class Proxy:
     listening socket with its rules; ``stop()`` closes everything."""
 
     def __init__(self, *, resolver: Resolver | None = None, header_timeout: float = 10.0,
-                 connect_timeout: float = 10.0, idle_timeout: float | None = 600.0,
+                 connect_timeout: float = 10.0,
                  own_addresses: Iterable[str] | None = None) -> None:
         self.resolver = resolver
         self.header_timeout = header_timeout
         self.connect_timeout = connect_timeout
-        self.idle_timeout = idle_timeout
         self._own = tuple(own_addresses) if own_addresses is not None else None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
@@ -316,7 +323,8 @@ class Proxy:
         upstream: socket.socket | None = None
         try:
             up, leftover, reply = await asyncio.wait_for(
-                self._handshake(conn, listener.rules, state), self.header_timeout)
+                self._handshake(conn, listener.rules, state),
+                self.header_timeout + self.connect_timeout)
             upstream = up
             await _send(conn, reply)
             await self._relay(conn, up, leftover, state)
@@ -324,6 +332,9 @@ class Proxy:
             state.allowed = False
             state.rule, state.reason = refused.decision.rule, refused.decision.reason
             log.info("ringfence proxy: refused %s:%s (%s)", state.host, state.port, state.reason)
+        except _Unreachable as exc:
+            state.reason = str(exc)
+            log.info("ringfence proxy: %s", state.reason)
         except (_BadInput, TimeoutError) as exc:
             state.allowed = False
             state.rule = "malformed"
@@ -398,9 +409,9 @@ class Proxy:
             except _Refused as refused:
                 await _quiet_send(conn, _forbidden(host, port, refused.decision))
                 raise
-            except OSError as exc:
-                await _quiet_send(conn, _http_response("502 Bad Gateway",
-                                                       f"cannot reach {host}:{port}: {exc}\n"))
+            except _Unreachable as exc:
+                status = "504 Gateway Timeout" if exc.timeout else "502 Bad Gateway"
+                await _quiet_send(conn, _http_response(status, f"{exc}\n"))
                 raise
             return upstream, rest, b"HTTP/1.1 200 Connection established\r\n\r\n"
         if not target.lower().startswith("http://"):
@@ -427,9 +438,9 @@ class Proxy:
         except _Refused as refused:
             await _quiet_send(conn, _forbidden(host, port, refused.decision))
             raise
-        except OSError as exc:
-            await _quiet_send(conn, _http_response("502 Bad Gateway",
-                                                   f"cannot reach {host}:{port}: {exc}\n"))
+        except _Unreachable as exc:
+            status = "504 Gateway Timeout" if exc.timeout else "502 Bad Gateway"
+            await _quiet_send(conn, _http_response(status, f"{exc}\n"))
             raise
         return upstream, request, b""
 
@@ -466,11 +477,8 @@ class Proxy:
         except _Refused:
             await _quiet_send(conn, _socks_reply(2))  # connection not allowed by ruleset
             raise
-        except TimeoutError:
-            await _quiet_send(conn, _socks_reply(6))
-            raise
-        except OSError:
-            await _quiet_send(conn, _socks_reply(5))
+        except _Unreachable as exc:
+            await _quiet_send(conn, _socks_reply(6 if exc.timeout else 5))  # TTL expired/refused
             raise
         return upstream, b"", _socks_reply(0)
 
@@ -485,7 +493,7 @@ class Proxy:
             raise _Refused(Decision(allowed=False, rule="resolve",
                                     reason=f"{host} does not resolve"))
         refusal: Decision | None = None
-        last_error: OSError | None = None
+        last_error: _Unreachable | None = None
         loop = asyncio.get_running_loop()
         for address in addresses:
             check = check_address(rules, address, self._own or ())
@@ -499,15 +507,20 @@ class Proxy:
             try:
                 await asyncio.wait_for(loop.sock_connect(sock, (address, port)),
                                        self.connect_timeout)
-            except (OSError, TimeoutError) as exc:
+            except TimeoutError:
                 sock.close()
-                last_error = exc if isinstance(exc, OSError) else TimeoutError(
-                    f"no answer within {self.connect_timeout:g}s")
+                last_error = _Unreachable(f"{host}:{port} ({address}) did not answer within "
+                                          f"{self.connect_timeout:g} s", True)
+                continue
+            except OSError as exc:
+                sock.close()
+                last_error = _Unreachable(f"cannot connect to {host}:{port} ({address}): "
+                                          f"{exc.strerror or exc}", False)
                 continue
             return sock
         if last_error is None and refusal is not None:
             raise _Refused(refusal)
-        raise last_error or OSError("no address to connect to")
+        raise last_error or _Unreachable(f"{host}: no address to connect to", False)
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         from .rules import ip_literal

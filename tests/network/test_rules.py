@@ -92,8 +92,16 @@ def test_preset_hosts() -> None:
 
 def test_invalid_request_hosts() -> None:
     rules = NetworkRules(allow=["example.org"])
-    for host in ("", "exa mple.org", "example.org/x", "a" * 300):
+    for host in ("", "exa mple.org", "example.org/x", "a" * 300, "fe80::1%eth0"):
         assert not decide(rules, host, 443).allowed
+
+
+@pytest.mark.parametrize("host", ["127.1", "0x7f.0x1", "2130706433", "0177.0.0.1"])
+def test_numeric_forms_are_not_names(host: str) -> None:
+    """Attack: a numeric form the resolver reads as an address (inet_aton) passes as a name."""
+    with pytest.raises(PolicyError):
+        check_pattern(host)
+    assert decide(NetworkRules(allow=["example.org"]), host, 443).rule == "invalid"
 
 
 @pytest.mark.parametrize(("address", "kind"), [

@@ -36,7 +36,7 @@ import threading
 import time
 
 from ..policy.model import Frozen
-from .rules import Decision, NetworkRules, allow_hint, check_address, decide
+from .rules import Decision, NetworkRules, allow_hint, check_address, decide, normalise_host
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -488,7 +488,7 @@ class Proxy:
         state.rule, state.reason = decision.rule, decision.reason
         if not decision.allowed:
             raise _Refused(decision)
-        addresses = await self._resolve(host, port)
+        addresses = await self._resolve(normalise_host(host) or host, port)
         if not addresses:
             raise _Refused(Decision(allowed=False, rule="resolve",
                                     reason=f"{host} does not resolve"))

@@ -133,6 +133,8 @@ def _check_name(name: str) -> str | None:
             return None
         if not set(label) <= _LABEL_CHARS:
             return None
+    if name.rpartition(".")[2][0].isdigit():
+        return None  # no top-level domain starts with a digit: 127.1, 0x7f.1, 2130706433
     return name
 
 

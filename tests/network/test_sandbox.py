@@ -471,3 +471,51 @@ def test_bad_input_from_inside_does_not_stop_the_proxy(net: Net, server: TCPServ
     assert isinstance(records, list)
     assert sum(1 for r in records if r["rule"] == "malformed") >= 3
     assert any(r["allowed"] and r["host"] == "web.test" for r in records)
+
+
+def test_concurrent_library_runs_share_one_proxy(world: World,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 server: TCPServer) -> None:
+    """Two runs of one process at once: one proxy serves both, each run's result holds only
+    its own connections, and the proxy stops with the last run."""
+    import ringfence
+    from ringfence.network import proxy as proxy_mod
+    from ringfence.network.rules import NetworkRules
+
+    Net(world)  # writes the hosts hook into world.env
+    for name, value in world.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(world.workspace)
+    seen: list[object] = []
+    real_acquire = proxy_mod.acquire
+
+    def spy(*args: object) -> object:
+        got = real_acquire()
+        seen.append(got)
+        return got
+
+    monkeypatch.setattr(proxy_mod, "acquire", spy)
+    policy = ringfence.Policy(
+        workspace=str(world.workspace), network="allowlist",
+        network_rules=NetworkRules(allow=["web.test", "other.test"], ports=[server.port],
+                                   allow_local=True),
+        limits=ringfence.Limits(max_processes=None))
+    results: dict[str, object] = {}
+
+    def one(name: str) -> None:
+        code = FETCH.replace("sys.argv[1]", repr(f"http://{name}:{server.port}/"))
+        results[name] = ringfence.run([PY, "-c", "import time; time.sleep(0.5)\n" + code],
+                                      policy)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in ("web.test", "other.test")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(seen) == 2 and seen[0] is seen[1]  # one proxy for both
+    for name in ("web.test", "other.test"):
+        result = results[name]
+        assert b"STATUS 200" in result.stdout, result  # type: ignore[attr-defined]
+        hosts = [c.host for c in result.network]  # type: ignore[attr-defined]
+        assert hosts == [name]
+    assert proxy_mod._shared is None  # stopped with the last run

@@ -519,3 +519,45 @@ def test_concurrent_library_runs_share_one_proxy(world: World,
         hosts = [c.host for c in result.network]  # type: ignore[attr-defined]
         assert hosts == [name]
     assert proxy_mod._shared is None  # stopped with the last run
+
+
+def test_git_over_ssh_goes_through_the_proxy(net: Net) -> None:
+    """``git ls-remote ssh://...`` inside: ssh runs ringfence's ProxyCommand, which tunnels
+    through the proxy to the allowed host. A fake SSH server (it sends a banner and records
+    what arrives) stands in for sshd: seeing the client's SSH banner proves the path."""
+    if not (shutil.which("git") and shutil.which("ssh")):
+        pytest.skip("git or ssh is not installed on this machine")
+    banner = socket.socket()
+    banner.bind(("127.0.0.1", 0))
+    banner.listen(8)
+    port = banner.getsockname()[1]
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = banner.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                conn.sendall(b"SSH-2.0-ringfence-test\r\n")
+                try:
+                    seen.append(conn.recv(256))
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        script = ("GIT_SSH_COMMAND=\"$GIT_SSH_COMMAND -o BatchMode=yes "
+                  "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\" "
+                  f"git ls-remote ssh://git@web.test:{port}/repo.git")
+        proc = net.run(["/bin/sh", "-c", script], ["web.test"], [port])
+        assert proc.returncode != 0  # no real sshd here
+        assert seen and seen[0].startswith(b"SSH-2.0-"), (seen, proc.stderr)
+        # control: not allowed, nothing arrives
+        seen.clear()
+        denied = net.run(["/bin/sh", "-c", script], ["other.test"], [port])
+        assert denied.returncode != 0 and seen == [] and "403" in denied.stderr
+    finally:
+        banner.close()

@@ -1,4 +1,4 @@
-"""The allowlist proxy: ringfence's own host-side process (never sandboxed), asyncio in a thread.
+"""The allowlist proxy: in ringfence's own host-side process (never sandboxed), in a thread.
 
 It accepts connections on listening sockets it is handed: a unix socket path, or a TCP socket
 that was created *inside* a sandbox's network namespace and passed out (see
@@ -21,14 +21,16 @@ Name resolution is the proxy's (``getaddrinfo`` on the host, or a resolver hook 
 in-process); the sandboxed command cannot influence it. The checked address is the one connected
 to, so a name cannot be re-resolved to somewhere else in between.
 
+The loop is ``network._loop`` (``selectors`` and generator tasks), not ``asyncio``: importing
+``asyncio`` costs more than the rest of a ``ringfence run``. Bytes are relayed with ``splice(2)``
+on Linux (they never enter Python), by ``recv``/``send`` elsewhere.
+
 ``acquire()`` returns the process's shared proxy (started on first use) and ``release()`` stops
 it with its last user: many runs of one session share one proxy.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import socket
 import sys
@@ -36,6 +38,8 @@ import threading
 import time
 
 from ..policy.model import Frozen
+from . import _loop
+from ._loop import Loop, Task
 from .rules import Decision, NetworkRules, allow_hint, check_address, decide, normalise_host
 
 TYPE_CHECKING = False
@@ -43,9 +47,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
-    Resolver = Callable[[str, int], Iterable[str]]
+    from ._loop import Gen
 
-log = logging.getLogger("ringfence.proxy")
+    Resolver = Callable[[str, int], Iterable[str]]
 
 MAX_HEADER = 32 * 1024
 """Bytes a request head (HTTP) may have; more ends the connection (431)."""
@@ -76,9 +80,9 @@ class Listener:
         self.sock = sock
         self.rules = rules
         self.records = records
-        self.task: asyncio.Task[None] | None = None
+        self.task: Task | None = None
         self.closed = False
-        self.tasks: set[asyncio.Future[None]] = set()
+        self.tasks: set[Task] = set()
 
 
 class _Refused(Exception):
@@ -124,70 +128,6 @@ class _State:
                           duration=round(time.monotonic() - self.start, 6))
 
 
-class _Relay(asyncio.Protocol):
-    """One direction's receiving end; writes to the peer transport with flow control."""
-
-    def __init__(self, state: _State, outbound: bool, done: asyncio.Future[None]) -> None:
-        self.state = state
-        self.outbound = outbound  # data received here came from the sandbox
-        self.peer: asyncio.Transport | None = None
-        self.other: _Relay | None = None
-        self.transport: asyncio.Transport | None = None
-        self.pending: list[bytes] = []
-        self.done = done
-        self.eof = False
-
-    def connect(self, peer: asyncio.Transport, other: _Relay) -> None:
-        self.peer, self.other = peer, other
-        for data in self.pending:
-            peer.write(data)
-        self.pending = []
-        if self.eof:
-            self.eof_received()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        if self.outbound:
-            self.state.sent += len(data)
-        else:
-            self.state.received += len(data)
-        if self.peer is None:
-            self.pending.append(data)
-        else:
-            self.peer.write(data)
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        if self.peer is None or self.other is None:
-            return True
-        if self.other.eof:  # both directions finished
-            self.peer.close()
-            if self.transport is not None:
-                self.transport.close()
-        elif self.peer.can_write_eof():
-            try:
-                self.peer.write_eof()
-            except OSError:
-                self.peer.close()
-        return True  # keep the other direction open (half-close)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.peer is not None:
-            self.peer.close()
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def pause_writing(self) -> None:  # our transport's buffer is full: stop reading the peer
-        if self.peer is not None:
-            self.peer.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.peer is not None:
-            self.peer.resume_reading()
-
-
 class Proxy:
     """The proxy. ``start()`` runs its loop in a daemon thread; ``add_listener`` hands it a
     listening socket with its rules; ``stop()`` closes everything."""
@@ -199,7 +139,7 @@ class Proxy:
         self.header_timeout = header_timeout
         self.connect_timeout = connect_timeout
         self._own = tuple(own_addresses) if own_addresses is not None else None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop: Loop | None = None
         self.thread: threading.Thread | None = None
         self.listeners: list[Listener] = []
         self.open_connections = 0
@@ -210,36 +150,50 @@ class Proxy:
         if self.thread is not None:
             return self
         _raise_nofile()
-        ready = threading.Event()
+        self.loop = loop = Loop()
 
         def main() -> None:
-            self.loop = asyncio.new_event_loop()
-            ready.set()
             if self._own is None:  # before the first connection is served
                 self._own = own_addresses()
-            self.loop.run_forever()
-            self.loop.close()
+            loop.run()
+            loop.close()
 
         self.thread = threading.Thread(target=main, name="ringfence-proxy", daemon=True)
         self.thread.start()
-        ready.wait()
         return self
+
+    def _in_loop(self, fn: Callable[[Callable[[], None]], None], timeout: float = 30) -> None:
+        """Run ``fn(done)`` in the loop's thread and wait until it calls ``done()``."""
+        assert self.loop is not None, "start() the proxy first"
+        finished = threading.Event()
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                fn(finished.set)
+            except BaseException as exc:
+                errors.append(exc)
+                finished.set()
+
+        self.loop.call_soon_threadsafe(call)
+        finished.wait(timeout)
+        if errors:
+            raise errors[0]
 
     def stop(self) -> None:
         loop, thread = self.loop, self.thread
         if loop is None or thread is None:
             return
 
-        async def shutdown() -> None:
+        def shutdown(done: Callable[[], None]) -> None:
             for listener in list(self.listeners):
                 self._close_listener(listener)
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            loop.stop()
+            for task in list(loop.tasks):
+                task.cancel()
+            loop.call_later(0, loop.stop)  # after the cancelled tasks have run their endings
+            done()
 
-        asyncio.run_coroutine_threadsafe(shutdown(), loop)
+        self._in_loop(shutdown)
         thread.join(timeout=10)
         self.loop = None
         self.thread = None
@@ -247,15 +201,16 @@ class Proxy:
     def add_listener(self, sock: socket.socket, rules: NetworkRules,
                      records: list[Connection] | None = None) -> Listener:
         """Serve connections accepted on ``sock`` (already listening) under ``rules``."""
-        assert self.loop is not None, "start() the proxy first"
         sock.setblocking(False)
         listener = Listener(sock, rules, records if records is not None else [])
 
-        async def add() -> None:
+        def add(done: Callable[[], None]) -> None:
+            assert self.loop is not None
             self.listeners.append(listener)
-            listener.task = asyncio.ensure_future(self._accept(listener))
+            listener.task = self.loop.spawn(self._accept(listener))
+            done()
 
-        asyncio.run_coroutine_threadsafe(add(), self.loop).result()
+        self._in_loop(add)
         return listener
 
     def serve_unix(self, path: str, rules: NetworkRules,
@@ -274,15 +229,31 @@ class Proxy:
         if self.loop is None:
             return
 
-        async def remove() -> None:
+        def remove(done: Callable[[], None]) -> None:
+            assert self.loop is not None
+            loop = self.loop
             self._close_listener(listener)
-            if listener.tasks:
-                _, pending = await asyncio.wait(set(listener.tasks), timeout=wait)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+            if not listener.tasks:
+                done()
+                return
 
-        asyncio.run_coroutine_threadsafe(remove(), self.loop).result()
+            def check(task: Task | None = None) -> None:
+                if not listener.tasks:
+                    loop.cancel_timer(timer)
+                    done()
+
+            def give_up() -> None:
+                for task in list(listener.tasks):
+                    task.cancel()  # their endings record them, then check() calls done()
+
+            timer = loop.call_later(wait, give_up)
+            def later(task: Task) -> None:
+                loop.call_later(0, check)
+
+            for task in list(listener.tasks):
+                task.add_done_callback(later)
+
+        self._in_loop(remove, timeout=wait + 10)
 
     def _close_listener(self, listener: Listener) -> None:
         if listener.closed:
@@ -299,63 +270,61 @@ class Proxy:
 
     # -- serving (in the loop's thread) ----------------------------------------------------
 
-    async def _accept(self, listener: Listener) -> None:
-        loop = asyncio.get_running_loop()
+    def _accept(self, listener: Listener) -> Gen:
+        assert self.loop is not None
+        loop = self.loop
         while not listener.closed:
             try:
-                conn, _ = await loop.sock_accept(listener.sock)
-            except asyncio.CancelledError:
-                raise
+                conn, _ = yield from _loop.accept(listener.sock)
             except OSError as exc:
                 if listener.closed:
                     return
-                log.warning("ringfence proxy: accept failed: %s", exc)
-                await asyncio.sleep(0.05)  # EMFILE and friends: back off, keep serving
+                _warn("ringfence proxy: accept failed: %s", exc)
+                yield from _loop.sleep(0.05)  # EMFILE and friends: back off, keep serving
                 continue
             conn.setblocking(False)
-            task = asyncio.ensure_future(self._handle(conn, listener))
-            listener.tasks.add(task)
-            task.add_done_callback(listener.tasks.discard)
+            task = loop.spawn(self._handle(conn, listener))
+            if not task.done:
+                listener.tasks.add(task)
+                task.add_done_callback(listener.tasks.discard)
 
-    async def _handle(self, conn: socket.socket, listener: Listener) -> None:
+    def _handle(self, conn: socket.socket, listener: Listener) -> Gen:
         state = _State()
         self.open_connections += 1
         upstream: socket.socket | None = None
         try:
-            up, leftover, reply = await asyncio.wait_for(
-                self._handshake(conn, listener.rules, state),
-                self.header_timeout + self.connect_timeout)
+            yield ("deadline", self.header_timeout + self.connect_timeout)
+            up, leftover, reply = yield from self._handshake(conn, listener.rules, state)
             upstream = up
-            await _send(conn, reply)
-            await self._relay(conn, up, leftover, state)
+            yield ("deadline", None)
+            yield from _loop.sendall(conn, reply)
+            yield from self._relay(conn, up, leftover, state)
         except _Refused as refused:
             state.allowed = False
             state.rule, state.reason = refused.decision.rule, refused.decision.reason
-            log.info("ringfence proxy: refused %s:%s (%s)", state.host, state.port, state.reason)
         except _Unreachable as exc:
             state.reason = str(exc)
-            log.info("ringfence proxy: %s", state.reason)
         except (_BadInput, TimeoutError) as exc:
+            yield ("deadline", None)
             state.allowed = False
             state.rule = "malformed"
             state.reason = (str(exc) if isinstance(exc, _BadInput)
                             else "no complete request within the time limit")
-            log.warning("ringfence proxy: ended a connection: %s", state.reason)
+            _warn("ringfence proxy: ended a connection: %s", state.reason)
             if state.protocol == "http":
                 status = "431 Request Header Fields Too Large" if "too large" in state.reason \
                     else "408 Request Timeout" if isinstance(exc, TimeoutError) \
                     else "400 Bad Request"
-                await _quiet_send(conn, _http_response(status, state.reason + "\n"))
-        except asyncio.CancelledError:
+                yield from _quiet_send(conn, _http_response(status, state.reason + "\n"))
+        except _loop.Cancelled:
             state.reason = state.reason or "proxy stopped"
         except OSError as exc:
             state.reason = f"connection error: {exc.strerror or exc}"
-            log.warning("ringfence proxy: %s:%s: %s", state.host, state.port, state.reason)
         except Exception as exc:  # never let one connection take the proxy down
             state.allowed = False
             state.rule = state.rule or "error"
             state.reason = f"internal error: {type(exc).__name__}: {exc}"
-            log.exception("ringfence proxy: unexpected error")
+            _warn("ringfence proxy: unexpected error: %s", state.reason)
         finally:
             self.open_connections -= 1
             for s in (conn, upstream):
@@ -366,27 +335,23 @@ class Proxy:
                         pass
             listener.records.append(state.record())
 
-    async def _handshake(self, conn: socket.socket, rules: NetworkRules, state: _State
-                         ) -> tuple[socket.socket, bytes, bytes]:
+    def _handshake(self, conn: socket.socket, rules: NetworkRules, state: _State) -> Gen:
         """Read the request, decide, connect. (upstream socket, bytes to forward, reply)."""
-        loop = asyncio.get_running_loop()
-        first = await loop.sock_recv(conn, 1)
+        first = yield from _loop.recv(conn, 1)
         if not first:
             raise _BadInput("the client closed without sending a request")
         if first == b"\x05":
             state.protocol = "socks5"
-            return await self._socks(conn, rules, state)
+            return (yield from self._socks(conn, rules, state))
         state.protocol = "http"
-        return await self._http(conn, first, rules, state)
+        return (yield from self._http(conn, first, rules, state))
 
-    async def _http(self, conn: socket.socket, buf: bytes, rules: NetworkRules,
-                    state: _State) -> tuple[socket.socket, bytes, bytes]:
-        loop = asyncio.get_running_loop()
+    def _http(self, conn: socket.socket, buf: bytes, rules: NetworkRules, state: _State) -> Gen:
         data = bytearray(buf)
         while b"\r\n\r\n" not in data:
             if len(data) > MAX_HEADER:
                 raise _BadInput(f"request head too large (over {MAX_HEADER} bytes)")
-            chunk = await loop.sock_recv(conn, 8192)
+            chunk = yield from _loop.recv(conn, 8192)
             if not chunk:
                 raise _BadInput("the client closed in the middle of the request head")
             data += chunk
@@ -403,98 +368,84 @@ class Proxy:
             raise _BadInput(f"unsupported protocol {version[:20]!r}")
         if method == "CONNECT":
             host, port = _split_hostport(target, None)
-            state.host, state.port = host, port
-            try:
-                upstream = await self._connect(rules, host, port, state)
-            except _Refused as refused:
-                await _quiet_send(conn, _forbidden(host, port, refused.decision))
-                raise
-            except _Unreachable as exc:
-                status = "504 Gateway Timeout" if exc.timeout else "502 Bad Gateway"
-                await _quiet_send(conn, _http_response(status, f"{exc}\n"))
-                raise
-            return upstream, rest, b"HTTP/1.1 200 Connection established\r\n\r\n"
-        if not target.lower().startswith("http://"):
-            if target.lower().startswith("https://"):
-                raise _BadInput("https:// in absolute form needs CONNECT")
-            raise _BadInput("not a proxy request (expected CONNECT or an absolute http:// URL)")
-        after = target[7:]
-        authority, slash, path = after.partition("/")
-        authority = authority.rpartition("@")[2]
-        host, port = _split_hostport(authority, 80)
+            request, reply = rest, b"HTTP/1.1 200 Connection established\r\n\r\n"
+        else:
+            if not target.lower().startswith("http://"):
+                if target.lower().startswith("https://"):
+                    raise _BadInput("https:// in absolute form needs CONNECT")
+                raise _BadInput("not a proxy request (expected CONNECT or an absolute "
+                                "http:// URL)")
+            authority, slash, path = target[7:].partition("/")
+            host, port = _split_hostport(authority.rpartition("@")[2], 80)
+            out = [f"{method} /{path if slash else ''} {version}"]
+            for line in lines[1:]:
+                name = line.partition(":")[0].strip().lower()
+                if line and name not in ("proxy-connection", "proxy-authorization",
+                                         "connection", "keep-alive"):
+                    out.append(line)
+            out.append("Connection: close")
+            request = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + rest
+            reply = b""
         state.host, state.port = host, port
-        out = [f"{method} /{path if slash else ''} {version}"]
-        for line in lines[1:]:
-            if not line:
-                continue
-            name = line.partition(":")[0].strip().lower()
-            if name in ("proxy-connection", "proxy-authorization", "connection", "keep-alive"):
-                continue
-            out.append(line)
-        out.append("Connection: close")
-        request = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + rest
         try:
-            upstream = await self._connect(rules, host, port, state)
+            upstream = yield from self._connect(rules, host, port, state)
         except _Refused as refused:
-            await _quiet_send(conn, _forbidden(host, port, refused.decision))
+            yield from _quiet_send(conn, _forbidden(host, port, refused.decision))
             raise
         except _Unreachable as exc:
             status = "504 Gateway Timeout" if exc.timeout else "502 Bad Gateway"
-            await _quiet_send(conn, _http_response(status, f"{exc}\n"))
+            yield from _quiet_send(conn, _http_response(status, f"{exc}\n"))
             raise
-        return upstream, request, b""
+        return upstream, request, reply
 
-    async def _socks(self, conn: socket.socket, rules: NetworkRules, state: _State
-                     ) -> tuple[socket.socket, bytes, bytes]:
-        n = (await _recv_exact(conn, 1))[0]
-        methods = await _recv_exact(conn, n) if n else b""
+    def _socks(self, conn: socket.socket, rules: NetworkRules, state: _State) -> Gen:
+        n = (yield from _recv_exact(conn, 1))[0]
+        methods = (yield from _recv_exact(conn, n)) if n else b""
         if 0 not in methods:
-            await _quiet_send(conn, b"\x05\xff")
+            yield from _quiet_send(conn, b"\x05\xff")
             raise _BadInput("SOCKS5 client offers no method without authentication")
-        await _send(conn, b"\x05\x00")
-        ver, cmd, _, atyp = await _recv_exact(conn, 4)
+        yield from _loop.sendall(conn, b"\x05\x00")
+        ver, cmd, _, atyp = yield from _recv_exact(conn, 4)
         if ver != 5:
             raise _BadInput(f"SOCKS5 request with version {ver}")
         if atyp == 1:
-            host = socket.inet_ntop(socket.AF_INET, await _recv_exact(conn, 4))
+            host = socket.inet_ntop(socket.AF_INET, (yield from _recv_exact(conn, 4)))
         elif atyp == 4:
-            host = socket.inet_ntop(socket.AF_INET6, await _recv_exact(conn, 16))
+            host = socket.inet_ntop(socket.AF_INET6, (yield from _recv_exact(conn, 16)))
         elif atyp == 3:
-            length = (await _recv_exact(conn, 1))[0]
-            host = (await _recv_exact(conn, length)).decode("latin-1")
+            length = (yield from _recv_exact(conn, 1))[0]
+            host = (yield from _recv_exact(conn, length)).decode("latin-1")
         else:
-            await _quiet_send(conn, _socks_reply(8))
+            yield from _quiet_send(conn, _socks_reply(8))
             raise _BadInput(f"SOCKS5 address type {atyp} is unknown")
-        raw_port = await _recv_exact(conn, 2)
+        raw_port = yield from _recv_exact(conn, 2)
         state.host, state.port = host, raw_port[0] << 8 | raw_port[1]
         if cmd != 1:
-            await _quiet_send(conn, _socks_reply(7))
+            yield from _quiet_send(conn, _socks_reply(7))
             what = {2: "BIND", 3: "UDP ASSOCIATE"}.get(cmd, f"command {cmd}")
             raise _Refused(Decision(allowed=False, rule="socks-command",
                                     reason=f"SOCKS5 {what} is not supported"))
         try:
-            upstream = await self._connect(rules, host, state.port, state)
+            upstream = yield from self._connect(rules, host, state.port, state)
         except _Refused:
-            await _quiet_send(conn, _socks_reply(2))  # connection not allowed by ruleset
+            yield from _quiet_send(conn, _socks_reply(2))  # connection not allowed by ruleset
             raise
         except _Unreachable as exc:
-            await _quiet_send(conn, _socks_reply(6 if exc.timeout else 5))  # TTL expired/refused
+            yield from _quiet_send(conn, _socks_reply(6 if exc.timeout else 5))
             raise
         return upstream, b"", _socks_reply(0)
 
-    async def _connect(self, rules: NetworkRules, host: str, port: int, state: _State
-                       ) -> socket.socket:
+    def _connect(self, rules: NetworkRules, host: str, port: int, state: _State) -> Gen:
         decision = decide(rules, host, port)
         state.rule, state.reason = decision.rule, decision.reason
         if not decision.allowed:
             raise _Refused(decision)
-        addresses = await self._resolve(normalise_host(host) or host, port)
+        addresses = yield from self._resolve(normalise_host(host) or host, port)
         if not addresses:
             raise _Refused(Decision(allowed=False, rule="resolve",
                                     reason=f"{host} does not resolve"))
         refusal: Decision | None = None
         last_error: _Unreachable | None = None
-        loop = asyncio.get_running_loop()
         for address in addresses:
             check = check_address(rules, address, self._own or ())
             if not check.allowed:
@@ -505,8 +456,8 @@ class Proxy:
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setblocking(False)
             try:
-                await asyncio.wait_for(loop.sock_connect(sock, (address, port)),
-                                       self.connect_timeout)
+                yield ("deadline", self.connect_timeout)
+                yield from _loop.connect(sock, (address, port))
             except TimeoutError:
                 sock.close()
                 last_error = _Unreachable(f"{host}:{port} ({address}) did not answer within "
@@ -517,62 +468,71 @@ class Proxy:
                 last_error = _Unreachable(f"cannot connect to {host}:{port} ({address}): "
                                           f"{exc.strerror or exc}", False)
                 continue
+            finally:
+                yield ("deadline", self.header_timeout)  # what is left of the handshake
             return sock
         if last_error is None and refusal is not None:
             raise _Refused(refusal)
         raise last_error or _Unreachable(f"{host}: no address to connect to", False)
 
-    async def _resolve(self, host: str, port: int) -> list[str]:
+    def _resolve(self, host: str, port: int) -> Gen:
         from .rules import ip_literal
 
         literal = ip_literal(host)
         if literal is not None:
             return [literal]
-        if self.resolver is not None:
-            return list(self.resolver(host, port))
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
-            return []
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        resolver = self.resolver
+        if resolver is not None:
+            return list(resolver(host, port))
 
-    async def _relay(self, client: socket.socket, upstream: socket.socket, first: bytes,
-                     state: _State) -> None:
-        loop = asyncio.get_running_loop()
-        if _SPLICE:
-            if first:  # bytes that came with the request head go first
-                state.sent += len(first)
-                await loop.sock_sendall(upstream, first)
-            await _splice_relay(loop, client, upstream, state)
-            return
-        done_a: asyncio.Future[None] = loop.create_future()
-        done_b: asyncio.Future[None] = loop.create_future()
-        out = _Relay(state, True, done_a)
-        back = _Relay(state, False, done_b)
+        def lookup() -> list[str]:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError:
+                return []
+            return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+        return (yield ("thread", lookup))
+
+    def _relay(self, client: socket.socket, upstream: socket.socket, first: bytes,
+               state: _State) -> Gen:
+        if first:  # bytes that came with the request head go first
+            state.sent += len(first)
+            yield from _loop.sendall(upstream, first)
         for s in (client, upstream):
             if s.family in (socket.AF_INET, socket.AF_INET6):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        t_client, _ = await loop.connect_accepted_socket(lambda: out, client)
-        t_up, _ = await loop.create_connection(lambda: back, sock=upstream)
-        for t in (t_client, t_up):
-            t.set_write_buffer_limits(high=1 << 20)
-        if first:  # bytes that came with the request head go first
-            state.sent += len(first)
-            t_up.write(first)
-        out.connect(t_up, back)
-        back.connect(t_client, out)
+        assert self.loop is not None
+        loop = self.loop
+        done = _loop.Event()
+        left = [2]
+
+        def sent(n: int) -> None:
+            state.sent += n
+
+        def received(n: int) -> None:
+            state.received += n
+
+        def finished(exc: BaseException | None) -> None:
+            left[0] -= 1
+            if exc is not None or left[0] == 0:
+                done.set()
+
+        pumps = (_Pump(loop, client, upstream, sent, finished),
+                 _Pump(loop, upstream, client, received, finished))
+        for pump in pumps:
+            pump.start()
         try:
-            await asyncio.wait({done_a, done_b}, return_when=asyncio.FIRST_COMPLETED)
+            yield ("wait", done)
         finally:
-            t_client.close()
-            t_up.close()
+            for pump in pumps:
+                pump.stop()
 
 
 # ---------------------------------------------------------------------------------------------
-# The zero-copy relay (Linux): socket -> pipe -> socket with splice(2), driven by the loop's
-# readiness callbacks. The bytes never enter Python; each direction's pipe is made on its first
-# byte, so an idle tunnel holds no pipe.
+# The relay: socket -> pipe -> socket with splice(2) on Linux (the bytes never enter Python; each
+# direction's pipe is made on its first byte, so an idle tunnel holds none), recv/send elsewhere;
+# driven by the loop's readiness callbacks.
 
 _splice: Any = getattr(os, "splice", None)  # Linux only (getattr: the other platforms' checks)
 _pipe2: Any = getattr(os, "pipe2", None)
@@ -584,15 +544,16 @@ _CHUNK = 1 << 20
 class _Pump:
     """One direction of a tunnel: ``src`` to ``dst``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, src: socket.socket, dst: socket.socket,
+    def __init__(self, loop: Loop, src: socket.socket, dst: socket.socket,
                  count: Callable[[int], None], finished: Callable[[BaseException | None], None]
                  ) -> None:
         self.loop = loop
         self.src, self.dst = src.fileno(), dst.fileno()
-        self.dst_sock = dst
+        self.src_sock, self.dst_sock = src, dst
         self.count = count
         self.finished = finished
         self.pipe: tuple[int, int] | None = None
+        self.buffer = b""  # without splice: what is read and not yet written
         self.pending = 0
         self.eof = False
         self.done = False
@@ -613,22 +574,19 @@ class _Pump:
             self.reading = False
 
     def _readable(self) -> None:
-        if sys.platform != "linux":  # only used where splice exists
-            return
-        if self.pipe is None:
-            self.pipe = _pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            try:  # a bigger pipe moves more per system call (bounded by fs.pipe-max-size)
-                import fcntl
-
-                fcntl.fcntl(self.pipe[1], 1031, _CHUNK)  # F_SETPIPE_SZ
-            except OSError:
-                pass  # over the user's pipe budget: the default 64 KiB still works
         try:
-            n = _splice(self.src, self.pipe[1], _CHUNK, flags=_SPLICE_FLAGS)
-        except BlockingIOError:
+            if _SPLICE:
+                if self.pipe is None:
+                    self.pipe = self._make_pipe()
+                n = _splice(self.src, self.pipe[1], _CHUNK, flags=_SPLICE_FLAGS)
+            else:
+                data = self.src_sock.recv(_CHUNK)
+                self.buffer += data
+                n = len(data)
+        except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._fail(exc)
+            self._finish(exc)
             return
         if n == 0:
             self.eof = True
@@ -638,19 +596,36 @@ class _Pump:
             self.pending += n
         self._drain()
 
+    @staticmethod
+    def _make_pipe() -> tuple[int, int]:
+        pipe: tuple[int, int] = _pipe2(0o4000 | 0o2000000)  # O_NONBLOCK | O_CLOEXEC (Linux)
+        if sys.platform == "win32":
+            return pipe
+        try:  # a bigger pipe moves more per system call (bounded by fs.pipe-max-size)
+            import fcntl
+
+            fcntl.fcntl(pipe[1], 1031, _CHUNK)  # F_SETPIPE_SZ
+        except OSError:
+            pass  # over the user's pipe budget: the default 64 KiB still works
+        return pipe
+
     def _drain(self) -> None:
         while self.pending:
-            assert self.pipe is not None
             try:
-                n = _splice(self.pipe[0], self.dst, self.pending, flags=_SPLICE_FLAGS)
-            except BlockingIOError:
+                if _SPLICE:
+                    assert self.pipe is not None
+                    n = _splice(self.pipe[0], self.dst, self.pending, flags=_SPLICE_FLAGS)
+                else:
+                    n = self.dst_sock.send(self.buffer)
+                    self.buffer = self.buffer[n:]
+            except (BlockingIOError, InterruptedError):
                 self._read_off()  # the receiver is slow: stop reading until it catches up
                 if not self.writing:
                     self.loop.add_writer(self.dst, self._writable)
                     self.writing = True
                 return
             except OSError as exc:
-                self._fail(exc)
+                self._finish(exc)
                 return
             self.pending -= n
         if self.eof:
@@ -666,9 +641,6 @@ class _Pump:
         self.loop.remove_writer(self.dst)
         self.writing = False
         self._drain()
-
-    def _fail(self, exc: BaseException) -> None:
-        self._finish(exc)
 
     def _finish(self, exc: BaseException | None) -> None:
         if self.done:
@@ -688,53 +660,29 @@ class _Pump:
             self.pipe = None
 
 
-async def _splice_relay(loop: asyncio.AbstractEventLoop, client: socket.socket,
-                        upstream: socket.socket, state: _State) -> None:
-    done: asyncio.Future[None] = loop.create_future()
-    left = [2]
-
-    def sent(n: int) -> None:
-        state.sent += n
-
-    def received(n: int) -> None:
-        state.received += n
-
-    def finished(exc: BaseException | None) -> None:
-        left[0] -= 1
-        if (exc is not None or left[0] == 0) and not done.done():
-            done.set_result(None)
-
-    pumps = (_Pump(loop, client, upstream, sent, finished),
-             _Pump(loop, upstream, client, received, finished))
-    for pump in pumps:
-        pump.start()
-    try:
-        await done
-    finally:
-        for pump in pumps:
-            pump.stop()
-
-
 # ---------------------------------------------------------------------------------------------
 # Helpers.
 
-async def _send(sock: socket.socket, data: bytes) -> None:
-    if data:
-        await asyncio.get_running_loop().sock_sendall(sock, data)
+def _warn(message: str, *args: object) -> None:
+    """A log line on the ``ringfence.proxy`` logger (``logging`` is imported only when one is
+    written: it costs start-up time)."""
+    import logging
+
+    logging.getLogger("ringfence.proxy").warning(message, *args)
 
 
-async def _quiet_send(sock: socket.socket, data: bytes) -> None:
+def _quiet_send(sock: socket.socket, data: bytes) -> Gen:
     try:
-        await asyncio.wait_for(_send(sock, data), 2)
+        yield ("deadline", 2.0)
+        yield from _loop.sendall(sock, data)
     except (OSError, TimeoutError):
         pass
 
 
-async def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    loop = asyncio.get_running_loop()
+def _recv_exact(sock: socket.socket, n: int) -> Gen:
     buf = b""
     while len(buf) < n:
-        chunk = await loop.sock_recv(sock, n - len(buf))
+        chunk = yield from _loop.recv(sock, n - len(buf))
         if not chunk:
             raise _BadInput("the client closed in the middle of the SOCKS5 handshake")
         buf += chunk

@@ -116,8 +116,8 @@ class Attachment:
         self.block_r, self.block_w = os.pipe()
         os.set_inheritable(self.info_w, True)
         os.set_inheritable(self.block_r, True)
-        # Importing asyncio and starting the proxy takes tens of milliseconds: do it while
-        # bubblewrap builds the sandbox. (Everything the forked setns helper needs is imported
+        # Importing and starting the proxy takes milliseconds: do it while bubblewrap builds
+        # the sandbox. (Everything the forked setns helper needs is imported
         # here first, so the fork never waits on an import lock held by this thread.)
         import ctypes  # noqa: F401
         import fcntl  # noqa: F401

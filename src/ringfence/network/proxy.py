@@ -462,15 +462,14 @@ class Proxy:
                 sock.close()
                 last_error = _Unreachable(f"{host}:{port} ({address}) did not answer within "
                                           f"{self.connect_timeout:g} s", True)
-                continue
             except OSError as exc:
                 sock.close()
                 last_error = _Unreachable(f"cannot connect to {host}:{port} ({address}): "
                                           f"{exc.strerror or exc}", False)
-                continue
-            finally:
-                yield ("deadline", self.header_timeout)  # what is left of the handshake
-            return sock
+            else:
+                yield ("deadline", self.header_timeout)  # for the rest of the handshake
+                return sock
+            yield ("deadline", self.header_timeout)
         if last_error is None and refusal is not None:
             raise _Refused(refusal)
         raise last_error or _Unreachable(f"{host}: no address to connect to", False)

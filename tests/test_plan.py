@@ -20,6 +20,7 @@ import pytest
 
 from ringfence.errors import PolicyError, UnavailableError
 from ringfence.explain import explain_plan
+from ringfence.network.rules import NetworkRules
 from ringfence.plan import (
     GPU_DEVICES,
     RUN_KEEP_NETWORK,
@@ -162,6 +163,12 @@ GOLDEN_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "network_on": ({"network": "on"}, {}),
     "overlay_masks": ({}, {"overlay_lower": (HOME + "/.local/state/ringfence/empty/lower",
                                              HOME + "/.local/state/ringfence/empty/upper")}),
+    "network_allowlist": (
+        {"network": "allowlist",
+         "network_rules": NetworkRules(allow=("example.org", "*.example.net"),
+                                       deny=("bad.example.net",), presets=("pip",))},
+        {"preset_hosts": (("pip", "index.example.com"),)},
+    ),
     "gpu": ({"gpu": True}, {"kinds": {**KINDS, "/dev/dri": "dir", "/dev/nvidiactl": "other",
                                        "/dev/nvidia0": "other"}}),
     "root_with_pids_cgroup": ({}, {"uid": 0, "pids_cgroup": "/sys/fs/cgroup/user.slice"}),

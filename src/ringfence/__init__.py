@@ -23,7 +23,7 @@ from .errors import CommandError, PolicyError, RingfenceError, SandboxError, Una
 __version__ = "0.1.0"
 
 __all__ = [
-    "CommandError", "Limits", "Options", "Plan", "Policy", "PolicyError", "Result",
+    "CommandError", "Limits", "NetworkRules", "Options", "Plan", "Policy", "PolicyError", "Result",
     "RingfenceError", "SandboxError", "UnavailableError", "__version__", "explain",
     "load_policy", "make_plan", "resolve_policy", "run",
 ]
@@ -31,6 +31,7 @@ __all__ = [
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .explain import explain
+    from .network.rules import NetworkRules
     from .plan import Plan
     from .policy.load import Options, load_policy
     from .policy.load import resolve as resolve_policy
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Limits": ("policy.model", "Limits"),
     "Policy": ("policy.model", "Policy"),
+    "NetworkRules": ("network.rules", "NetworkRules"),
     "Options": ("policy.load", "Options"),
     "load_policy": ("policy.load", "load_policy"),
     "resolve_policy": ("policy.load", "resolve"),

@@ -29,7 +29,13 @@ options (run and explain):
   --workspace DIR        the writable project directory (default: the current directory)
   --writable DIR         another writable root (repeatable)
   --deny-read PATH       another path the command cannot read (repeatable)
-  --network off|on       (default: off)
+  --network off|allowlist|on   (default: off); allowlist: only the hosts allowed below, through
+                         ringfence's filtering proxy
+  --allow-domain HOST    allow HOST (or *.DOMAIN: the names below DOMAIN, not DOMAIN itself);
+                         implies --network allowlist (repeatable)
+  --deny-domain HOST     refuse HOST even if allowed (repeatable)
+  --allow-port N         a destination port besides 80 and 443 (repeatable)
+  --network-preset pip|npm  allow the hosts pip or npm is configured to use (repeatable)
   --env-allow NAME       keep an environment variable that looks secret (repeatable)
   --timeout SECONDS      wall-clock limit; the whole tree is killed (e.g. 30, 10m)
   --memory SIZE          data memory per process (e.g. 512M, 4G)
@@ -48,6 +54,7 @@ exit status: the command's; 128+N if signal N killed it; 126 cannot execute; 127
 _VALUE_OPTS = {
     "--profile", "--policy", "--workspace", "--writable", "--deny-read", "--network",
     "--env-allow", "--timeout", "--memory", "--max-processes", "--fallback", "--bwrap",
+    "--allow-domain", "--deny-domain", "--allow-port", "--network-preset",
 }
 _FLAG_OPTS = {"--json", "--capture"}
 
@@ -118,7 +125,16 @@ def options_from(args: Args) -> Options:
             max_processes = parse_count(int(procs), "--max-processes") or 0
         except ValueError:
             raise PolicyError(f"--max-processes {procs!r}: expected a whole number") from None
+    ports: list[int] = []
+    for text in args.values.get("--allow-port", ()):
+        if not text.isdigit() or not 0 < int(text) < 65536:
+            raise PolicyError(f"--allow-port {text!r}: expected a port from 1 to 65535")
+        ports.append(int(text))
     return Options(
+        allow_domains=tuple(args.values.get("--allow-domain", ())),
+        deny_domains=tuple(args.values.get("--deny-domain", ())),
+        ports=tuple(ports),
+        presets=tuple(args.values.get("--network-preset", ())),
         profile=choice("--profile", PROFILES),
         policy_file=_one(args, "--policy"),
         workspace=_one(args, "--workspace"),

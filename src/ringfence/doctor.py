@@ -51,6 +51,7 @@ def render_text(report: dict[str, Any]) -> str:
                      + (", delegated to you" if cg.get("delegated") else ", not delegated"))
         lines.append(f"process limit: {report['process_limit']}")
         lines.append(f"landlock fallback: {report['fallback_landlock']}")
+        lines.append(f"network allowlist: {report['network_allowlist']}")
     if report["platform"] == "darwin":
         lines.append(f"macOS: {report['macos']} ({report['machine']})"
                      + ("  running as root" if report["root"] else ""))

@@ -41,6 +41,10 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
         data["landlock"] = plan.landlock
     if plan.seatbelt is not None:
         data["seatbelt"] = plan.seatbelt
+    if plan.network is not None:
+        from .plan import PROXY_PORT
+
+        data["network"] = {"proxy": f"127.0.0.1:{PROXY_PORT}", **plan.network.to_dict()}
     return data
 
 
@@ -139,6 +143,16 @@ def render_text(data: dict[str, Any]) -> str:
             lines += [f"  {p}" for p in seatbelt[key]] or ["  -"]
         lines += ["", "seatbelt profile (PROFILE):"]
         lines += [f"  {line}" if line else "" for line in seatbelt["profile"].splitlines()]
+    if data.get("network"):
+        net = data["network"]
+        lines += ["", f"network allowlist (proxy inside the sandbox on {net['proxy']}):"]
+        lines.append("  allow: " + (", ".join(net["allow"]) or "nothing"))
+        lines += [f"  allow (preset {name}): {host}" for name, host in net["preset_hosts"]]
+        lines.append("  deny: " + (", ".join(net["deny"]) or "-"))
+        lines.append("  ports: " + ", ".join(str(p) for p in net["ports"]))
+        lines.append(f"  loopback/own addresses: {'allowed' if net['allow_local'] else 'refused'}"
+                     f"; private/link-local: {'allowed' if net['allow_private'] else 'refused'}")
+        lines.append("  (*.example.org matches names below example.org, not example.org)")
     lines += ["", "environment removed: " + (", ".join(data["environment_removed"]) or "-")]
     lines += ["environment set:"]
     lines += [f"  {k}={v}" for k, v in data["environment"].items()]

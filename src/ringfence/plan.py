@@ -30,12 +30,17 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from typing import Any, ClassVar
 
+    from .network.rules import NetworkRules
     from .plan_macos import MacFacts
 
 # File descriptors are chosen when the command starts; the plan names them with these tokens.
 SECCOMP_FD = "{seccomp-fd}"
 STATUS_FD = "{status-fd}"
 SPEC_FD = "{spec-fd}"
+INFO_FD = "{info-fd}"
+BLOCK_FD = "{block-fd}"
+PROXY_PORT = 3128
+"""Where the allowlist proxy answers inside the sandbox (its own network namespace: no clash)."""
 
 # /run holds the host's sockets (D-Bus, the Docker socket, the user's runtime dir with the
 # ssh-agent and the session bus); the sandbox gets an empty /run with these few restored:
@@ -81,7 +86,7 @@ class HostFacts(Frozen):
     __slots__ = (
         "home", "uid", "environ", "bwrap", "kinds", "realpaths", "protected_paths",
         "config_dir", "state_dir", "cache_dir", "userns", "landlock_abi", "pids_cgroup",
-        "python", "fallback_exec", "overlay_lower",
+        "python", "fallback_exec", "overlay_lower", "preset_hosts", "connect_helper",
     )
     home: str
     uid: int
@@ -99,10 +104,12 @@ class HostFacts(Frozen):
     python: str
     fallback_exec: str
     overlay_lower: tuple[str, ...]
+    preset_hosts: tuple[tuple[str, str], ...]
+    connect_helper: str
     _defaults: ClassVar[Mapping[str, Any]] = {
         "userns": "", "landlock_abi": 0, "pids_cgroup": "", "realpaths": {},
         "python": "/usr/bin/python3", "fallback_exec": "_fallback_exec.py", "protected_paths": (),
-        "overlay_lower": (),
+        "overlay_lower": (), "preset_hosts": (), "connect_helper": "connect.py",
     }
 
     def kind(self, path: str) -> str:
@@ -115,7 +122,7 @@ class Plan(Frozen):
     __slots__ = (
         "mode", "command", "argv", "env", "env_removed", "cwd", "rlimits", "seccomp",
         "landlock", "pids_cgroup", "timeout", "output_limit", "placeholders", "layers",
-        "weaker", "policy", "seatbelt",
+        "weaker", "policy", "seatbelt", "network",
     )
     mode: str
     command: tuple[str, ...]
@@ -134,7 +141,8 @@ class Plan(Frozen):
     weaker: tuple[str, ...]
     policy: Policy
     seatbelt: dict[str, Any] | None  # macOS: profile text and -D parameters (plan_macos)
-    _defaults: ClassVar[Mapping[str, Any]] = {"seatbelt": None}
+    network: NetworkRules | None
+    _defaults: ClassVar[Mapping[str, Any]] = {"seatbelt": None, "network": None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +357,18 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         "timeout": policy.limits.timeout, "output_limit": policy.limits.output,
         "policy": policy,
     }
+    if policy.network == "allowlist":
+        if policy.profile == "full-access":
+            raise PolicyError("network allowlist needs the sandbox: full-access has no network "
+                              "isolation; use --profile workspace-write or read-only")
+        if facts.userns:
+            raise UnavailableError(
+                f"network allowlist needs a network namespace, and this host cannot create "
+                f"one ({facts.userns}); enable user namespaces, or use --network off or on")
+        from .network.environment import proxy_env
+
+        env.update(proxy_env(PROXY_PORT, facts.python, facts.connect_helper))
+        env.update(policy.env_set)  # the user's own settings still win
     if policy.profile == "full-access":
         return Plan(
             mode="none", argv=tuple(command), rlimits=_rlimits(policy, nproc=False),
@@ -412,7 +432,7 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         facts.bwrap, "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc",
         "--unshare-uts", "--unshare-cgroup-try",
     ]
-    if policy.network == "off":
+    if policy.network != "on":
         args.append("--unshare-net")
     args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
              "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
@@ -480,18 +500,26 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
             args += _hide_dir(path, facts)
         elif kind in ("file", "other"):
             args += ["--ro-bind", "/dev/null", path]
+    network = None
+    if policy.network == "allowlist":
+        args += ["--info-fd", INFO_FD, "--block-fd", BLOCK_FD]
+        assert policy.network_rules is not None
+        network = policy.network_rules.replace(preset_hosts=facts.preset_hosts)
     args += ["--chdir", cwd, "--seccomp", SECCOMP_FD, "--json-status-fd", STATUS_FD,
              "--", *command]
     layers = ["user, pid, ipc, uts and mount namespaces" +
-              (", network namespace" if policy.network == "off" else ""),
+              (", network namespace" if policy.network != "on" else ""),
               "no capabilities", "no_new_privs", "seccomp", "rlimits",
               "new session", "dies with ringfence"]
     if pids_cgroup:
         layers.append("pids cgroup")
+    if network is not None:
+        layers.append(f"allowlist proxy on 127.0.0.1:{PROXY_PORT} (the only way out)")
     return Plan(
         mode="bwrap", argv=tuple(args), rlimits=_rlimits(policy, nproc=nproc_by_rlimit),
         seccomp=(policy.network == "off", False), landlock=None, pids_cgroup=pids_cgroup,
-        placeholders=tuple(placeholders), layers=tuple(layers), weaker=(), **common,
+        placeholders=tuple(placeholders), layers=tuple(layers), weaker=(), network=network,
+        **common,
     )
 
 

@@ -9,7 +9,8 @@ from .policy.model import Frozen, Policy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, ClassVar
 
     from .backends import Outcome
     from .plan import Plan
@@ -27,10 +28,12 @@ class Result(Frozen):
       (full-access).
     - ``stdout`` / ``stderr``: captured bytes (capped at the policy's output limit), or None.
     - ``weaker``: what this run could not guarantee (empty in the full bwrap mode).
+    - ``network``: one ``ringfence.network.proxy.Connection`` per connection the allowlist proxy
+      saw (host, port, decision and rule, bytes each way, duration); empty in other modes.
     """
 
     __slots__ = ("exit_code", "duration", "limits_hit", "mode", "stdout", "stderr", "command",
-                 "env_removed", "weaker", "layers")
+                 "env_removed", "weaker", "layers", "network")
     exit_code: int
     duration: float
     limits_hit: tuple[str, ...]
@@ -41,6 +44,8 @@ class Result(Frozen):
     env_removed: tuple[str, ...]
     weaker: tuple[str, ...]
     layers: tuple[str, ...]
+    network: tuple[Any, ...]
+    _defaults: ClassVar[Mapping[str, Any]] = {"network": ()}
 
     @property
     def ok(self) -> bool:
@@ -57,6 +62,7 @@ class Result(Frozen):
             "weaker": list(self.weaker),
             "command": list(self.command),
             "env_removed": list(self.env_removed),
+            "network": [c.to_dict() for c in self.network],
         }
 
 
@@ -169,7 +175,7 @@ def result_of(plan: Plan, outcome: Outcome) -> Result:
         exit_code=outcome.exit_code, duration=outcome.duration,
         limits_hit=tuple(outcome.limits_hit), mode=plan.mode, stdout=outcome.stdout,
         stderr=outcome.stderr, command=plan.command, env_removed=plan.env_removed,
-        weaker=plan.weaker, layers=plan.layers,
+        weaker=plan.weaker, layers=plan.layers, network=tuple(outcome.network),
     )
 
 

@@ -118,7 +118,7 @@ def test_bad_profile(profile: str) -> None:
         Policy(workspace="/w", profile=profile)
 
 
-@pytest.mark.parametrize("network", ["", "allowlist", "ON", "true"])
+@pytest.mark.parametrize("network", ["", "allow", "ON", "true"])
 def test_bad_network(network: str) -> None:
     with pytest.raises(PolicyError, match="network"):
         Policy(workspace="/w", network=network)

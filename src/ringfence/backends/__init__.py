@@ -10,7 +10,8 @@ from __future__ import annotations
 class Outcome:
     """How the command ended, before the public ``Result`` is built from it."""
 
-    __slots__ = ("exit_code", "duration", "limits_hit", "stdout", "stderr", "setup_failed")
+    __slots__ = ("exit_code", "duration", "limits_hit", "stdout", "stderr", "setup_failed",
+                 "network")
 
     def __init__(self) -> None:
         self.exit_code = 0
@@ -19,3 +20,4 @@ class Outcome:
         self.stdout: bytes | None = None
         self.stderr: bytes | None = None
         self.setup_failed = False
+        self.network: list[object] = []  # network.proxy.Connection records (allowlist mode)

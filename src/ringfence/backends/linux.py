@@ -152,6 +152,11 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         kinds.setdefault(target, _kind(target))
     here = os.path.dirname(os.path.abspath(__file__))  # the backends directory
     userns = _userns_status(uid)
+    preset_hosts: tuple[tuple[str, str], ...] = ()
+    if policy.network == "allowlist" and policy.network_rules and policy.network_rules.presets:
+        from ..network.presets import expand
+
+        preset_hosts = expand(policy.network_rules.presets, env)
 
     return HostFacts(
         home=home, uid=uid, environ=env, bwrap=bwrap, kinds=kinds, realpaths=realpaths,
@@ -160,6 +165,8 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         pids_cgroup=_pids_cgroup() if uid == 0 else "",
         python=sys.executable, fallback_exec=os.path.join(here, "_fallback_exec.py"),
         overlay_lower=_overlay_lower(bwrap, state) if bwrap and not userns else (),
+        preset_hosts=preset_hosts,
+        connect_helper=os.path.join(os.path.dirname(here), "network", "connect.py"),
     )
 
 
@@ -365,7 +372,7 @@ class Prepared:
     """Host-side state for one run: fds to pass, the cgroup, placeholders. ``close()`` undoes."""
 
     __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders_root", "state_dir",
-                 "lock_fd", "tmpdir", "seccomp_check")
+                 "lock_fd", "tmpdir", "seccomp_check", "net")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
@@ -377,6 +384,7 @@ class Prepared:
         self.lock_fd = -1
         self.tmpdir = ""
         self.seccomp_check = -1
+        self.net: Any = None  # backends._netns.Attachment in the allowlist mode
 
     def child_setup(self, rlimits: tuple[tuple[str, int], ...]) -> Callable[[], None]:
         """What runs in the forked child just before exec: limits, cgroup. Async-signal-light."""
@@ -424,7 +432,25 @@ class Prepared:
         except OSError:
             return False
 
+    def started(self, pid: int) -> None:
+        """bubblewrap runs as ``pid``: attach the allowlist proxy (then the command starts).
+        On failure the sandbox is killed before the command ever ran."""
+        if self.net is None:
+            return
+        try:
+            self.net.after_start(pid)
+        except BaseException:
+            _kill(pid)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            raise
+
     def close(self) -> None:
+        if self.net is not None:
+            self.net.close()
+            self.net = None
         for fd in [*self.fds, self.status_r, self.seccomp_check]:
             if fd >= 0:
                 try:
@@ -521,6 +547,14 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         os.set_inheritable(r, True)
         prep.fds.append(r)
         tokens["{spec-fd}"] = str(r)
+    if plan.network is not None and plan.mode == "bwrap":
+        from ..plan import PROXY_PORT
+        from ._netns import Attachment
+
+        prep.net = Attachment(plan.network, PROXY_PORT)
+        info_w, block_r = prep.net.child_fds()
+        prep.fds += [info_w, block_r]
+        tokens["{info-fd}"], tokens["{block-fd}"] = str(info_w), str(block_r)
     prep.argv = [tokens.get(a, a) for a in plan.argv]
     if "--ro-overlay" in plan.argv:
         ensure_empty_dirs(overlay_dirs(state_dir))
@@ -695,6 +729,8 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
     if plan.mode == "bwrap" and ('"child-pid"' not in prep.status()
                                  or prep.setup_incomplete()):
         outcome.setup_failed = True
+    if prep.net is not None:
+        outcome.network = prep.net.finish()
 
 
 def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
@@ -721,6 +757,7 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     for fd in prep.fds:
         os.close(fd)
     prep.fds = []
+    prep.started(pid)
     timed_out = False
 
     # Without a pid namespace (full-access, landlock) the command leads its own session: kill
@@ -808,6 +845,7 @@ def run_captured(
     for fd in prep.fds:
         os.close(fd)
     prep.fds = []
+    prep.started(proc.pid)
     deadline = start + plan.timeout if plan.timeout else None
     limit = plan.output_limit
     buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
@@ -1023,6 +1061,28 @@ def diagnose() -> dict[str, Any]:
                           "full-access": True}
     report["fallback_landlock"] = (
         "available (weaker; opt in with --fallback landlock)" if abi >= 1 else "unavailable")
+    report["network_allowlist"] = _probe_allowlist() if usable else (
+        "unavailable: needs bubblewrap with user and network namespaces")
     report["problems"] = problems
     report["default_profile_enforceable"] = enforce
     return report
+
+
+def _probe_allowlist() -> str:
+    """Really attach the allowlist proxy to a sandbox running /bin/true."""
+    import tempfile
+
+    from ..errors import RingfenceError
+    from ..policy.model import Limits, Policy
+    from ..runner import run
+
+    with tempfile.TemporaryDirectory(prefix="ringfence-doctor-") as workspace:
+        try:
+            result = run(["/bin/true"], Policy(workspace=workspace, profile="read-only",
+                                               network="allowlist",
+                                               limits=Limits(max_processes=None)))
+        except RingfenceError as exc:
+            return f"unavailable: {exc}"
+    if result.exit_code != 0:
+        return f"unavailable: the probe exited {result.exit_code}"
+    return "available (proxy attached inside the sandbox's network namespace)"

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 _SCHEMA: dict[str, dict[str, str]] = {
     "": {"profile": "profile"},
     "filesystem": {"writable": "strlist", "deny_read": "strlist", "protected": "strlist"},
-    "network": {"mode": "network"},
+    "network": {"mode": "network", "allow": "hosts", "deny": "hosts", "presets": "presets",
+                "ports": "ports", "allow_local": "bool", "allow_private": "bool"},
     "environment": {"allow": "strlist", "deny": "strlist", "set": "strmap"},
     "limits": {
         "timeout": "seconds", "memory": "size", "max_processes": "count",
@@ -132,6 +133,16 @@ def _check(source: str, key: str, kind: str, value: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise PolicyError(f"{what}: expected a table of string values")
         return dict(value)
+    if kind in ("hosts", "presets", "ports"):
+        from ..network.rules import check_pattern, check_port, check_preset
+
+        if not isinstance(value, list):
+            raise PolicyError(f"{what}: expected a list")
+        check: Any = {"hosts": check_pattern, "presets": check_preset, "ports": check_port}[kind]
+        try:
+            return [check(v) for v in value]
+        except PolicyError as exc:
+            raise PolicyError(f"{source}: {exc}") from None
     if kind == "bool":
         if not isinstance(value, bool):
             raise PolicyError(f"{what}: expected true or false, got {value!r}")
@@ -244,7 +255,8 @@ class Options:
     __slots__ = (
         "profile", "policy_file", "workspace", "writable", "deny_read", "network",
         "env_allow", "timeout", "memory", "max_processes", "fallback", "bwrap",
-        "use_user_config", "use_project_file",
+        "use_user_config", "use_project_file", "allow_domains", "deny_domains", "ports",
+        "presets",
     )
 
     def __init__(
@@ -264,6 +276,10 @@ class Options:
         bwrap: str | None = None,
         use_user_config: bool = True,
         use_project_file: bool = True,
+        allow_domains: tuple[str, ...] = (),
+        deny_domains: tuple[str, ...] = (),
+        ports: tuple[int, ...] = (),
+        presets: tuple[str, ...] = (),
     ) -> None:
         self.profile = profile
         self.policy_file = policy_file
@@ -279,6 +295,10 @@ class Options:
         self.bwrap = bwrap
         self.use_user_config = use_user_config
         self.use_project_file = use_project_file
+        self.allow_domains = allow_domains
+        self.deny_domains = deny_domains
+        self.ports = ports
+        self.presets = presets
 
 
 def _abspath(path: str, base: str) -> str:
@@ -290,8 +310,9 @@ def _apply(state: dict[str, Any], flat: dict[str, Any], base: str) -> None:
     for key, value in flat.items():
         if key in ("filesystem.writable", "filesystem.deny_read"):
             state[key] = [*state[key], *(_abspath(v, base) for v in value)]
-        elif key in ("filesystem.protected", "environment.allow", "environment.deny"):
-            state[key] = [*state[key], *value]
+        elif key in ("filesystem.protected", "environment.allow", "environment.deny",
+                     "network.allow", "network.deny", "network.presets"):
+            state[key] = [*state.get(key, ()), *value]
         elif key == "environment.set":
             state[key] = {**state[key], **value}
         elif key == "trust.workspaces":
@@ -304,6 +325,7 @@ def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str)
     """Apply an untrusted (project) layer: anything that would widen the policy is an error."""
     hint = (f"a project's file may only narrow the policy; to let it widen, list this workspace "
             f"under [trust] workspaces in {user_config_path()}")
+    prior_mode = state["network.mode"]
     for key, value in flat.items():
         if key == "profile":
             if PROFILES.index(value) > PROFILES.index(state[key]):
@@ -321,8 +343,10 @@ def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str)
                 raise PolicyError(f"{source}: {key} = {value!r} raises the limit; {hint}")
             state[key] = value
         elif key in ("filesystem.deny_read", "filesystem.protected", "environment.deny",
-                     "environment.set"):
+                     "environment.set", "network.deny"):
             _apply(state, {key: value}, base)
+        elif key.startswith("network."):
+            _narrow_network(state, key, value, f"{source}: {key}", hint, prior_mode)
         elif key == "trust.workspaces":
             raise PolicyError(
                 f"{source}: [trust] belongs in {user_config_path()}, not in a project"
@@ -334,6 +358,40 @@ def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str)
             state[key] = value
         else:
             raise PolicyError(f"{source}: {key} widens the policy; {hint}")
+
+
+def _narrow_network(state: dict[str, Any], key: str, value: Any, what: str, hint: str,
+                    prior_mode: str) -> None:
+    """A project's allow list, presets, ports and opt-ins: only ever a subset of what the
+    trusted layers allow (anything goes where the trusted mode is ``on``)."""
+    from ..network.rules import DEFAULT_PORTS, matches
+
+    if prior_mode == "on" and key != "network.ports":
+        state[key] = value
+        return
+    if key == "network.allow":
+        trusted = state.get("network.allow", [])
+        for entry in value:
+            probe = entry[2:] if entry.startswith("*.") else entry
+            if not any((matches(t, probe) and (not entry.startswith("*.") or t.startswith("*.")))
+                       or t == entry for t in trusted):
+                raise PolicyError(f"{what}: {entry!r} is not allowed by your own policy; {hint}")
+        state[key] = list(value)
+    elif key == "network.presets":
+        for name in value:
+            if name not in state.get(key, []):
+                raise PolicyError(f"{what}: preset {name!r} widens the policy; {hint}")
+        state[key] = list(value)
+    elif key == "network.ports":
+        current = state.get(key, list(DEFAULT_PORTS))
+        for port in value:
+            if port not in current:
+                raise PolicyError(f"{what}: port {port} widens the policy; {hint}")
+        state[key] = list(value)
+    elif value:  # allow_local / allow_private = true
+        raise PolicyError(f"{what} = true widens the policy; {hint}")
+    else:
+        state[key] = False
 
 
 def _is_trusted(workspace: str, trusted: list[str]) -> bool:
@@ -411,6 +469,17 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         state["profile"] = options.profile
     if options.network is not None:
         state["network.mode"] = options.network
+    elif options.allow_domains or options.presets:
+        state["network.mode"] = "allowlist"  # --allow-domain alone means "only these"
+    for key, extra in (("network.allow", options.allow_domains),
+                       ("network.deny", options.deny_domains),
+                       ("network.presets", options.presets)):
+        if extra:
+            state[key] = [*state.get(key, ()), *extra]
+    if options.ports:
+        from ..network.rules import DEFAULT_PORTS
+
+        state["network.ports"] = [*state.get("network.ports", DEFAULT_PORTS), *options.ports]
     state["filesystem.writable"] += [_abspath(p, cwd) for p in options.writable]
     state["filesystem.deny_read"] += [_abspath(p, cwd) for p in options.deny_read]
     state["environment.allow"] += list(options.env_allow)
@@ -431,6 +500,18 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
             raise PolicyError(f"writable root {root}: is a file; a writable root is a directory")
         writable.append(os.path.realpath(root))
 
+    rules = None
+    if state["network.mode"] == "allowlist":
+        from ..network.rules import DEFAULT_PORTS, NetworkRules
+
+        rules = NetworkRules(
+            allow=tuple(dict.fromkeys(state.get("network.allow", ()))),
+            deny=tuple(dict.fromkeys(state.get("network.deny", ()))),
+            ports=tuple(dict.fromkeys(state.get("network.ports", DEFAULT_PORTS))),
+            presets=tuple(dict.fromkeys(state.get("network.presets", ()))),
+            allow_local=state.get("network.allow_local", False),
+            allow_private=state.get("network.allow_private", False),
+        )
     limits = Limits(**{
         name: state[f"limits.{name}"] for name in Limits.__slots__ if f"limits.{name}" in state
     })
@@ -448,6 +529,7 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         gpu=state.get("devices.gpu", False),
         fallback=state.get("sandbox.fallback", "refuse"),
         bwrap=state.get("sandbox.bwrap", "bundled"),
+        network_rules=rules,
     )
 
 

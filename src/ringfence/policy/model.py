@@ -17,11 +17,13 @@ if TYPE_CHECKING:  # typing and collections cost milliseconds at start-up; check
     from collections.abc import Iterable, Mapping
     from typing import Any, ClassVar
 
+    from ..network.rules import NetworkRules
+
 PROFILES = ("read-only", "workspace-write", "full-access")
 """Strictest first: a project file may move towards the front of this tuple, never back."""
 
-NETWORK_MODES = ("off", "on")
-"""Strictest first. (``allowlist`` arrives with the network-proxy work.)"""
+NETWORK_MODES = ("off", "allowlist", "on")
+"""Strictest first. ``allowlist``: only through ringfence's filtering proxy (``network_rules``)."""
 
 FALLBACKS = ("refuse", "landlock")
 """What to do where user namespaces are unavailable: refuse (default) or run the weaker mode."""
@@ -166,7 +168,9 @@ class Policy(Frozen):
     - ``deny_read``: absolute paths the command cannot read (dirs look empty).
     - ``protected``: paths relative to each writable root that stay read-only and cannot be
       created (``.git/hooks`` …).
-    - ``network``: ``off`` | ``on``.
+    - ``network``: ``off`` | ``allowlist`` | ``on``.
+    - ``network_rules``: the allowlist (``ringfence.network.rules.NetworkRules``) when
+      ``network`` is ``allowlist``; empty means nothing is allowed.
     - ``env_allow``: names kept even though they look secret; ``env_deny``: names always removed;
       ``env_set``: (name, value) pairs set for the command.
     - ``limits``: see ``Limits``.
@@ -179,6 +183,7 @@ class Policy(Frozen):
     __slots__ = (
         "profile", "workspace", "writable", "deny_read", "protected", "network",
         "env_allow", "env_deny", "env_set", "limits", "gpu", "fallback", "bwrap",
+        "network_rules",
     )
     profile: str
     workspace: str
@@ -193,6 +198,7 @@ class Policy(Frozen):
     gpu: bool
     fallback: str
     bwrap: str
+    network_rules: NetworkRules | None
     _defaults: ClassVar[Mapping[str, Any]] = {
         "profile": "workspace-write",
         "writable": (),
@@ -206,6 +212,7 @@ class Policy(Frozen):
         "gpu": False,
         "fallback": "refuse",
         "bwrap": "bundled",
+        "network_rules": None,
     }
 
     def __init__(self, **values: Any) -> None:
@@ -235,6 +242,10 @@ class Policy(Frozen):
             raise PolicyError(
                 f"network {self.network!r} is unknown; use one of {', '.join(NETWORK_MODES)}"
             )
+        if self.network == "allowlist" and self.network_rules is None:
+            from ..network.rules import NetworkRules
+
+            object.__setattr__(self, "network_rules", NetworkRules())  # allows nothing
 
     def writable_roots(self) -> tuple[str, ...]:
         """The workspace (unless read-only) and the extra roots, without duplicates."""

@@ -1,0 +1,198 @@
+"""Make the host-side proxy reachable on 127.0.0.1 inside a sandbox's own network namespace.
+
+No process runs inside the sandbox for this. bubblewrap is started with ``--info-fd`` (it writes
+the sandbox's pid once the namespaces exist) and ``--block-fd`` (it waits, after every mount and
+just before the seccomp filter and the command, until a byte arrives). Meanwhile a short-lived
+child of ringfence joins the sandbox's network namespace -- first its user namespace (found with
+``NS_GET_USERNS`` on the network namespace, so bubblewrap's nested user namespace does not
+matter) when ringfence is not root -- creates a TCP socket listening on 127.0.0.1:PORT *there*,
+and passes the descriptor back over a unix socket (SCM_RIGHTS). ringfence's proxy accepts on
+it: a connection made inside the sandbox arrives at the host proxy in one hop, and the host
+opens no TCP port. Only then is the command released.
+
+``setns`` is called through ctypes (``os.setns`` is Python 3.12+); joining a user namespace
+requires a single-threaded process, which the freshly forked child is.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from ..errors import SandboxError
+
+assert sys.platform == "linux"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..network.proxy import Connection, Listener, Proxy
+    from ..network.rules import NetworkRules
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
+SETUP_TIMEOUT = 10.0
+
+
+def _setns(libc: object, fd: int, nstype: int) -> None:
+    import ctypes
+
+    if libc.setns(fd, nstype) != 0:  # type: ignore[attr-defined]
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _listen_inside(pid: int, port: int) -> socket.socket:
+    """In a forked child: join ``pid``'s network namespace, listen on 127.0.0.1:``port``,
+    send the socket back. Returns the listening socket (in the sandbox's namespace)."""
+    import ctypes
+    import fcntl
+    import time
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child = os.fork()
+    if child == 0:  # single-threaded from here on; never returns into the caller's code
+        code = 1
+        try:
+            ours.close()
+            netfd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(libc, netfd, CLONE_NEWNET)
+            except PermissionError:
+                userfd = fcntl.ioctl(netfd, NS_GET_USERNS)
+                _setns(libc, userfd, CLONE_NEWUSER)
+                _setns(libc, netfd, CLONE_NEWNET)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            deadline = time.monotonic() + SETUP_TIMEOUT
+            while True:  # bubblewrap brings up lo itself; until then 127.0.0.1 does not exist
+                try:
+                    sock.bind(("127.0.0.1", port))
+                    break
+                except OSError as exc:
+                    if exc.errno != 99 or time.monotonic() > deadline:  # EADDRNOTAVAIL
+                        raise
+                    time.sleep(0.0005)
+            sock.listen(4096)
+            socket.send_fds(theirs, [b"ok"], [sock.fileno()])
+            code = 0
+        except BaseException as exc:
+            try:
+                theirs.sendall(f"error: {exc}".encode()[:500])
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
+    theirs.close()
+    try:
+        ours.settimeout(SETUP_TIMEOUT)
+        msg, fds, _, _ = socket.recv_fds(ours, 1024, 1)
+    except OSError as exc:
+        raise SandboxError(f"cannot reach the sandbox's network namespace: {exc}") from None
+    finally:
+        ours.close()
+        os.waitpid(child, 0)
+    if msg != b"ok" or not fds:
+        why = msg.decode(errors="replace").removeprefix("error: ") or "no answer"
+        raise SandboxError(f"cannot open the proxy port inside the sandbox: {why}; "
+                           "run ringfence doctor")
+    return socket.socket(fileno=fds[0])
+
+
+class Attachment:
+    """The proxy side of one run: the fds bubblewrap gets, the listener, the records."""
+
+    __slots__ = ("rules", "port", "info_r", "info_w", "block_r", "block_w", "records",
+                 "proxy", "listener", "warming", "warm_error")
+
+    def __init__(self, rules: NetworkRules, port: int) -> None:
+        self.rules = rules
+        self.port = port
+        self.records: list[Connection] = []
+        self.proxy: Proxy | None = None
+        self.listener: Listener | None = None
+        self.info_r, self.info_w = os.pipe()
+        self.block_r, self.block_w = os.pipe()
+        os.set_inheritable(self.info_w, True)
+        os.set_inheritable(self.block_r, True)
+        # Importing and starting the proxy takes milliseconds: do it while bubblewrap builds
+        # the sandbox. (Everything the forked setns helper needs is imported
+        # here first, so the fork never waits on an import lock held by this thread.)
+        import ctypes  # noqa: F401
+        import fcntl  # noqa: F401
+        import threading
+
+        self.warm_error: BaseException | None = None
+        self.warming = threading.Thread(target=self._warm, name="ringfence-proxy-start",
+                                        daemon=True)
+        self.warming.start()
+
+    def _warm(self) -> None:
+        try:
+            from ..network import proxy as proxy_mod
+
+            self.proxy = proxy_mod.acquire()
+        except BaseException as exc:  # reported by after_start
+            self.warm_error = exc
+
+    def child_fds(self) -> tuple[int, int]:
+        """(info fd, block fd) for bubblewrap; the caller owns them from now on (passes them
+        to bubblewrap and closes them)."""
+        fds = self.info_w, self.block_r
+        self.info_w = self.block_r = -1
+        return fds
+
+    def after_start(self, pid: int) -> None:
+        """bubblewrap (``pid``) has started: attach the proxy, then release the command."""
+        import json
+        import select
+
+        data = b""
+        while True:
+            ready, _, _ = select.select([self.info_r], [], [], SETUP_TIMEOUT)
+            if not ready:
+                raise SandboxError("bubblewrap did not report the sandbox's pid in time")
+            chunk = os.read(self.info_r, 4096)
+            if not chunk:
+                break
+            data += chunk
+        try:
+            child = int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            raise SandboxError("bubblewrap could not create the sandbox (no pid reported); "
+                               "run ringfence doctor") from None
+        self.warming.join()
+        if self.proxy is None:
+            raise SandboxError(f"cannot start the allowlist proxy: {self.warm_error}")
+        sock = _listen_inside(child, self.port)
+        self.listener = self.proxy.add_listener(sock, self.rules, self.records)
+        os.write(self.block_w, b"1")
+        self._close("block_w")
+
+    def finish(self) -> list[Connection]:
+        """The command is gone: let the proxy record the connections it had, stop listening."""
+        if self.proxy is not None and self.listener is not None:
+            self.proxy.remove_listener(self.listener, wait=1.0)
+            self.listener = None
+        return list(self.records)
+
+    def _close(self, name: str) -> None:
+        fd = getattr(self, name)
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            setattr(self, name, -1)
+
+    def close(self) -> None:
+        self.warming.join()
+        self.finish()
+        if self.proxy is not None:
+            from ..network import proxy as proxy_mod
+
+            proxy_mod.release()
+            self.proxy = None
+        for name in ("info_r", "info_w", "block_r", "block_w"):
+            self._close(name)

@@ -1,0 +1,352 @@
+"""A small event loop for the proxy: ``selectors``, timers and generator tasks.
+
+``asyncio`` would do, but importing it costs 30-100 ms, and the allowlist mode starts a proxy
+for every ``ringfence run``; this module imports only ``selectors`` (a few ms). A task is a
+generator that yields what it waits for:
+
+- ``("read", fd)`` / ``("write", fd)``: until the descriptor is ready;
+- ``("thread", fn)``: ``fn()`` runs in a worker thread; its result (or exception) comes back;
+- ``("wait", event)``: until ``event.set()`` (an ``Event`` of this module, set in the loop);
+- ``("deadline", seconds_or_None)``: from now on, ``TimeoutError`` is thrown into the task
+  when the deadline passes (returns at once).
+
+``Cancelled`` is thrown into a task that is cancelled. Callbacks (``add_reader`` …) are for code
+that is easier as a state machine (the splice relay). Only ``call_soon_threadsafe`` may be
+called from other threads.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator
+    from typing import Any
+
+    Gen = Generator[Any, Any, Any]
+
+
+class Cancelled(BaseException):
+    """Thrown into a task by ``Task.cancel()``."""
+
+
+class Event:
+    __slots__ = ("is_set", "waiters")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self.waiters: list[Task] = []
+
+    def set(self) -> None:
+        if self.is_set:
+            return
+        self.is_set = True
+        waiters, self.waiters = self.waiters, []
+        for task in waiters:
+            task.loop._resume(task, None, None)
+
+
+class Task:
+    __slots__ = ("loop", "gen", "done", "result", "error", "callbacks", "deadline", "timer",
+                 "waiting_fd", "waiting_event", "token")
+
+    def __init__(self, loop: Loop, gen: Gen) -> None:
+        self.loop = loop
+        self.gen = gen
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.callbacks: list[Callable[[Task], None]] = []
+        self.deadline: list[Any] | None = None  # the timer entry
+        self.waiting_fd: tuple[int, int] | None = None  # (fd, EVENT_READ|EVENT_WRITE)
+        self.waiting_event: Event | None = None
+        self.token = 0  # bumps on every resume: stale wake-ups are ignored
+
+    def cancel(self) -> None:
+        if not self.done:
+            self.loop._resume(self, None, Cancelled())
+
+    def add_done_callback(self, fn: Callable[[Task], None]) -> None:
+        if self.done:
+            fn(self)
+        else:
+            self.callbacks.append(fn)
+
+
+class Loop:
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.ready: deque[tuple[Task, Any, BaseException | None, int]] = deque()
+        self.timers: list[list[Any]] = []  # [when, seq, callback, cancelled]
+        self.seq = 0
+        self.calls: deque[Callable[[], None]] = deque()
+        self.lock = threading.Lock()
+        self.wake_r, self.wake_w = socket.socketpair()  # call_soon_threadsafe wakes the loop
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+        self.handlers: dict[int, list[Callable[[], None] | None]] = {}
+        self.sel.register(self.wake_r, selectors.EVENT_READ)
+        self.running = False
+        self.tasks: set[Task] = set()
+
+    # -- descriptors ----------------------------------------------------------------------
+
+    def _update(self, fd: int) -> None:
+        reader, writer = self.handlers.get(fd, [None, None])
+        mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        try:
+            self.sel.get_key(fd)
+            registered = True
+        except KeyError:
+            registered = False
+        if mask == 0:
+            self.handlers.pop(fd, None)
+            if registered:
+                self.sel.unregister(fd)
+        elif registered:
+            self.sel.modify(fd, mask)
+        else:
+            self.sel.register(fd, mask)
+
+    def add_reader(self, fd: int, cb: Callable[[], None]) -> None:
+        self.handlers.setdefault(fd, [None, None])[0] = cb
+        self._update(fd)
+
+    def remove_reader(self, fd: int) -> None:
+        if fd in self.handlers:
+            self.handlers[fd][0] = None
+            self._update(fd)
+
+    def add_writer(self, fd: int, cb: Callable[[], None]) -> None:
+        self.handlers.setdefault(fd, [None, None])[1] = cb
+        self._update(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        if fd in self.handlers:
+            self.handlers[fd][1] = None
+            self._update(fd)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def call_later(self, delay: float, cb: Callable[[], None]) -> list[Any]:
+        self.seq += 1
+        entry = [time.monotonic() + delay, self.seq, cb, False]
+        heapq.heappush(self.timers, entry)
+        return entry
+
+    @staticmethod
+    def cancel_timer(entry: list[Any] | None) -> None:
+        if entry is not None:
+            entry[3] = True
+
+    def call_soon_threadsafe(self, cb: Callable[[], None]) -> None:
+        with self.lock:
+            self.calls.append(cb)
+        try:
+            self.wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # already awake
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def spawn(self, gen: Gen) -> Task:
+        task = Task(self, gen)
+        self.tasks.add(task)
+        self._resume(task, None, None)
+        return task
+
+    def _resume(self, task: Task, value: Any, exc: BaseException | None) -> None:
+        """Schedule ``task`` to continue with ``value`` (or ``exc`` thrown in)."""
+        if task.done:
+            return
+        self._unwait(task)
+        task.token += 1
+        self.ready.append((task, value, exc, task.token))
+
+    def _unwait(self, task: Task) -> None:
+        if task.waiting_fd is not None:
+            fd, kind = task.waiting_fd
+            (self.remove_reader if kind == selectors.EVENT_READ else self.remove_writer)(fd)
+            task.waiting_fd = None
+        if task.waiting_event is not None:
+            if task in task.waiting_event.waiters:
+                task.waiting_event.waiters.remove(task)
+            task.waiting_event = None
+
+    def _step(self, task: Task, value: Any, exc: BaseException | None) -> None:
+        while True:
+            try:
+                request = task.gen.throw(exc) if exc is not None else task.gen.send(value)
+            except StopIteration as stop:
+                self._finish(task, stop.value, None)
+                return
+            except BaseException as error:  # the task's own problem; it ends here
+                self._finish(task, None, error)
+                return
+            value, exc = None, None
+            kind, arg = request
+            if kind == "deadline":
+                self.cancel_timer(task.deadline)
+                task.deadline = None
+                if arg is not None:
+                    def expire(t: Task = task) -> None:
+                        self._resume(t, None, TimeoutError("timed out"))
+
+                    task.deadline = self.call_later(arg, expire)
+                continue
+            if kind in ("read", "write"):
+                mask = selectors.EVENT_READ if kind == "read" else selectors.EVENT_WRITE
+                token = task.token
+
+                def ready(t: Task = task, tok: int = token) -> None:
+                    if t.token == tok:
+                        self._resume(t, None, None)
+
+                task.waiting_fd = (arg, mask)
+                (self.add_reader if kind == "read" else self.add_writer)(arg, ready)
+                return
+            if kind == "wait":
+                if arg.is_set:
+                    continue
+                task.waiting_event = arg
+                arg.waiters.append(task)
+                return
+            if kind == "thread":
+                token = task.token
+
+                def work(t: Task = task, fn: Callable[[], Any] = arg, tok: int = token) -> None:
+                    try:
+                        out, err = fn(), None
+                    except BaseException as e:
+                        out, err = None, e
+
+                    def back() -> None:
+                        if t.token == tok:
+                            self._resume(t, out, err)
+
+                    self.call_soon_threadsafe(back)
+
+                threading.Thread(target=work, daemon=True).start()
+                return
+            exc = RuntimeError(f"unknown request {kind!r}")
+
+    def _finish(self, task: Task, result: Any, error: BaseException | None) -> None:
+        task.done = True
+        task.result, task.error = result, error
+        self._unwait(task)
+        self.cancel_timer(task.deadline)
+        self.tasks.discard(task)
+        for cb in task.callbacks:
+            cb(task)
+        task.callbacks = []
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.running = True
+        while self.running:
+            timeout: float | None = None
+            if self.ready:
+                timeout = 0
+            elif self.timers:
+                timeout = max(0.0, self.timers[0][0] - time.monotonic())
+            for key, mask in self.sel.select(timeout):
+                fd = key.fd
+                if fd == self.wake_r.fileno():
+                    try:
+                        while self.wake_r.recv(4096):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+                    continue
+                handlers = self.handlers.get(fd)
+                if handlers is None:
+                    continue
+                if mask & selectors.EVENT_READ and handlers[0] is not None:
+                    handlers[0]()
+                handlers = self.handlers.get(fd)
+                if mask & selectors.EVENT_WRITE and handlers is not None and handlers[1]:
+                    handlers[1]()
+            with self.lock:
+                calls, self.calls = self.calls, deque()
+            for cb in calls:
+                cb()
+            now = time.monotonic()
+            while self.timers and self.timers[0][0] <= now:
+                entry = heapq.heappop(self.timers)
+                if not entry[3]:
+                    entry[2]()
+            for _ in range(len(self.ready)):
+                task, value, exc, token = self.ready.popleft()
+                if not task.done and token == task.token:
+                    self._step(task, value, exc)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        self.sel.close()
+        self.wake_r.close()
+        self.wake_w.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Socket helpers for tasks (``yield from``).
+
+def recv(sock: Any, n: int) -> Gen:
+    while True:
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            yield ("read", sock.fileno())
+
+
+def sendall(sock: Any, data: bytes) -> Gen:
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view)
+        except (BlockingIOError, InterruptedError):
+            yield ("write", sock.fileno())
+            continue
+        view = view[sent:]
+
+
+def accept(sock: Any) -> Gen:
+    while True:
+        try:
+            return sock.accept()
+        except (BlockingIOError, InterruptedError):
+            yield ("read", sock.fileno())
+
+
+def connect(sock: Any, address: tuple[str, int]) -> Gen:
+    import errno
+
+    err = sock.connect_ex(address)
+    if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+        yield ("write", sock.fileno())
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+def sleep(seconds: float) -> Gen:
+    event = Event()
+    return (yield from _sleep(seconds, event))
+
+
+def _sleep(seconds: float, event: Event) -> Gen:
+    yield ("deadline", seconds)
+    try:
+        yield ("wait", event)
+    except TimeoutError:
+        return None
+    return None

@@ -1,0 +1,815 @@
+"""The allowlist proxy: in ringfence's own host-side process (never sandboxed), in a thread.
+
+It accepts connections on listening sockets it is handed: a unix socket path, or a TCP socket
+that was created *inside* a sandbox's network namespace and passed out (see
+``backends._netns``), so the sandbox reaches it on its own 127.0.0.1 and the host opens no TCP
+port. One port speaks both protocols; the first byte tells them apart:
+
+- SOCKS5 (first byte 5): no authentication; CONNECT with a host name, IPv4 or IPv6 address.
+  BIND and UDP ASSOCIATE are refused ("command not supported"), a denial answers "connection
+  not allowed by ruleset".
+- HTTP: ``CONNECT host:port`` (then bytes are relayed), or a plain request in absolute form
+  (``GET http://host/path``), forwarded once in origin form with ``Connection: close``. A
+  refusal is a 403 whose body names the host and the option that would allow it.
+
+Each listener carries its own ``NetworkRules`` and a list that receives one ``Connection``
+record per connection (host, port, decision, rule, bytes each way, duration). Bad input -- an
+oversized or endless header, a client that sends nothing, garbage, a target that never answers --
+ends that one connection with a log line and a record; everything else keeps being served.
+
+Name resolution is the proxy's (``getaddrinfo`` on the host, or a resolver hook a test passes
+in-process); the sandboxed command cannot influence it. The checked address is the one connected
+to, so a name cannot be re-resolved to somewhere else in between.
+
+The loop is ``network._loop`` (``selectors`` and generator tasks), not ``asyncio``: importing
+``asyncio`` costs more than the rest of a ``ringfence run``. Bytes are relayed with ``splice(2)``
+on Linux (they never enter Python), by ``recv``/``send`` elsewhere.
+
+``acquire()`` returns the process's shared proxy (started on first use) and ``release()`` stops
+it with its last user: many runs of one session share one proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+
+from ..policy.model import Frozen
+from . import _loop
+from ._loop import Loop, Task
+from .rules import Decision, NetworkRules, allow_hint, check_address, decide, normalise_host
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    from ._loop import Gen
+
+    Resolver = Callable[[str, int], Iterable[str]]
+
+MAX_HEADER = 32 * 1024
+"""Bytes a request head (HTTP) may have; more ends the connection (431)."""
+
+
+class Connection(Frozen):
+    """One connection through the proxy, as it appears in ``Result.network`` and ``--json``."""
+
+    __slots__ = ("protocol", "host", "port", "allowed", "rule", "reason", "address", "sent",
+                 "received", "duration")
+    protocol: str
+    host: str
+    port: int
+    allowed: bool
+    rule: str
+    reason: str
+    address: str
+    sent: int
+    received: int
+    duration: float
+
+
+class Listener:
+    __slots__ = ("sock", "rules", "records", "task", "closed", "tasks")
+
+    def __init__(self, sock: socket.socket, rules: NetworkRules,
+                 records: list[Connection]) -> None:
+        self.sock = sock
+        self.rules = rules
+        self.records = records
+        self.task: Task | None = None
+        self.closed = False
+        self.tasks: set[Task] = set()
+
+
+class _Refused(Exception):
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+class _BadInput(Exception):
+    pass
+
+
+class _Unreachable(Exception):
+    """The connection was allowed, but the target could not be reached (``timeout``: in time)."""
+
+    def __init__(self, message: str, timeout: bool) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class _State:
+    """What one connection learned, for its record."""
+
+    __slots__ = ("protocol", "host", "port", "allowed", "rule", "reason", "address", "sent",
+                 "received", "start")
+
+    def __init__(self) -> None:
+        self.protocol = "?"
+        self.host = ""
+        self.port = 0
+        self.allowed = False
+        self.rule = ""
+        self.reason = ""
+        self.address = ""
+        self.sent = 0
+        self.received = 0
+        self.start = time.monotonic()
+
+    def record(self) -> Connection:
+        return Connection(protocol=self.protocol, host=self.host, port=self.port,
+                          allowed=self.allowed, rule=self.rule, reason=self.reason,
+                          address=self.address, sent=self.sent, received=self.received,
+                          duration=round(time.monotonic() - self.start, 6))
+
+
+class Proxy:
+    """The proxy. ``start()`` runs its loop in a daemon thread; ``add_listener`` hands it a
+    listening socket with its rules; ``stop()`` closes everything."""
+
+    def __init__(self, *, resolver: Resolver | None = None, header_timeout: float = 10.0,
+                 connect_timeout: float = 10.0,
+                 own_addresses: Iterable[str] | None = None) -> None:
+        self.resolver = resolver
+        self.header_timeout = header_timeout
+        self.connect_timeout = connect_timeout
+        self._own = tuple(own_addresses) if own_addresses is not None else None
+        self.loop: Loop | None = None
+        self.thread: threading.Thread | None = None
+        self.listeners: list[Listener] = []
+        self.open_connections = 0
+
+    # -- lifecycle (called from other threads) ---------------------------------------------
+
+    def start(self) -> Proxy:
+        if self.thread is not None:
+            return self
+        _raise_nofile()
+        self.loop = loop = Loop()
+
+        def main() -> None:
+            if self._own is None:  # before the first connection is served
+                self._own = own_addresses()
+            loop.run()
+            loop.close()
+
+        self.thread = threading.Thread(target=main, name="ringfence-proxy", daemon=True)
+        self.thread.start()
+        return self
+
+    def _in_loop(self, fn: Callable[[Callable[[], None]], None], timeout: float = 30) -> None:
+        """Run ``fn(done)`` in the loop's thread and wait until it calls ``done()``."""
+        assert self.loop is not None, "start() the proxy first"
+        finished = threading.Event()
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                fn(finished.set)
+            except BaseException as exc:
+                errors.append(exc)
+                finished.set()
+
+        self.loop.call_soon_threadsafe(call)
+        finished.wait(timeout)
+        if errors:
+            raise errors[0]
+
+    def stop(self) -> None:
+        loop, thread = self.loop, self.thread
+        if loop is None or thread is None:
+            return
+
+        def shutdown(done: Callable[[], None]) -> None:
+            for listener in list(self.listeners):
+                self._close_listener(listener)
+            for task in list(loop.tasks):
+                task.cancel()
+            loop.call_later(0, loop.stop)  # after the cancelled tasks have run their endings
+            done()
+
+        self._in_loop(shutdown)
+        thread.join(timeout=10)
+        self.loop = None
+        self.thread = None
+
+    def add_listener(self, sock: socket.socket, rules: NetworkRules,
+                     records: list[Connection] | None = None) -> Listener:
+        """Serve connections accepted on ``sock`` (already listening) under ``rules``."""
+        sock.setblocking(False)
+        listener = Listener(sock, rules, records if records is not None else [])
+
+        def add(done: Callable[[], None]) -> None:
+            assert self.loop is not None
+            self.listeners.append(listener)
+            listener.task = self.loop.spawn(self._accept(listener))
+            done()
+
+        self._in_loop(add)
+        return listener
+
+    def serve_unix(self, path: str, rules: NetworkRules,
+                   records: list[Connection] | None = None) -> Listener:
+        if sys.platform == "win32":
+            raise OSError("unix socket listeners need Linux or macOS")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(1024)
+        return self.add_listener(sock, rules, records)
+
+    def remove_listener(self, listener: Listener, *, wait: float = 2.0) -> None:
+        """Stop accepting; wait up to ``wait`` seconds for its open connections to finish
+        recording, then close them."""
+        if self.loop is None:
+            return
+
+        def remove(done: Callable[[], None]) -> None:
+            assert self.loop is not None
+            loop = self.loop
+            self._close_listener(listener)
+            if not listener.tasks:
+                done()
+                return
+
+            def check(task: Task | None = None) -> None:
+                if not listener.tasks:
+                    loop.cancel_timer(timer)
+                    done()
+
+            def give_up() -> None:
+                for task in list(listener.tasks):
+                    task.cancel()  # their endings record them, then check() calls done()
+
+            timer = loop.call_later(wait, give_up)
+            def later(task: Task) -> None:
+                loop.call_later(0, check)
+
+            for task in list(listener.tasks):
+                task.add_done_callback(later)
+
+        self._in_loop(remove, timeout=wait + 10)
+
+    def _close_listener(self, listener: Listener) -> None:
+        if listener.closed:
+            return
+        listener.closed = True
+        if listener.task is not None:
+            listener.task.cancel()
+        try:
+            listener.sock.close()
+        except OSError:
+            pass
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    # -- serving (in the loop's thread) ----------------------------------------------------
+
+    def _accept(self, listener: Listener) -> Gen:
+        assert self.loop is not None
+        loop = self.loop
+        while not listener.closed:
+            try:
+                conn, _ = yield from _loop.accept(listener.sock)
+            except OSError as exc:
+                if listener.closed:
+                    return
+                _warn("ringfence proxy: accept failed: %s", exc)
+                yield from _loop.sleep(0.05)  # EMFILE and friends: back off, keep serving
+                continue
+            conn.setblocking(False)
+            task = loop.spawn(self._handle(conn, listener))
+            if not task.done:
+                listener.tasks.add(task)
+                task.add_done_callback(listener.tasks.discard)
+
+    def _handle(self, conn: socket.socket, listener: Listener) -> Gen:
+        state = _State()
+        self.open_connections += 1
+        upstream: socket.socket | None = None
+        try:
+            yield ("deadline", self.header_timeout + self.connect_timeout)
+            up, leftover, reply = yield from self._handshake(conn, listener.rules, state)
+            upstream = up
+            yield ("deadline", None)
+            yield from _loop.sendall(conn, reply)
+            yield from self._relay(conn, up, leftover, state)
+        except _Refused as refused:
+            state.allowed = False
+            state.rule, state.reason = refused.decision.rule, refused.decision.reason
+        except _Unreachable as exc:
+            state.reason = str(exc)
+        except (_BadInput, TimeoutError) as exc:
+            yield ("deadline", None)
+            state.allowed = False
+            state.rule = "malformed"
+            state.reason = (str(exc) if isinstance(exc, _BadInput)
+                            else "no complete request within the time limit")
+            _warn("ringfence proxy: ended a connection: %s", state.reason)
+            if state.protocol == "http":
+                status = "431 Request Header Fields Too Large" if "too large" in state.reason \
+                    else "408 Request Timeout" if isinstance(exc, TimeoutError) \
+                    else "400 Bad Request"
+                yield from _quiet_send(conn, _http_response(status, state.reason + "\n"))
+        except _loop.Cancelled:
+            state.reason = state.reason or "proxy stopped"
+        except OSError as exc:
+            state.reason = f"connection error: {exc.strerror or exc}"
+        except Exception as exc:  # never let one connection take the proxy down
+            state.allowed = False
+            state.rule = state.rule or "error"
+            state.reason = f"internal error: {type(exc).__name__}: {exc}"
+            _warn("ringfence proxy: unexpected error: %s", state.reason)
+        finally:
+            self.open_connections -= 1
+            for s in (conn, upstream):
+                if s is not None:
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+            listener.records.append(state.record())
+
+    def _handshake(self, conn: socket.socket, rules: NetworkRules, state: _State) -> Gen:
+        """Read the request, decide, connect. (upstream socket, bytes to forward, reply)."""
+        first = yield from _loop.recv(conn, 1)
+        if not first:
+            raise _BadInput("the client closed without sending a request")
+        if first == b"\x05":
+            state.protocol = "socks5"
+            return (yield from self._socks(conn, rules, state))
+        state.protocol = "http"
+        return (yield from self._http(conn, first, rules, state))
+
+    def _http(self, conn: socket.socket, buf: bytes, rules: NetworkRules, state: _State) -> Gen:
+        data = bytearray(buf)
+        while b"\r\n\r\n" not in data:
+            if len(data) > MAX_HEADER:
+                raise _BadInput(f"request head too large (over {MAX_HEADER} bytes)")
+            chunk = yield from _loop.recv(conn, 8192)
+            if not chunk:
+                raise _BadInput("the client closed in the middle of the request head")
+            data += chunk
+        end = data.index(b"\r\n\r\n") + 4
+        if end > MAX_HEADER:
+            raise _BadInput(f"request head too large (over {MAX_HEADER} bytes)")
+        head, rest = bytes(data[:end]), bytes(data[end:])
+        try:
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, version = lines[0].split(" ")
+        except ValueError:
+            raise _BadInput("malformed request line") from None
+        if not version.startswith("HTTP/1."):
+            raise _BadInput(f"unsupported protocol {version[:20]!r}")
+        if method == "CONNECT":
+            host, port = _split_hostport(target, None)
+            request, reply = rest, b"HTTP/1.1 200 Connection established\r\n\r\n"
+        else:
+            if not target.lower().startswith("http://"):
+                if target.lower().startswith("https://"):
+                    raise _BadInput("https:// in absolute form needs CONNECT")
+                raise _BadInput("not a proxy request (expected CONNECT or an absolute "
+                                "http:// URL)")
+            authority, slash, path = target[7:].partition("/")
+            host, port = _split_hostport(authority.rpartition("@")[2], 80)
+            out = [f"{method} /{path if slash else ''} {version}"]
+            for line in lines[1:]:
+                name = line.partition(":")[0].strip().lower()
+                if line and name not in ("proxy-connection", "proxy-authorization",
+                                         "connection", "keep-alive"):
+                    out.append(line)
+            out.append("Connection: close")
+            request = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + rest
+            reply = b""
+        state.host, state.port = host, port
+        try:
+            upstream = yield from self._connect(rules, host, port, state)
+        except _Refused as refused:
+            yield from _quiet_send(conn, _forbidden(host, port, refused.decision))
+            raise
+        except _Unreachable as exc:
+            status = "504 Gateway Timeout" if exc.timeout else "502 Bad Gateway"
+            yield from _quiet_send(conn, _http_response(status, f"{exc}\n"))
+            raise
+        return upstream, request, reply
+
+    def _socks(self, conn: socket.socket, rules: NetworkRules, state: _State) -> Gen:
+        n = (yield from _recv_exact(conn, 1))[0]
+        methods = (yield from _recv_exact(conn, n)) if n else b""
+        if 0 not in methods:
+            yield from _quiet_send(conn, b"\x05\xff")
+            raise _BadInput("SOCKS5 client offers no method without authentication")
+        yield from _loop.sendall(conn, b"\x05\x00")
+        ver, cmd, _, atyp = yield from _recv_exact(conn, 4)
+        if ver != 5:
+            raise _BadInput(f"SOCKS5 request with version {ver}")
+        if atyp == 1:
+            host = socket.inet_ntop(socket.AF_INET, (yield from _recv_exact(conn, 4)))
+        elif atyp == 4:
+            host = socket.inet_ntop(socket.AF_INET6, (yield from _recv_exact(conn, 16)))
+        elif atyp == 3:
+            length = (yield from _recv_exact(conn, 1))[0]
+            host = (yield from _recv_exact(conn, length)).decode("latin-1")
+        else:
+            yield from _quiet_send(conn, _socks_reply(8))
+            raise _BadInput(f"SOCKS5 address type {atyp} is unknown")
+        raw_port = yield from _recv_exact(conn, 2)
+        state.host, state.port = host, raw_port[0] << 8 | raw_port[1]
+        if cmd != 1:
+            yield from _quiet_send(conn, _socks_reply(7))
+            what = {2: "BIND", 3: "UDP ASSOCIATE"}.get(cmd, f"command {cmd}")
+            raise _Refused(Decision(allowed=False, rule="socks-command",
+                                    reason=f"SOCKS5 {what} is not supported"))
+        try:
+            upstream = yield from self._connect(rules, host, state.port, state)
+        except _Refused:
+            yield from _quiet_send(conn, _socks_reply(2))  # connection not allowed by ruleset
+            raise
+        except _Unreachable as exc:
+            yield from _quiet_send(conn, _socks_reply(6 if exc.timeout else 5))
+            raise
+        return upstream, b"", _socks_reply(0)
+
+    def _connect(self, rules: NetworkRules, host: str, port: int, state: _State) -> Gen:
+        decision = decide(rules, host, port)
+        state.rule, state.reason = decision.rule, decision.reason
+        if not decision.allowed:
+            raise _Refused(decision)
+        addresses = yield from self._resolve(normalise_host(host) or host, port)
+        if not addresses:
+            raise _Refused(Decision(allowed=False, rule="resolve",
+                                    reason=f"{host} does not resolve"))
+        refusal: Decision | None = None
+        last_error: _Unreachable | None = None
+        for address in addresses:
+            check = check_address(rules, address, self._own or ())
+            if not check.allowed:
+                refusal = refusal or check
+                continue
+            state.allowed, state.address = True, address
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                yield ("deadline", self.connect_timeout)
+                yield from _loop.connect(sock, (address, port))
+            except TimeoutError:
+                sock.close()
+                last_error = _Unreachable(f"{host}:{port} ({address}) did not answer within "
+                                          f"{self.connect_timeout:g} s", True)
+            except OSError as exc:
+                sock.close()
+                last_error = _Unreachable(f"cannot connect to {host}:{port} ({address}): "
+                                          f"{exc.strerror or exc}", False)
+            else:
+                yield ("deadline", self.header_timeout)  # for the rest of the handshake
+                return sock
+            yield ("deadline", self.header_timeout)
+        if last_error is None and refusal is not None:
+            raise _Refused(refusal)
+        raise last_error or _Unreachable(f"{host}: no address to connect to", False)
+
+    def _resolve(self, host: str, port: int) -> Gen:
+        from .rules import ip_literal
+
+        literal = ip_literal(host)
+        if literal is not None:
+            return [literal]
+        resolver = self.resolver
+        if resolver is not None:
+            return list(resolver(host, port))
+
+        def lookup() -> list[str]:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError:
+                return []
+            return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+        return (yield ("thread", lookup))
+
+    def _relay(self, client: socket.socket, upstream: socket.socket, first: bytes,
+               state: _State) -> Gen:
+        if first:  # bytes that came with the request head go first
+            state.sent += len(first)
+            yield from _loop.sendall(upstream, first)
+        for s in (client, upstream):
+            if s.family in (socket.AF_INET, socket.AF_INET6):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert self.loop is not None
+        loop = self.loop
+        done = _loop.Event()
+        left = [2]
+
+        def sent(n: int) -> None:
+            state.sent += n
+
+        def received(n: int) -> None:
+            state.received += n
+
+        def finished(exc: BaseException | None) -> None:
+            left[0] -= 1
+            if exc is not None or left[0] == 0:
+                done.set()
+
+        pumps = (_Pump(loop, client, upstream, sent, finished),
+                 _Pump(loop, upstream, client, received, finished))
+        for pump in pumps:
+            pump.start()
+        try:
+            yield ("wait", done)
+        finally:
+            for pump in pumps:
+                pump.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# The relay: socket -> pipe -> socket with splice(2) on Linux (the bytes never enter Python; each
+# direction's pipe is made on its first byte, so an idle tunnel holds none), recv/send elsewhere;
+# driven by the loop's readiness callbacks.
+
+_splice: Any = getattr(os, "splice", None)  # Linux only (getattr: the other platforms' checks)
+_pipe2: Any = getattr(os, "pipe2", None)
+_SPLICE = _splice is not None and _pipe2 is not None
+_SPLICE_FLAGS = 0x1 | 0x2  # SPLICE_F_MOVE | SPLICE_F_NONBLOCK
+_CHUNK = 1 << 20
+
+
+class _Pump:
+    """One direction of a tunnel: ``src`` to ``dst``."""
+
+    def __init__(self, loop: Loop, src: socket.socket, dst: socket.socket,
+                 count: Callable[[int], None], finished: Callable[[BaseException | None], None]
+                 ) -> None:
+        self.loop = loop
+        self.src, self.dst = src.fileno(), dst.fileno()
+        self.src_sock, self.dst_sock = src, dst
+        self.count = count
+        self.finished = finished
+        self.pipe: tuple[int, int] | None = None
+        self.buffer = b""  # without splice: what is read and not yet written
+        self.pending = 0
+        self.eof = False
+        self.done = False
+        self.reading = False
+        self.writing = False
+
+    def start(self) -> None:
+        self._read_on()
+
+    def _read_on(self) -> None:
+        if not self.reading and not self.eof and not self.done:
+            self.loop.add_reader(self.src, self._readable)
+            self.reading = True
+
+    def _read_off(self) -> None:
+        if self.reading:
+            self.loop.remove_reader(self.src)
+            self.reading = False
+
+    def _readable(self) -> None:
+        try:
+            if _SPLICE:
+                if self.pipe is None:
+                    self.pipe = self._make_pipe()
+                n = _splice(self.src, self.pipe[1], _CHUNK, flags=_SPLICE_FLAGS)
+            else:
+                data = self.src_sock.recv(_CHUNK)
+                self.buffer += data
+                n = len(data)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._finish(exc)
+            return
+        if n == 0:
+            self.eof = True
+            self._read_off()
+        else:
+            self.count(n)
+            self.pending += n
+        self._drain()
+
+    @staticmethod
+    def _make_pipe() -> tuple[int, int]:
+        pipe: tuple[int, int] = _pipe2(0o4000 | 0o2000000)  # O_NONBLOCK | O_CLOEXEC (Linux)
+        if sys.platform == "win32":
+            return pipe
+        try:  # a bigger pipe moves more per system call (bounded by fs.pipe-max-size)
+            import fcntl
+
+            fcntl.fcntl(pipe[1], 1031, _CHUNK)  # F_SETPIPE_SZ
+        except OSError:
+            pass  # over the user's pipe budget: the default 64 KiB still works
+        return pipe
+
+    def _drain(self) -> None:
+        while self.pending:
+            try:
+                if _SPLICE:
+                    assert self.pipe is not None
+                    n = _splice(self.pipe[0], self.dst, self.pending, flags=_SPLICE_FLAGS)
+                else:
+                    n = self.dst_sock.send(self.buffer)
+                    self.buffer = self.buffer[n:]
+            except (BlockingIOError, InterruptedError):
+                self._read_off()  # the receiver is slow: stop reading until it catches up
+                if not self.writing:
+                    self.loop.add_writer(self.dst, self._writable)
+                    self.writing = True
+                return
+            except OSError as exc:
+                self._finish(exc)
+                return
+            self.pending -= n
+        if self.eof:
+            try:
+                self.dst_sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self._finish(None)
+        else:
+            self._read_on()
+
+    def _writable(self) -> None:
+        self.loop.remove_writer(self.dst)
+        self.writing = False
+        self._drain()
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self.done:
+            return
+        self.stop()
+        self.finished(exc)
+
+    def stop(self) -> None:
+        self.done = True
+        self._read_off()
+        if self.writing:
+            self.loop.remove_writer(self.dst)
+            self.writing = False
+        if self.pipe is not None:
+            for fd in self.pipe:
+                os.close(fd)
+            self.pipe = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers.
+
+def _warn(message: str, *args: object) -> None:
+    """A log line on the ``ringfence.proxy`` logger (``logging`` is imported only when one is
+    written: it costs start-up time)."""
+    import logging
+
+    logging.getLogger("ringfence.proxy").warning(message, *args)
+
+
+def _quiet_send(sock: socket.socket, data: bytes) -> Gen:
+    try:
+        yield ("deadline", 2.0)
+        yield from _loop.sendall(sock, data)
+    except (OSError, TimeoutError):
+        pass
+
+
+def _recv_exact(sock: socket.socket, n: int) -> Gen:
+    buf = b""
+    while len(buf) < n:
+        chunk = yield from _loop.recv(sock, n - len(buf))
+        if not chunk:
+            raise _BadInput("the client closed in the middle of the SOCKS5 handshake")
+        buf += chunk
+    return buf
+
+
+def _socks_reply(code: int) -> bytes:
+    return bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0])
+
+
+def _split_hostport(text: str, default: int | None) -> tuple[str, int]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon:
+            host, port_text = text, ""
+    if not port_text:
+        if default is None:
+            raise _BadInput(f"CONNECT target {text[:80]!r} has no port")
+        return host, default
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise _BadInput(f"bad port in {text[:80]!r}")
+    return host, int(port_text)
+
+
+def _http_response(status: str, body: str) -> bytes:
+    payload = body.encode()
+    return (f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
+
+
+def _forbidden(host: str, port: int, decision: Decision) -> bytes:
+    body = (f"ringfence: connection to {host}:{port} refused: {decision.reason}.\n"
+            f"To allow it: {allow_hint(host, port, decision)}.\n")
+    return _http_response("403 Forbidden", body)
+
+
+def own_addresses() -> tuple[str, ...]:
+    """This host's own addresses (refused unless ``allow_local``), from the kernel's tables."""
+    found: set[str] = set()
+    try:
+        with open("/proc/net/fib_trie") as fh:
+            lines = fh.read().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() == "/32 host LOCAL" and i > 0:
+                found.add(lines[i - 1].split()[-1])
+    except OSError:
+        pass
+    try:
+        with open("/proc/net/if_inet6") as fh:
+            for line in fh:
+                raw = line.split()[0]
+                found.add(str(_ipv6(raw)))
+    except (OSError, ValueError):
+        pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            found.add(str(info[4][0]))
+    except OSError:
+        pass
+    return tuple(sorted(found))
+
+
+def _ipv6(raw: str) -> Any:
+    import ipaddress
+
+    return ipaddress.IPv6Address(int(raw, 16))
+
+
+def _raise_nofile() -> None:
+    """Each proxied connection holds two sockets; lift the soft fd limit to the hard one."""
+    if sys.platform == "win32":
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The process's shared proxy.
+
+_shared: Proxy | None = None
+_users = 0
+_lock = threading.Lock()
+
+
+def acquire(resolver: Resolver | None = None) -> Proxy:
+    """The shared proxy, started on first use; every ``acquire`` needs one ``release``."""
+    global _shared, _users
+    with _lock:
+        if _shared is None:
+            _shared = Proxy(resolver=resolver or _hosts_file_resolver()).start()
+        _users += 1
+        return _shared
+
+
+def release() -> None:
+    global _shared, _users
+    with _lock:
+        _users -= 1
+        if _users <= 0 and _shared is not None:
+            _shared.stop()
+            _shared = None
+            _users = 0
+
+
+def _hosts_file_resolver() -> Resolver | None:
+    """The test hook: ``RINGFENCE_PROXY_HOSTS`` in *ringfence's own* environment names a file of
+    ``name address`` lines the proxy resolves from instead of DNS. The sandboxed command cannot
+    set it: the proxy runs in ringfence's process, before and outside the sandbox."""
+    path = os.environ.get("RINGFENCE_PROXY_HOSTS")
+    if not path:
+        return None
+    table: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) == 2 and not line.startswith("#"):
+                table.setdefault(parts[0].lower(), []).append(parts[1])
+
+    def resolve(host: str, port: int) -> list[str]:
+        return table.get(host.lower().removesuffix("."), [])
+
+    return resolve

@@ -1,0 +1,81 @@
+"""The proxy's small event loop: readiness, deadlines, threads, cancellation, cross-thread calls."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+from ringfence.network import _loop
+
+
+def run_loop() -> tuple[_loop.Loop, threading.Thread]:
+    loop = _loop.Loop()
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    return loop, thread
+
+
+def in_loop(loop: _loop.Loop, gen_factory: Any) -> _loop.Task:
+    box: list[_loop.Task] = []
+    ready = threading.Event()
+
+    def spawn() -> None:
+        box.append(loop.spawn(gen_factory()))
+        ready.set()
+
+    loop.call_soon_threadsafe(spawn)
+    assert ready.wait(5)
+    return box[0]
+
+
+def wait_done(task: _loop.Task, within: float = 5) -> None:
+    deadline = time.monotonic() + within
+    while not task.done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert task.done
+
+
+def test_recv_deadline_thread_and_cancel() -> None:
+    loop, thread = run_loop()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        def reader() -> Any:
+            data = yield from _loop.recv(a, 10)
+            return data
+
+        task = in_loop(loop, reader)
+        b.sendall(b"hello")
+        wait_done(task)
+        assert task.result == b"hello"
+
+        def slow() -> Any:
+            yield ("deadline", 0.1)
+            yield from _loop.recv(a, 10)  # nothing comes
+
+        task = in_loop(loop, slow)
+        wait_done(task)
+        assert isinstance(task.error, TimeoutError)
+
+        def threaded() -> Any:
+            return (yield ("thread", lambda: 6 * 7))
+
+        task = in_loop(loop, threaded)
+        wait_done(task)
+        assert task.result == 42
+
+        def forever() -> Any:
+            yield from _loop.recv(a, 10)
+
+        task = in_loop(loop, forever)
+        loop.call_soon_threadsafe(task.cancel)
+        wait_done(task)
+        assert isinstance(task.error, _loop.Cancelled)
+        assert a.fileno() not in loop.handlers  # no stale interest left behind
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        a.close()
+        b.close()

@@ -1,0 +1,416 @@
+"""The real proxy, in this process, against servers the tests start on 127.0.0.1.
+
+Names resolve through the proxy's resolver hook (``*.test`` names to 127.0.0.1), so nothing
+reaches the internet. Each bad-input test ends with a normal request that must still succeed:
+the proxy keeps serving everyone else. Each refusal test would fail if its guard were removed
+(the request would reach the server, whose ``seen`` list is checked).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from ringfence.network import proxy as proxy_mod
+from ringfence.network.proxy import Connection, Proxy
+from ringfence.network.rules import NetworkRules
+from tests.network.servers import TCPServer
+
+HOSTS = {"web.test": ["127.0.0.1"], "other.test": ["127.0.0.1"], "private.test": ["10.0.0.7"],
+         "meta.test": ["169.254.169.254"], "mixed.test": ["10.0.0.7", "127.0.0.1"],
+         "good.web.test": ["127.0.0.1"], "bad.web.test": ["127.0.0.1"]}
+
+
+class Setup:
+    def __init__(self, proxy: Proxy, rules: NetworkRules) -> None:
+        self.proxy = proxy
+        self.records: list[Connection] = []
+        self.listen = socket.socket()
+        self.listen.bind(("127.0.0.1", 0))
+        self.listen.listen(1024)
+        self.port: int = self.listen.getsockname()[1]
+        self.listener = proxy.add_listener(self.listen, rules, self.records)
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+    def http_get(self, url: str) -> tuple[int, bytes]:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler(
+            {"http": f"http://127.0.0.1:{self.port}"}))
+        try:
+            with opener.open(url, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def wait_records(self, n: int, within: float = 3.0) -> list[Connection]:
+        deadline = time.monotonic() + within
+        while len(self.records) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.records
+
+
+@pytest.fixture
+def server() -> Iterator[TCPServer]:
+    s = TCPServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    p = Proxy(resolver=lambda host, port: HOSTS.get(host, []), header_timeout=1.0,
+              connect_timeout=1.0, own_addresses=()).start()
+    yield p
+    p.stop()
+
+
+def rules_for(server: TCPServer, **kw: object) -> NetworkRules:
+    values: dict[str, object] = {"allow": ["web.test"], "ports": [server.port],
+                                 "allow_local": True}
+    values.update(kw)
+    return NetworkRules(**values)
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def still_serving(setup: Setup, server: TCPServer) -> None:
+    status, body = setup.http_get(f"http://web.test:{server.port}/after")
+    assert status == 200 and body == server.body
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+def test_absolute_form_allowed_and_recorded(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server))
+    status, body = setup.http_get(f"http://web.test:{server.port}/path?q=1")
+    assert status == 200 and body == server.body
+    request = server.wait_seen()[0]
+    assert request.startswith(b"GET /path?q=1 HTTP/1.1\r\n")  # origin form upstream
+    assert b"Connection: close" in request
+    rec = setup.wait_records(1)[0]
+    assert (rec.host, rec.port, rec.allowed, rec.rule) == ("web.test", server.port, True,
+                                                           "allow web.test")
+    assert rec.address == "127.0.0.1" and rec.sent == len(request)
+    assert rec.received > len(server.body) and rec.duration >= 0
+
+
+def test_denied_name_gets_403_naming_host_and_option(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server))
+    status, body = setup.http_get(f"http://other.test:{server.port}/")
+    assert status == 403
+    assert b"other.test" in body and b"--allow-domain other.test" in body
+    assert server.seen == []
+    rec = setup.wait_records(1)[0]
+    assert not rec.allowed and rec.rule == "default"
+
+
+def test_connect_tunnel(proxy: Proxy) -> None:
+    echo = TCPServer("echo")
+    try:
+        setup = Setup(proxy, NetworkRules(allow=["web.test"], ports=[echo.port],
+                                          allow_local=True))
+        with setup.connect() as s:
+            s.sendall(f"CONNECT web.test:{echo.port} HTTP/1.1\r\n\r\nearly".encode())
+            head = s.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200")
+            s.sendall(b"-and-later")
+            s.shutdown(socket.SHUT_WR)
+            rest = recv_all(s)
+        assert (head.partition(b"\r\n\r\n")[2] + rest) == b"early-and-later"
+        rec = setup.wait_records(1)[0]
+        assert rec.sent == len(b"early-and-later") and rec.received == rec.sent
+    finally:
+        echo.close()
+
+
+def test_connect_denied_port(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server))
+    with setup.connect() as s:
+        s.sendall(b"CONNECT web.test:22 HTTP/1.1\r\n\r\n")
+        reply = recv_all(s)
+    assert reply.startswith(b"HTTP/1.1 403") and b"--allow-port 22" in reply
+
+
+def test_deny_over_allow(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server, allow=["*.web.test"], deny=["bad.web.test"]))
+    status, body = setup.http_get(f"http://bad.web.test:{server.port}/")
+    assert status == 403 and b"deny" in body
+    assert server.seen == []
+    status, body = setup.http_get(f"http://good.web.test:{server.port}/")
+    assert status == 200
+    # the wildcard does not match the domain itself
+    status, body = setup.http_get(f"http://web.test:{server.port}/x")
+    assert status == 403
+
+
+def test_name_resolving_to_loopback_refused_without_opt_in(proxy: Proxy,
+                                                           server: TCPServer) -> None:
+    """Attack: an allowed name that resolves to 127.0.0.1 reaches the user's local services."""
+    setup = Setup(proxy, rules_for(server, allow_local=False))
+    status, body = setup.http_get(f"http://web.test:{server.port}/")
+    assert status == 403 and b"allow_local" in body
+    assert server.seen == []
+    # control: the opt-in lets it through
+    setup2 = Setup(proxy, rules_for(server))
+    assert setup2.http_get(f"http://web.test:{server.port}/")[0] == 200
+
+
+@pytest.mark.parametrize("name", ["private.test", "meta.test"])
+def test_name_resolving_to_private_or_metadata_refused(proxy: Proxy, server: TCPServer,
+                                                       name: str) -> None:
+    setup = Setup(proxy, rules_for(server, allow=[name], allow_local=True))
+    status, body = setup.http_get(f"http://{name}:{server.port}/")
+    assert status == 403 and b"allow_private" in body
+    rec = setup.wait_records(1)[0]
+    assert rec.rule == "address" and not rec.allowed
+
+
+def test_mixed_resolution_connects_only_to_the_checked_address(proxy: Proxy,
+                                                               server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server, allow=["mixed.test"]))
+    status, _ = setup.http_get(f"http://mixed.test:{server.port}/")
+    assert status == 200
+    assert setup.wait_records(1)[0].address == "127.0.0.1"
+
+
+def test_ip_literal_refused_unless_listed(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server))
+    status, _ = setup.http_get(f"http://127.0.0.1:{server.port}/")
+    assert status == 403 and server.seen == []
+    listed = Setup(proxy, rules_for(server, allow=["127.0.0.1"]))
+    assert listed.http_get(f"http://127.0.0.1:{server.port}/")[0] == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# SOCKS5
+
+def socks_connect(setup: Setup, host: str, port: int, cmd: int = 1) -> tuple[socket.socket, int]:
+    s = setup.connect()
+    s.sendall(b"\x05\x01\x00")
+    assert s.recv(2) == b"\x05\x00"
+    name = host.encode()
+    s.sendall(bytes([5, cmd, 0, 3, len(name)]) + name + port.to_bytes(2, "big"))
+    reply = s.recv(10)
+    return s, reply[1]
+
+
+def test_socks_connect_by_name(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server))
+    s, code = socks_connect(setup, "web.test", server.port)
+    with s:
+        assert code == 0
+        s.sendall(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")
+        assert recv_all(s).endswith(server.body)
+    assert setup.wait_records(1)[0].protocol == "socks5"
+
+
+def test_socks_denied_is_not_allowed_by_ruleset(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server))
+    s, code = socks_connect(setup, "other.test", server.port)
+    s.close()
+    assert code == 2  # "connection not allowed by ruleset"
+    assert server.seen == []
+
+
+@pytest.mark.parametrize("cmd", [2, 3])  # BIND, UDP ASSOCIATE
+def test_socks_bind_and_udp_refused(proxy: Proxy, server: TCPServer, cmd: int) -> None:
+    setup = Setup(proxy, rules_for(server))
+    s, code = socks_connect(setup, "web.test", server.port, cmd)
+    s.close()
+    assert code == 7  # command not supported
+    still_serving(setup, server)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: each ends its own connection; the proxy keeps serving.
+
+def test_oversized_header(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server))
+    with setup.connect() as s:
+        s.sendall(b"GET http://web.test/ HTTP/1.1\r\nX: " + b"a" * 40000 + b"\r\n\r\n")
+        reply = recv_all(s)
+    assert reply.startswith(b"HTTP/1.1 431")
+    assert server.seen == []
+    still_serving(setup, server)
+    assert setup.wait_records(2)[0].rule == "malformed"
+
+
+def test_endless_header_is_cut_off_by_time(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server))
+    with setup.connect() as s:
+        s.sendall(b"GET http://web.test/ HTTP/1.1\r\n")
+        start = time.monotonic()
+        closed = False
+        while time.monotonic() - start < 5:
+            try:
+                s.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                closed = True
+                break
+            s.settimeout(0.1)
+            try:
+                if s.recv(4096) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+            except OSError:
+                closed = True
+                break
+        assert closed, "the proxy must end a header that never ends"
+    still_serving(setup, server)
+
+
+def test_silent_client_does_not_block_others(proxy: Proxy, server: TCPServer) -> None:
+    setup = Setup(proxy, rules_for(server))
+    silent = setup.connect()
+    still_serving(setup, server)  # served while the silent client is connected
+    silent.settimeout(5)
+    assert recv_all(silent) == b""  # ended by the header time limit (1 s here)
+    silent.close()
+    records = setup.wait_records(2)
+    assert any(r.rule == "malformed" for r in records)
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\x05\x01\x00\x05\x09\x00\x07xyz",  # SOCKS5 with an unknown address type
+    b"\x05\xff" + b"\x00" * 300,  # SOCKS5 with 255 methods, none acceptable... then junk
+    b"\x05",  # SOCKS5 greeting cut short, then close
+    b"\x00\x01\x02\x03\r\n\r\n",  # binary garbage
+    b"GET / HTTP/1.1\r\n\r\n",  # not a proxy request
+    b"CONNECT nohost HTTP/1.1\r\n\r\n",  # no port
+    b"CONNECT web.test:99999 HTTP/1.1\r\n\r\n",
+    b"GET http://web.test/ SPDY/9\r\n\r\n",
+])
+def test_garbage(proxy: Proxy, server: TCPServer, garbage: bytes,
+                 caplog: pytest.LogCaptureFixture) -> None:
+    setup = Setup(proxy, rules_for(server))
+    with setup.connect() as s:
+        s.sendall(garbage)
+        try:
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the proxy may have ended it already
+        recv_all(s)
+    assert server.seen == []
+    still_serving(setup, server)
+    assert setup.wait_records(2)[0].rule == "malformed"
+    assert any(r.name == "ringfence.proxy" and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_target_that_never_answers(proxy: Proxy, server: TCPServer) -> None:
+    silent = TCPServer("silent")
+    try:
+        setup = Setup(proxy, rules_for(server, ports=[server.port, silent.port]))
+        hung = setup.connect()
+        hung.sendall(f"GET http://web.test:{silent.port}/ HTTP/1.1\r\n\r\n".encode())
+        still_serving(setup, server)
+        hung.close()
+    finally:
+        silent.close()
+
+
+def test_target_refusing_connections(proxy: Proxy) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    setup = Setup(proxy, NetworkRules(allow=["web.test"], ports=[port], allow_local=True))
+    status, _ = setup.http_get(f"http://web.test:{port}/")
+    assert status == 502
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharing
+
+def test_shared_proxy_stops_with_last_user() -> None:
+    first = proxy_mod.acquire()
+    second = proxy_mod.acquire()
+    assert first is second and first.thread is not None
+    thread = first.thread
+    proxy_mod.release()
+    assert thread.is_alive()
+    proxy_mod.release()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert proxy_mod.acquire() is not first
+    proxy_mod.release()
+
+
+def test_unix_socket_listener(proxy: Proxy, server: TCPServer, tmp_path_factory: object) -> None:
+    import os
+    import tempfile
+
+    from tests.conftest import TEST_ROOT
+
+    TEST_ROOT.mkdir(exist_ok=True)
+    path = os.path.join(tempfile.mkdtemp(dir=TEST_ROOT), "proxy.sock")
+    records: list[Connection] = []
+    proxy.serve_unix(path, rules_for(server), records)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+        s.sendall(f"GET http://web.test:{server.port}/ HTTP/1.1\r\n\r\n".encode())
+        assert recv_all(s).endswith(server.body)
+
+
+def test_target_whose_connect_never_completes(proxy: Proxy, server: TCPServer) -> None:
+    """A target that never completes the TCP handshake (its accept queue is full, so the
+    kernel drops our SYNs): the client gets 504 / SOCKS "TTL expired" after the connect time
+    limit, the record says why, and everyone else is still served."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # fill the accept queue (never accepted)
+        f = socket.socket()
+        f.setblocking(False)
+        try:
+            f.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+    time.sleep(0.2)
+    try:
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(("127.0.0.1", port))
+            pytest.skip("this kernel completes connections to a full accept queue")
+        except TimeoutError:
+            pass
+        finally:
+            probe.close()
+        setup = Setup(proxy, rules_for(server, ports=[server.port, port]))
+        start = time.monotonic()
+        status, body = setup.http_get(f"http://web.test:{port}/")
+        assert status == 504 and b"did not answer" in body
+        assert time.monotonic() - start < 5
+        s, code = socks_connect(setup, "web.test", port)
+        s.close()
+        assert code == 6
+        still_serving(setup, server)
+        rec = setup.wait_records(3)[0]
+        assert rec.allowed and "did not answer" in rec.reason
+    finally:
+        for f in fillers:
+            f.close()
+        full.close()

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 USAGE = """\
 usage: ringfence run [OPTIONS] -- CMD [ARG...]      run CMD in the sandbox
-       ringfence explain [OPTIONS] [--json] -- CMD  print the policy and plan, run nothing
+       ringfence explain [OPTIONS] [--json] [--platform linux|windows] -- CMD
+                                                    print the policy and plan, run nothing
        ringfence doctor [--json]                    what this host can enforce
        ringfence --version
 
@@ -214,16 +215,46 @@ def _print_json(obj: object) -> None:
     sys.stdout.flush()
 
 
+# explain --platform NAME: module with explain_for(policy, command, cwd=) and render_text(data)
+EXPLAIN_PLATFORMS = {"windows": "ringfence.windows.explain"}
+
+
 def cmd_explain(argv: list[str]) -> int:
     from .explain import explain_plan, render_text
 
-    args = parse(argv, _VALUE_OPTS, _FLAG_OPTS)
+    args = parse(argv, _VALUE_OPTS | {"--platform"}, _FLAG_OPTS)
+    platform = _one(args, "--platform")
+    if platform not in (None, "linux"):
+        return _explain_platform(args, platform)
     plan = _plan(args)
     data = explain_plan(plan)
     if "--json" in args.flags:
         _print_json(data)
     else:
         sys.stdout.write(render_text(data))
+    return 0
+
+
+def _explain_platform(args: Args, platform: str) -> int:
+    import importlib
+
+    from .policy.load import resolve
+
+    name = EXPLAIN_PLATFORMS.get(platform)
+    if name is None:
+        raise PolicyError(f"--platform {platform!r}: use one of "
+                          f"{', '.join(['linux', *EXPLAIN_PLATFORMS])}")
+    if not args.command:
+        raise PolicyError("no command given; put it after --, e.g. ringfence explain -- pytest")
+    module = importlib.import_module(name)
+    policy = resolve(options_from(args))
+    real = os.path.realpath(os.getcwd())
+    inside = real == policy.workspace or real.startswith(policy.workspace.rstrip("/") + "/")
+    data = module.explain_for(policy, args.command, cwd=real if inside else None)
+    if "--json" in args.flags:
+        _print_json(data)
+    else:
+        sys.stdout.write(module.render_text(data))
     return 0
 
 

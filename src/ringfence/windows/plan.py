@@ -146,8 +146,11 @@ class WindowsFacts(Frozen):
     - ``drives``: ``X:`` → ``fixed``, ``removable``, ``remote``, ``subst`` …; only ``fixed`` and
       ``removable`` drives can hold a writable root.
     - ``protected_paths``: ``(path, why)`` from ``plan.find_protected`` for each writable root.
-    - ``acl_exceptions``: paths below a deny-read directory that have ACEs of their own or do not
-      inherit (found by setup's scan of those trees).
+    - ``acl_exceptions``: paths below a deny-read or protected directory that have ACEs of their
+      own or do not inherit (found by a scan of those trees: small, and done at first use).
+    - ``open_dirs``: directories outside the writable roots where Everyone, Users,
+      Authenticated Users or INTERACTIVE hold FILE_DELETE_CHILD (found by setup's bounded scan of
+      ``C:\\ProgramData``, ``C:\\Users\\Public`` and the drive roots).
     - ``sids``: ``group``, ``offline``, ``online`` → SID, from the setup manifest (empty: not set
       up); ``install_id``: the manifest's random id (empty: not set up).
     - ``aces_present``: ``(key(path), sddl)`` of the deny ACEs found on guarded objects now.
@@ -156,7 +159,7 @@ class WindowsFacts(Frozen):
 
     __slots__ = (
         "home", "username", "environ", "kinds", "final_paths", "drives", "protected_paths",
-        "acl_exceptions", "sids", "install_id", "aces_present", "config_dir", "state_dir",
+        "acl_exceptions", "open_dirs", "sids", "install_id", "aces_present", "config_dir", "state_dir",
         "sandbox_dir", "python", "simulated",
     )
     home: str
@@ -167,6 +170,7 @@ class WindowsFacts(Frozen):
     drives: dict[str, str]
     protected_paths: tuple[tuple[str, str], ...]
     acl_exceptions: tuple[str, ...]
+    open_dirs: tuple[str, ...]
     sids: dict[str, str]
     install_id: str
     aces_present: tuple[tuple[str, str], ...]
@@ -177,7 +181,7 @@ class WindowsFacts(Frozen):
     simulated: bool
     _defaults: ClassVar[Mapping[str, Any]] = {
         "final_paths": {}, "drives": {"C:": "fixed"}, "protected_paths": (),
-        "acl_exceptions": (), "sids": {}, "install_id": "", "aces_present": (),
+        "acl_exceptions": (), "open_dirs": (), "sids": {}, "install_id": "", "aces_present": (),
         "python": "C:\\Program Files\\Python311\\python.exe", "simulated": False,
     }
 
@@ -507,6 +511,10 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
                                       flags=OI | CI, why="read and execute, inherited"),)))
     for root, cap in caps:
         acls.append(PathAcl(path=root, phase="once", why="writable root", aces=(
+            Ace(action="deny", sid=group, mask=DELETE, flags=0,
+                why="the root itself cannot be deleted or renamed"),
+            Ace(action="deny", sid=cap, mask=DELETE, flags=0,
+                why="the root itself cannot be deleted or renamed"),
             Ace(action="allow", sid=group, mask=MODIFY_NO_DELETE_CHILD, flags=OI | CI,
                 why="first access check: the sandbox users may change what is below"),
             Ace(action="allow", sid=cap, mask=MODIFY_NO_DELETE_CHILD, flags=OI | CI,
@@ -590,16 +598,35 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
         aces += [Ace(action="deny", sid=c, mask=DENY_WRITE, flags=flags,
                      why="deny-read inside a writable root") for c in inside]
         acls.append(PathAcl(path=path, aces=tuple(aces), phase="once", why="deny-read"))
+    # Children with ACEs of their own below a guarded path: an explicit allow there comes before
+    # the inherited deny, so each gets the deny explicitly too.
     for raw in facts.acl_exceptions:
-        path = wp.canonical(raw, "deny-read exception")
+        path = wp.canonical(raw, "ACL exception")
+        flags = OI | CI if f.kind(path) == "dir" else 0
+        why = "an explicit allow here would come before the inherited deny"
+        aces = []
         if any(wp.is_within(path, d) for d in deny):
-            kind = f.kind(path)
-            acls.append(PathAcl(
-                path=path, phase="once", why="deny-read: a child with ACEs of its own",
-                aces=(Ace(action="deny", sid=group, mask=DENY_READ,
-                          flags=OI | CI if kind == "dir" else 0,
-                          why="an explicit allow here would come before the inherited deny"),)))
+            aces.append(Ace(action="deny", sid=group, mask=DENY_READ, flags=flags, why=why))
+        owners = {c for p, _, cs in guarded if wp.is_within(path, p) for c in cs}
+        if owners:
+            if not aces:
+                aces.append(Ace(action="deny", sid=group, mask=DENY_WRITE, flags=flags,
+                                why=why))
+            aces += [Ace(action="deny", sid=c, mask=DENY_WRITE, flags=flags, why=why)
+                     for c in sorted(owners)]
+        if aces:
+            acls.append(PathAcl(path=path, phase="once", aces=tuple(aces),
+                                why="below a guarded path, with ACEs of its own"))
 
+    for raw in facts.open_dirs:
+        path = wp.canonical(raw, "open directory")
+        if any(wp.is_within(path, r) for r in roots):
+            continue
+        acls.append(PathAcl(
+            path=path, phase="once", why="others may fully control it",
+            aces=(Ace(action="deny", sid=group, mask=FILE_DELETE_CHILD, flags=OI | CI,
+                      why="FILE_DELETE_CHILD alone is not a write to a write-restricted token: "
+                      "without this the command could delete here"),)))
     restricting = tuple((c, f"capability SID of {r}") for r, c in caps)
     restricting += ((LOGON_SID, "the run's logon SID: its desktop, its own objects"),)
     token = TokenSpec(

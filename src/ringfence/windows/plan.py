@@ -554,7 +554,8 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
                 from ..plan import placeholder_is_file
 
                 placeholders.append(Placeholder(
-                    path=path, kind="file" if placeholder_is_file(path) else "dir"))
+                    path=path, kind="file" if placeholder_is_file(path.rsplit("\\", 1)[-1])
+                    else "dir"))
             elif f.kind(parent) == "missing" and f.kind(wp.parent(parent)) == "dir":
                 target = parent  # e.g. .git/hooks without .git: keep .git from being created
                 if any(wp.key(p.path) == wp.key(parent) for p in placeholders):

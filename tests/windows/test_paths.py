@@ -109,7 +109,7 @@ def test_eight_dot_three_alias_in_a_policy_path_is_refused_unless_resolved() -> 
     tree = skeleton()
     short = HOME + "\\PROJ~1"
     policy = POLICY.replace(workspace=short)
-    with pytest.raises(UnavailableError, match="8.3"):
+    with pytest.raises(UnavailableError, match=r"8\.3"):
         plan_windows(policy, ["cmd"], facts_for(tree, POLICY))
     plan = plan_windows(policy, ["cmd"], facts_for(tree, POLICY, final_paths={short: WS}))
     assert wp.key(plan.capability_sids[0][0]) == wp.key(WS)

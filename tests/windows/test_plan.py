@@ -165,7 +165,7 @@ def test_firewall_rules() -> None:
     assert rules[0].user == f"O:LSD:(A;;CC;;;{OFFLINE})"
     assert {r.layer for r in rules} == {"firewall", "wfp"}
     with_proxy = firewall_rules("off", OFFLINE, proxy_port=8123)
-    assert [r for r in with_proxy if r.action == "permit"][0].ports == "8123"
+    assert next(r for r in with_proxy if r.action == "permit").ports == "8123"
     assert make().firewall == rules
     assert make(policy(network="on")).firewall == ()
 

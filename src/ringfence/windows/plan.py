@@ -159,8 +159,8 @@ class WindowsFacts(Frozen):
 
     __slots__ = (
         "home", "username", "environ", "kinds", "final_paths", "drives", "protected_paths",
-        "acl_exceptions", "open_dirs", "sids", "install_id", "aces_present", "config_dir", "state_dir",
-        "sandbox_dir", "python", "simulated",
+        "acl_exceptions", "open_dirs", "sids", "install_id", "aces_present", "config_dir",
+        "state_dir", "sandbox_dir", "python", "simulated",
     )
     home: str
     username: str
@@ -608,13 +608,13 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
         aces = []
         if any(wp.is_within(path, d) for d in deny):
             aces.append(Ace(action="deny", sid=group, mask=DENY_READ, flags=flags, why=why))
-        owners = {c for p, _, cs in guarded if wp.is_within(path, p) for c in cs}
-        if owners:
+        caps_here = {c for p, _, cs in guarded if wp.is_within(path, p) for c in cs}
+        if caps_here:
             if not aces:
                 aces.append(Ace(action="deny", sid=group, mask=DENY_WRITE, flags=flags,
                                 why=why))
             aces += [Ace(action="deny", sid=c, mask=DENY_WRITE, flags=flags, why=why)
-                     for c in sorted(owners)]
+                     for c in sorted(caps_here)]
         if aces:
             acls.append(PathAcl(path=path, phase="once", aces=tuple(aces),
                                 why="below a guarded path, with ACEs of its own"))

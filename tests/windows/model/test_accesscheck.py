@@ -90,7 +90,7 @@ def test_second_pass_honours_deny_aces_for_restricting_sids() -> None:
 
 def test_owner_rights_in_second_pass_only_when_owner_is_restricting() -> None:
     dacl = [MAce("allow", G, 0x1F01FF)]
-    assert not access_check(RESTRICTED, U, dacl + [], WRITE_DAC | SYNCHRONIZE)
+    assert not access_check(RESTRICTED, U, dacl, WRITE_DAC | SYNCHRONIZE)
     restricted_owner = MToken(user=U, groups=frozenset({G}), restricting=frozenset({U}),
                               write_restricted=True)
     assert access_check(restricted_owner, U, [], WRITE_DAC)

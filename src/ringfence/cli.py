@@ -21,6 +21,7 @@ usage: ringfence run [OPTIONS] -- CMD [ARG...]      run CMD in the sandbox
        ringfence explain [OPTIONS] [--json] [--platform linux|windows] -- CMD
                                                     print the policy and plan, run nothing
        ringfence doctor [--json]                    what this host can enforce
+       ringfence windows setup|status|cleanup|run   the Windows sandbox (Windows only)
        ringfence --version
 
 options (run and explain):
@@ -258,6 +259,12 @@ def _explain_platform(args: Args, platform: str) -> int:
     return 0
 
 
+def cmd_windows(argv: list[str]) -> int:
+    from .windows.commands import main as windows_main
+
+    return windows_main(argv)
+
+
 def cmd_doctor(argv: list[str]) -> int:
     from .doctor import diagnose, render_text
 
@@ -283,10 +290,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"ringfence {__version__}")
             return 0
-        commands = {"run": cmd_run, "explain": cmd_explain, "doctor": cmd_doctor}
+        commands = {"run": cmd_run, "explain": cmd_explain, "doctor": cmd_doctor,
+                    "windows": cmd_windows}
         handler = commands.get(argv[0])
         if handler is None:
-            raise PolicyError(f"unknown command {argv[0]!r}; use run, explain or doctor")
+            raise PolicyError(f"unknown command {argv[0]!r}; use run, explain, doctor or windows")
         return handler(argv[1:])
     except RingfenceError as exc:
         message = str(exc)

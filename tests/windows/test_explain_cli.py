@@ -48,3 +48,13 @@ def test_explain_unknown_platform(world: World) -> None:
 
 def test_explain_platform_windows_needs_a_command(world: World) -> None:
     assert_one_line_error(world.run("explain", "--platform", "windows"), "no command")
+
+
+@pytest.mark.parametrize("sub", ["setup", "status", "cleanup", "run"])
+def test_windows_commands_refuse_elsewhere(world: World, sub: str) -> None:
+    """Off Windows, each Windows command exits 125 with one line saying so."""
+    assert_one_line_error(world.run("windows", sub), "Windows only")
+
+
+def test_windows_unknown_subcommand(world: World) -> None:
+    assert_one_line_error(world.run("windows", "frobnicate"), "unknown windows command")

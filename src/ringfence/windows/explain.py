@@ -27,15 +27,11 @@ __all__ = ["explain_for", "render_text", "simulated_facts"]
 
 
 def _kind(path: str) -> str:
-    import stat
+    """``plan._kind`` (lstat) in the Windows plan's words."""
+    from ..plan import _kind as posix_kind
 
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return "missing"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    return "dir" if stat.S_ISDIR(mode) else "file"
+    kind = posix_kind(path)
+    return {"link": "symlink", "other": "file"}.get(kind, kind)
 
 
 def simulated_facts(policy: Policy) -> tuple[Policy, WindowsFacts]:

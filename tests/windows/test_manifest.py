@@ -28,13 +28,13 @@ BASE = Manifest(install_id=INSTALL_ID, group=("ringfence-sandbox", GROUP),
 
 def test_first_run_adds_every_ace_and_a_second_run_adds_none() -> None:
     plan = make()
-    before, after = run_actions(BASE, plan)
+    before, after = run_actions(plan)
     n_aces = sum(len(a.aces) for a in plan.acls)
     assert sum(1 for a in before if a.op == "add-ace") == n_aces
     manifest = record(BASE, plan, before)
-    # the next run: allows known from the manifest, denies seen on the objects
-    present = [(a.path, a.sddl) for a in manifest.aces if a.sddl.startswith("(D;")]
-    before2, after2 = run_actions(manifest, plan, present)
+    # the next run: every recorded ACE is still on its object
+    present = [(a.path, a.sddl) for a in manifest.aces]
+    before2, after2 = run_actions(plan, present)
     assert [a.op for a in before2 if a.op == "add-ace"] == [
         "add-ace" for acl in plan.acls if acl.phase == "run" for _ in acl.aces]
     assert before2.count(Action(op="create-placeholder", path=WS + "\\.envrc", detail="dir")) == 1
@@ -47,11 +47,10 @@ def test_a_deny_that_disappeared_is_added_again() -> None:
     """The user deleted and re-created ``.vscode`` between runs: its deny ACE is gone, although
     the manifest lists it. The run reads the object's DACL and puts the deny back."""
     plan = make()
-    before, _ = run_actions(BASE, plan)
+    before, _ = run_actions(plan)
     manifest = record(BASE, plan, before)
-    present = [(a.path, a.sddl) for a in manifest.aces
-               if a.sddl.startswith("(D;") and a.path != WS + "\\.vscode"]
-    again, _ = run_actions(manifest, plan, present)
+    present = [(a.path, a.sddl) for a in manifest.aces if a.path != WS + "\\.vscode"]
+    again, _ = run_actions(plan, present)
     readded = {a.path for a in again if a.op == "add-ace" and a.path == WS + "\\.vscode"}
     assert readded == {WS + "\\.vscode"}
 
@@ -61,20 +60,20 @@ def test_run_work_does_not_grow_with_the_workspace() -> None:
     tree = skeleton()
     for i in range(500):
         tree.add(f"{WS}\\src\\m{i}.py", "file", "S-me")
-    before_small, _ = run_actions(BASE, plan_small)
+    before_small, _ = run_actions(plan_small)
     from ringfence.windows.plan import plan_windows
     from tests.windows.test_plan import CMD, policy
     from tests.windows.world import facts_for
 
     pol = policy()
     plan_big = plan_windows(pol, CMD, facts_for(tree, pol))
-    before_big, _ = run_actions(BASE, plan_big)
+    before_big, _ = run_actions(plan_big)
     assert len(before_big) == len(before_small)
 
 
 def test_cleanup_removes_exactly_what_was_recorded() -> None:
     plan = make()
-    before, _ = run_actions(BASE, plan)
+    before, _ = run_actions(plan)
     manifest = record(BASE, plan, before)
     steps = cleanup_actions(manifest)
     removed = {(a.path, a.detail) for a in steps if a.op == "remove-ace"}
@@ -91,7 +90,7 @@ def test_cleanup_leaves_the_tree_as_it_was() -> None:
     original = {n.path(): list(n.explicit) for n in tree.nodes()}
     plan = make()
     apply(tree, plan)
-    before, _ = run_actions(BASE, plan)
+    before, _ = run_actions(plan)
     manifest = record(BASE, plan, before)
     for ph in plan.placeholders:  # after the run
         node = tree.get(ph.path)

@@ -118,11 +118,13 @@ def gather_facts(policy: Policy) -> WindowsFacts:
     if manifest is not None:
         from .plan import Ace
 
-        for entry in manifest.aces:
-            if entry.sddl.startswith("(D;") and kinds.get(entry.path, "") in ("dir", "file"):
-                for action, flags, mask, sid in w.read_aces(entry.path):
-                    sddl = Ace(action=action, sid=sid, mask=mask, flags=flags, why="").sddl()
-                    present.append((entry.path, sddl))
+        wanted = {wp.key(p) for p in kinds} | {wp.key(p) for p in finals.values()}
+        for path in sorted({e.path for e in manifest.aces if wp.key(e.path) in wanted}):
+            if _kind(path) not in ("dir", "file"):
+                continue
+            for action, flags, mask, sid in w.read_aces(path):
+                sddl = Ace(action=action, sid=sid, mask=mask, flags=flags, why="").sddl()
+                present.append((path, sddl))
     return WindowsFacts(
         home=home, username=os.environ.get("USERNAME", "user"), environ=dict(os.environ),
         kinds=kinds, final_paths=finals, drives=drives,
@@ -285,7 +287,7 @@ def run_plan(plan: WindowsPlan, facts: WindowsFacts) -> int:
     if manifest is None or plan.setup_needed:
         raise UnavailableError("the Windows sandbox is not set up on this host; run "
                                "ringfence windows setup (once, as administrator)")
-    before, after = run_actions(manifest, plan, facts.aces_present)
+    before, after = run_actions(plan, facts.aces_present)
     _apply(before)
     save_manifest(record(manifest, plan, before))
     with open(secrets_path(), "rb") as fh:

@@ -3,11 +3,11 @@
 The manifest (JSON in ringfence's state directory, which the sandbox users cannot read) records
 every user, group, firewall rule, directory and ACE ringfence adds, so that:
 
-- a run does no ACL work that is already done: an allow ACE recorded for ``(path, sddl)`` is not
-  made again; a deny ACE is checked against what is on the object now (facts
-  ``aces_present``, read for a bounded list of objects) and re-added only if it is gone (the
-  user may have deleted and re-created ``.vscode``); the work of a run is bounded by the number
-  of guarded paths, never by the size of the workspace or of TEMP;
+- a run does no ACL work that is already done: each ACE of the plan is compared with what is
+  on its object now (facts ``aces_present``: the DACLs of the recorded paths among this run's
+  roots, protected, pinned and deny-read paths, a bounded list) and made only if it is missing
+  (the first time, or after the user deleted and re-created ``.vscode``); the work of a run is
+  bounded by the number of guarded paths, never by the size of the workspace or of TEMP;
 - ``ringfence windows cleanup`` removes exactly what is recorded, and nothing else (Codex users
   found hundreds of stale SIDs and Modify granted on ``C:\\``).
 """
@@ -97,10 +97,10 @@ class Action(Frozen):
     detail: str
 
 
-def run_actions(manifest: Manifest, plan: WindowsPlan,
-                aces_present: Iterable[tuple[str, str]] = ()) -> tuple[tuple[Action, ...],
-                                                                       tuple[Action, ...]]:
-    """``(before, after)``: what a run does before the command starts and after it ends."""
+def run_actions(plan: WindowsPlan, aces_present: Iterable[tuple[str, str]] = ()
+                ) -> tuple[tuple[Action, ...], tuple[Action, ...]]:
+    """``(before, after)``: what a run does before the command starts and after it ends;
+    ``aces_present``: ``(path, sddl)`` of the explicit ACEs on the recorded objects now."""
     present = {(wp.key(p), s) for p, s in aces_present}
     before: list[Action] = []
     after: list[Action] = []
@@ -110,12 +110,7 @@ def run_actions(manifest: Manifest, plan: WindowsPlan,
     for acl in plan.acls:
         for ace in acl.aces:
             sddl = ace.sddl()
-            if acl.phase == "run":
-                before.append(Action(op="add-ace", path=acl.path, detail=sddl))
-            elif ace.action == "deny":
-                if (wp.key(acl.path), sddl) not in present:
-                    before.append(Action(op="add-ace", path=acl.path, detail=sddl))
-            elif not manifest.has(acl.path, sddl):
+            if acl.phase == "run" or (wp.key(acl.path), sddl) not in present:
                 before.append(Action(op="add-ace", path=acl.path, detail=sddl))
     for key in placeholders:
         ph = placeholders[key]

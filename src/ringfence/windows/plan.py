@@ -29,9 +29,11 @@ How the policy is enforced on Windows (the README's Windows section repeats this
 - **Missing protected paths** are covered for each run by a placeholder (an empty directory, or
   an empty file for git's own ``config``/``commondir``) carrying the deny ACEs, made before the
   command starts and removed after.
-- **Cost.** Grants are made once per root and recorded in the manifest. Each run only reads the
-  DACLs of its guarded objects (a bounded list: protected and deny-read paths) and re-adds a deny
-  ACE that is missing; nothing grows with the size of the workspace or of TEMP.
+- **Cost.** ACEs are made once and recorded in the manifest. Each run only reads the DACLs of
+  the recorded objects among its roots, protected and deny-read paths (a bounded list) and
+  re-adds an ACE that is missing; nothing grows with the size of the workspace or of TEMP. (The
+  first use of a root, and of the profile, rewrites the inherited ACEs of everything below it:
+  that is Windows' propagation, paid once.)
 - **Network.** A Windows Firewall rule blocks all outbound traffic of ``ringfence-offline``
   (LocalUserAuthorizedList naming its SID), and WFP filters on its user id block connects,
   loopback and ICMP included. ``ringfence-online`` has no rule.
@@ -153,7 +155,8 @@ class WindowsFacts(Frozen):
       ``C:\\ProgramData``, ``C:\\Users\\Public`` and the drive roots).
     - ``sids``: ``group``, ``offline``, ``online`` → SID, from the setup manifest (empty: not set
       up); ``install_id``: the manifest's random id (empty: not set up).
-    - ``aces_present``: ``(key(path), sddl)`` of the deny ACEs found on guarded objects now.
+    - ``aces_present``: ``(path, sddl)`` of the explicit ACEs found now on the objects the
+      manifest says ringfence changed, among this run's candidate paths (bounded).
     - ``sandbox_dir``: ringfence's per-user directory for the sandbox's TEMP and caches.
     """
 

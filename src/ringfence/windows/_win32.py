@@ -223,6 +223,13 @@ def _read_dacl(handle: Handle) -> tuple[list[AceTuple], list[AceTuple], bool]:
         kernel32.LocalFree(psd)
 
 
+def dacl_info(path: str) -> tuple[list[AceTuple], bool]:
+    """(explicit ACEs, protected) of ``path`` itself."""
+    with open_no_follow(path, READ_CONTROL) as h:
+        explicit, _, protected = _read_dacl(h)
+        return explicit, protected
+
+
 def read_aces(path: str) -> list[AceTuple]:
     """The explicit ACEs on ``path`` itself."""
     with open_no_follow(path, READ_CONTROL) as h:

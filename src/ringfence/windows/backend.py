@@ -80,6 +80,63 @@ def _kind(path: str) -> str:
     return "dir" if stat.S_ISDIR(st.st_mode) else "file"
 
 
+SCAN_LIMIT = 50_000
+"""Objects read per guarded tree by the one-time scan; a larger tree is reported, not scanned
+further (its deeper children are guarded by inheritance alone)."""
+OPEN_DIR_SCAN = ("C:\\ProgramData", "C:\\Users\\Public")
+OTHERS = ("S-1-1-0", "S-1-5-32-545", "S-1-5-11", "S-1-5-4")  # Everyone, Users, Auth. Users, INT.
+
+
+def scan_exceptions(tree: str, ours: set[str]) -> list[str]:
+    """Below ``tree``: objects with explicit ACEs other than ringfence's, or a protected DACL."""
+    found: list[str] = []
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames[:] = [d for d in dirnames
+                       if _kind(os.path.join(dirpath, d)) == "dir"]  # never into links
+        for name in (*dirnames, *filenames):
+            seen += 1
+            if seen > SCAN_LIMIT:
+                return found
+            path = os.path.join(dirpath, name)
+            try:
+                explicit, protected = w.dacl_info(path)
+            except SandboxError:
+                continue
+            if protected or any(sid not in ours for _, _, _, sid in explicit):
+                found.append(wp.canonical(path, "scanned path"))
+    return found
+
+
+def scan_open_dirs(roots: tuple[str, ...] = OPEN_DIR_SCAN, depth: int = 2) -> list[str]:
+    """Directories (to ``depth`` levels below each root and the drive roots) whose explicit
+    ACEs give Everyone, Users, Authenticated Users or INTERACTIVE FILE_DELETE_CHILD."""
+    import string
+
+    starts = [*roots, *(f"{d}:\\" for d in string.ascii_uppercase
+                        if w.drive_type(f"{d}:") == "fixed")]
+    found: list[str] = []
+    for start in starts:
+        stack = [(start, 0)]
+        while stack:
+            path, level = stack.pop()
+            try:
+                explicit, _ = w.dacl_info(path)
+            except SandboxError:
+                continue
+            if any(a == "allow" and mask & 0x40 and sid in OTHERS
+                   for a, _, mask, sid in explicit):
+                found.append(wp.canonical(path, "open directory"))
+            if level < depth:
+                try:
+                    names = os.listdir(path)
+                except OSError:
+                    continue
+                stack += [(os.path.join(path, n), level + 1) for n in names
+                          if _kind(os.path.join(path, n)) == "dir"]
+    return found
+
+
 def gather_facts(policy: Policy) -> WindowsFacts:
     from .. import _dirs
     from ..plan import find_protected
@@ -114,6 +171,25 @@ def gather_facts(policy: Policy) -> WindowsFacts:
                 finals[path] = final
                 kinds.setdefault(final, _kind(final))
     drives = {p[:2].upper(): w.drive_type(p[:2]) for p in kinds}
+    exceptions: list[str] = []
+    if manifest is not None:  # the one-time scan of each guarded tree, recorded
+        ours = {manifest.group[1], *(s for _, _, s in manifest.users)}
+        ours |= {sddl.rsplit(";", 1)[1].rstrip(")") for sddl in
+                 (a.sddl for a in manifest.aces)}
+        scanned = list(manifest.scanned)
+        exceptions = list(manifest.exceptions)
+        guarded = [p for p, k in kinds.items() if k == "dir" and (
+            any(wp.key(p) == wp.key(q) for q, _ in protected)
+            or any(wp.key(p) == wp.key(wp.join(home, d)) for d in
+                   (*DEFAULT_DENY_READ_HOME, *WINDOWS_DENY_READ_HOME))
+            or any(wp.key(p) == wp.key(d) for d in policy.deny_read))]
+        for tree in guarded:
+            if wp.key(tree) not in {wp.key(x) for x in scanned}:
+                exceptions += scan_exceptions(tree, ours)
+                scanned.append(tree)
+        if scanned != list(manifest.scanned):
+            manifest = manifest.replace(scanned=tuple(scanned), exceptions=tuple(exceptions))
+            save_manifest(manifest)
     present: list[tuple[str, str]] = []
     if manifest is not None:
         from .plan import Ace
@@ -129,6 +205,8 @@ def gather_facts(policy: Policy) -> WindowsFacts:
         home=home, username=os.environ.get("USERNAME", "user"), environ=dict(os.environ),
         kinds=kinds, final_paths=finals, drives=drives,
         protected_paths=tuple((wp.canonical(p, "protected path"), why) for p, why in protected),
+        acl_exceptions=tuple(exceptions),
+        open_dirs=manifest.open_dirs if manifest else (),
         sids=manifest.sids() if manifest else {},
         install_id=manifest.install_id if manifest else "",
         aces_present=tuple(present), config_dir=wp.canonical(_dirs.config_dir(), "config"),
@@ -198,7 +276,8 @@ def setup() -> Manifest:
     manifest = Manifest(**{**{n: getattr(manifest, n) for n in Manifest.__slots__},
                            "group": (GROUP_NAME, w.lookup_account(GROUP_NAME)),
                            "users": tuple(users), "firewall": tuple(names),
-                           "dirs": tuple(dict.fromkeys([*manifest.dirs, sandbox_dir()]))})
+                           "dirs": tuple(dict.fromkeys([*manifest.dirs, sandbox_dir()])),
+                           "open_dirs": tuple(scan_open_dirs())})
     save_manifest(manifest)
     return manifest
 

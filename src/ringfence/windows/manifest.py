@@ -34,7 +34,13 @@ class ManifestAce(Frozen):
 
 
 class Manifest(Frozen):
-    __slots__ = ("version", "install_id", "group", "users", "firewall", "dirs", "aces")
+    """Also the results of the one-time scans: ``scanned`` (guarded trees already scanned for
+    children with ACEs of their own), ``exceptions`` (what those scans found) and ``open_dirs``
+    (directories where Everyone, Users, Authenticated Users or INTERACTIVE hold DELETE_CHILD,
+    found by setup)."""
+
+    __slots__ = ("version", "install_id", "group", "users", "firewall", "dirs", "aces",
+                 "scanned", "exceptions", "open_dirs")
     version: int
     install_id: str
     group: tuple[str, str]
@@ -42,9 +48,12 @@ class Manifest(Frozen):
     firewall: tuple[str, ...]
     dirs: tuple[str, ...]
     aces: tuple[ManifestAce, ...]
+    scanned: tuple[str, ...]
+    exceptions: tuple[str, ...]
+    open_dirs: tuple[str, ...]
     _defaults: ClassVar[Mapping[str, Any]] = {
         "version": VERSION, "install_id": "", "group": ("", ""), "users": (), "firewall": (),
-        "dirs": (), "aces": (),
+        "dirs": (), "aces": (), "scanned": (), "exceptions": (), "open_dirs": (),
     }
 
     def to_json(self) -> dict[str, Any]:
@@ -52,6 +61,8 @@ class Manifest(Frozen):
             "version": self.version, "install_id": self.install_id, "group": list(self.group),
             "users": [list(u) for u in self.users], "firewall": list(self.firewall),
             "dirs": list(self.dirs), "aces": [[a.path, a.sddl] for a in self.aces],
+            "scanned": list(self.scanned), "exceptions": list(self.exceptions),
+            "open_dirs": list(self.open_dirs),
         }
 
     @classmethod
@@ -70,8 +81,11 @@ class Manifest(Frozen):
                 firewall=tuple(str(x) for x in data["firewall"]),
                 dirs=tuple(str(x) for x in data["dirs"]),
                 aces=tuple(ManifestAce(path=str(p), sddl=str(s)) for p, s in data["aces"]),
+                scanned=tuple(str(x) for x in data.get("scanned", ())),
+                exceptions=tuple(str(x) for x in data.get("exceptions", ())),
+                open_dirs=tuple(str(x) for x in data.get("open_dirs", ())),
             )
-        except (KeyError, TypeError, ValueError, IndexError):
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise SandboxError(f"{source}: not a ringfence manifest; it was changed by hand "
                                "or is damaged; run ringfence windows setup again") from None
 

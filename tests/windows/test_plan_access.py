@@ -26,6 +26,7 @@ from tests.windows.model.accesscheck import (
     WRITE_DAC,
     WRITE_OWNER,
     MAce,
+    MToken,
     Node,
     Switches,
     Tree,
@@ -152,3 +153,72 @@ def test_plan_confines_writes_and_reads(world: tuple[Tree, Policy], sw: Switches
 def test_default_world(sw: Switches) -> None:
     tree = skeleton()
     check(tree, Policy(workspace=WS, writable=(DATA,), limits=Limits(timeout=60)), sw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Controls: each guard removed, the model shows the attack working.
+
+def _setup(policy: Policy | None = None, **fact_changes: Any) -> tuple[Tree, Any]:
+    tree = skeleton()
+    pol = policy or Policy(workspace=WS, limits=Limits(timeout=60))
+    plan = plan_windows(pol, ["cmd"], facts_for(tree, pol, **fact_changes))
+    apply(tree, plan)
+    return tree, token_for(plan)
+
+
+def test_control_without_the_restricted_token_outside_writes_work() -> None:
+    """The sandbox user alone (no restricting SIDs) may write where Everyone or Authenticated
+    Users may: C:\\ProgramData\\shared, C:\\data. The write-restricted token is what stops it."""
+    tree, token = _setup()
+    plain = MToken(user=token.user, groups=token.groups)
+    for path in (SHARED + "\\board.txt", DATA + "\\in.txt"):
+        node = tree.get(path)
+        assert node is not None
+        assert tree.can(plain, node, 0x2)
+        assert not tree.can(token, node, 0x2)
+
+
+def test_control_everyone_as_restricting_sid_opens_world_writable_dirs() -> None:
+    """Codex puts Everyone and the logon SID in the restricting list; then every directory that
+    grants Everyone write is writable (and WRITE_DAC on it). ringfence leaves Everyone out."""
+    tree, token = _setup()
+    codex_like = MToken(user=token.user, groups=token.groups,
+                        restricting=token.restricting | {EVERYONE}, write_restricted=True)
+    node = tree.get(SHARED + "\\board.txt")
+    assert node is not None
+    assert tree.can(codex_like, node, 0x2) and tree.can(codex_like, node, WRITE_DAC)
+    assert not tree.can(token, node, 0x2)
+
+
+def test_control_open_dirs() -> None:
+    """If FILE_DELETE_CHILD alone is not a write for a write-restricted token (unverified), the
+    command can delete files where Everyone has Full Control, unless the plan denies it there."""
+    node_path = SHARED + "\\board.txt"
+    tree, token = _setup(open_dirs=())
+    node = tree.get(node_path)
+    assert node is not None
+    assert tree.can(token, node, DELETE, Switches(delete_child_is_write=False))
+    assert not tree.can(token, node, DELETE, Switches(delete_child_is_write=True))
+    tree, token = _setup()
+    node = tree.get(node_path)
+    assert node is not None
+    assert not tree.can(token, node, DELETE, Switches(delete_child_is_write=False))
+
+
+def test_control_explicit_allow_below_a_deny_read_directory() -> None:
+    """A key file in ~\\.ssh carries its own ACE allowing Everyone to read it: explicit ACEs come
+    before the inherited deny, so without the scan's explicit deny it is readable."""
+    key = HOME + "\\.ssh\\shared_key"
+    tree = skeleton()
+    tree.add(key, "file", ME, [MAce("allow", EVERYONE, RX)])
+    pol = Policy(workspace=WS, limits=Limits(timeout=60))
+    facts = facts_for(tree, pol)
+    assert key in facts.acl_exceptions
+    for exceptions, readable in (((), True), (facts.acl_exceptions, False)):
+        t = skeleton()
+        t.add(key, "file", ME, [MAce("allow", EVERYONE, RX)])
+        plan = plan_windows(pol, ["cmd"], facts.replace(acl_exceptions=exceptions))
+        apply(t, plan)
+        node = t.get(key)
+        assert node is not None
+        assert t.can(token_for(plan), node, 0x1) is readable

@@ -21,6 +21,7 @@ def test_explain_platform_windows_text_and_json(world: World) -> None:
     text = world.run("explain", "--platform", "windows", "--", "cmd", "/c", "echo")
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("platform: windows")
+    assert "simulated: this host's paths shown on drive C:" in text.stdout
     assert "token: DISABLE_MAX_PRIVILEGE | LUA_TOKEN | WRITE_RESTRICTED" in text.stdout
     data = json.loads(world.run("explain", "--platform", "windows", "--json", "--",
                                 "cmd").stdout)

@@ -275,3 +275,17 @@ def test_writable_root_inside_deny_read_by_another_spelling() -> None:
     policy = POLICY.replace(writable=("c:\\USERS\\ME\\.SSH\\work",))
     with pytest.raises(PolicyError, match="inside deny-read"):
         plan_windows(policy, ["cmd"], facts_for(tree, policy))
+
+
+def test_workspace_reached_through_a_junction_is_guarded_at_its_target() -> None:
+    """The workspace is opened as ``C:\\Users\\me\\link``, a junction to the real project. ACEs
+    on the link would guard nothing (the command writes through to the target), so the
+    capability SID's grant and every protected path are planned on the final path."""
+    tree = skeleton()
+    link = HOME + "\\link"
+    policy = POLICY.replace(workspace=link)
+    facts = facts_for(tree, POLICY)
+    plan = plan_windows(policy, ["cmd"], facts.replace(
+        kinds={**facts.kinds, link: "junction"}, final_paths={link: WS}))
+    assert plan.capability_sids[0][0] == WS
+    assert all(not wp.is_within(a.path, link) for a in plan.acls)

@@ -137,7 +137,9 @@ def scan_open_dirs(roots: tuple[str, ...] = OPEN_DIR_SCAN, depth: int = 2) -> li
     return found
 
 
-def gather_facts(policy: Policy) -> WindowsFacts:
+def gather_facts(policy: Policy, *, scan: bool = False) -> WindowsFacts:
+    """The host's facts for ``policy``. ``scan``: do the one-time scans of guarded trees not yet
+    scanned and record them (``run`` does; ``explain`` changes nothing)."""
     from .. import _dirs
     from ..plan import find_protected
     from ..policy.model import DEFAULT_DENY_READ_HOME
@@ -146,7 +148,6 @@ def gather_facts(policy: Policy) -> WindowsFacts:
     home = wp.canonical(os.path.expanduser("~"), "home")
     manifest = load_manifest()
     sbx = sandbox_dir()
-    os.makedirs(os.path.join(sbx, "tmp"), exist_ok=True)
     candidates = [home, sbx, policy.workspace, *policy.writable, *policy.deny_read,
                   _dirs.config_dir(), _dirs.state_dir()]
     candidates += [wp.join(home, p) for p in (*DEFAULT_DENY_READ_HOME, *WINDOWS_DENY_READ_HOME)]
@@ -183,7 +184,7 @@ def gather_facts(policy: Policy) -> WindowsFacts:
             or any(wp.key(p) == wp.key(wp.join(home, d)) for d in
                    (*DEFAULT_DENY_READ_HOME, *WINDOWS_DENY_READ_HOME))
             or any(wp.key(p) == wp.key(d) for d in policy.deny_read))]
-        for tree in guarded:
+        for tree in guarded if scan else ():
             if wp.key(tree) not in {wp.key(x) for x in scanned}:
                 exceptions += scan_exceptions(tree, ours)
                 scanned.append(tree)
@@ -374,6 +375,7 @@ def run_plan(plan: WindowsPlan, facts: WindowsFacts) -> int:
     spec = {"command": list(plan.command), "cwd": plan.cwd, "env": plan.env,
             "flags": plan.token.flags_value, "default_dacl": plan.token.default_dacl,
             "restricting": [s for s, _ in plan.token.restricting_sids]}
+    os.makedirs(os.path.join(facts.sandbox_dir, "tmp"), exist_ok=True)
     run_dir = os.path.join(facts.sandbox_dir, "run")
     os.makedirs(run_dir, exist_ok=True)
     fd, spec_path = tempfile.mkstemp(dir=run_dir, suffix=".json")

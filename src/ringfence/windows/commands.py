@@ -53,6 +53,6 @@ def main(argv: list[str]) -> int:
     if not args.command:
         raise PolicyError("no command given; put it after --, e.g. ringfence windows run -- dir")
     policy = resolve(options_from(args))
-    facts = backend.gather_facts(policy)
+    facts = backend.gather_facts(policy, scan=True)
     plan = plan_windows(policy, args.command, facts)
     return backend.run_plan(plan, facts)

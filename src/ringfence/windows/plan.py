@@ -737,6 +737,8 @@ def render_windows_text(data: dict[str, Any]) -> str:
         f"profile: {policy['profile']}   network: {policy['network']}",
         f"workspace: {policy['workspace']}",
         f"cwd: {data['cwd']}",
+        *(["simulated: this host's paths shown on drive C:, users and SIDs not set up"]
+          if data.get("simulated") else []),
         f"runs as: {data['user']} ({data['user_sid']}), group {data['group_sid']}",
         "command: " + shlex.join(data["command"]),
         "limits: " + ", ".join(f"{k}={v}" for k, v in policy["limits"].items() if v is not None),

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
 USAGE = """\
 usage: ringfence run [OPTIONS] -- CMD [ARG...]      run CMD in the sandbox
-       ringfence explain [OPTIONS] [--json] [--platform linux|macos] -- CMD
+       ringfence explain [OPTIONS] [--json] [--platform linux|macos|windows] -- CMD
                                                     print the policy and plan, run nothing
        ringfence doctor [--json]                    what this host can enforce
+       ringfence windows setup|status|cleanup|run   the Windows sandbox (Windows only)
        ringfence --version
 
 options (run and explain):
@@ -242,11 +243,17 @@ def _print_json(obj: object) -> None:
     sys.stdout.flush()
 
 
+# explain --platform NAME: module with explain_for(policy, command, cwd=) and render_text(data)
+EXPLAIN_PLATFORMS = {"windows": "ringfence.windows.explain"}
+
+
 def cmd_explain(argv: list[str]) -> int:
     from .explain import explain_plan, render_text
 
     args = parse(argv, {*_VALUE_OPTS, "--platform"}, _FLAG_OPTS)
     platform = _one(args, "--platform")
+    if platform in EXPLAIN_PLATFORMS:
+        return _explain_platform(args, platform)
     plan = _plan(args, platform)
     data = explain_plan(plan)
     if "--json" in args.flags:
@@ -254,6 +261,35 @@ def cmd_explain(argv: list[str]) -> int:
     else:
         sys.stdout.write(render_text(data))
     return 0
+
+
+def _explain_platform(args: Args, platform: str) -> int:
+    import importlib
+
+    from .policy.load import resolve
+
+    name = EXPLAIN_PLATFORMS.get(platform)
+    if name is None:
+        raise PolicyError(f"--platform {platform!r}: use one of "
+                          f"{', '.join(['linux', *EXPLAIN_PLATFORMS])}")
+    if not args.command:
+        raise PolicyError("no command given; put it after --, e.g. ringfence explain -- pytest")
+    module = importlib.import_module(name)
+    policy = resolve(options_from(args))
+    real = os.path.realpath(os.getcwd())
+    inside = real == policy.workspace or real.startswith(policy.workspace.rstrip("/") + "/")
+    data = module.explain_for(policy, args.command, cwd=real if inside else None)
+    if "--json" in args.flags:
+        _print_json(data)
+    else:
+        sys.stdout.write(module.render_text(data))
+    return 0
+
+
+def cmd_windows(argv: list[str]) -> int:
+    from .windows.commands import main as windows_main
+
+    return windows_main(argv)
 
 
 def cmd_doctor(argv: list[str]) -> int:
@@ -281,10 +317,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"ringfence {__version__}")
             return 0
-        commands = {"run": cmd_run, "explain": cmd_explain, "doctor": cmd_doctor}
+        commands = {"run": cmd_run, "explain": cmd_explain, "doctor": cmd_doctor,
+                    "windows": cmd_windows}
         handler = commands.get(argv[0])
         if handler is None:
-            raise PolicyError(f"unknown command {argv[0]!r}; use run, explain or doctor")
+            raise PolicyError(f"unknown command {argv[0]!r}; use run, explain, doctor or windows")
         return handler(argv[1:])
     except RingfenceError as exc:
         message = str(exc)

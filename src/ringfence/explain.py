@@ -93,7 +93,8 @@ def plan_for(platform: str | None, policy: Policy, command: Sequence[str] | str,
     if planner is None:
         from .errors import PolicyError
 
-        raise PolicyError(f"--platform {platform!r}: use one of {', '.join(PLANNERS)}")
+        raise PolicyError(f"--platform {platform!r}: use one of "
+                          f"{', '.join([*PLANNERS, 'windows'])}")
     return planner(policy, command, cwd)
 
 

@@ -127,10 +127,7 @@ def sed_print_only(w: Words, ctx: Context) -> bool:
 
 
 def base64_no_output(w: Words, ctx: Context) -> bool:
-    for a in w.argv[1:]:
-        if a.startswith("--output") or _short_has(a, "o"):
-            return False
-    return True
+    return not any(a.startswith("--output") or _short_has(a, "o") for a in w.argv[1:])
 
 
 # --- ask checks ----------------------------------------------------------------------------

@@ -147,6 +147,8 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
                         "judge", "builtin:depth"))
         return
     argv = w.argv
+    if not argv:
+        return
     matched = [r for r in rules if r.matches(argv)]
     if matched:
         rule = max(matched, key=lambda r: _RULE_RANK[r.decision])
@@ -162,8 +164,13 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
                             label))
         else:
             label = builtin.applies("safe", w, ctx)
+            inner = builtin.unwrap(w) or builtin.shell_script(w)
             if label is not None:
                 out.append(_Raw(argv, "safe", f"{w.name} only reads", label))
+            elif inner:
+                # a wrapper or `sh -c SCRIPT`: what it runs is judged below, and decides
+                out.append(_Raw(argv, "safe", f"{w.name} runs the command judged next",
+                                f"builtin:{w.name} (wrapper)"))
             else:
                 out.append(_Raw(argv, "unknown", f"{w.name or argv[0]!r} is not a known "
                                 "read-only command", "unknown"))

@@ -269,6 +269,34 @@ def open_gate(
     return Gate(granted, key, decision, answer, approved_by, seq, writer)
 
 
+def sync_approver(approver: Approver | None) -> Approver | None:
+    """A plain approver as is; a coroutine approver run to completion (outside an event loop —
+    inside one, use ``ringfence.arun``)."""
+    if approver is None:
+        return None
+
+    def call(request: ApprovalRequest) -> str | bool:
+        answer: Any = approver(request)
+        if hasattr(answer, "__await__"):
+            import asyncio
+
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(_await(answer))  # type: ignore[no-any-return]
+            answer.close() if hasattr(answer, "close") else None
+            raise ApprovalError("an async approver was given to run() inside an event loop; "
+                                "use ringfence.arun for asyncio code")
+        return answer  # type: ignore[no-any-return]
+
+    call.who = getattr(approver, "who", "approver callback")  # type: ignore[attr-defined]
+    return call
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
 def _answer(value: object, decision: Decision) -> str:
     if value is True:
         return "once"

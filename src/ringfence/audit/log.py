@@ -206,6 +206,11 @@ class Writer:
                 seq, prev = 1, GENESIS
             else:
                 seq, prev = _seq_of(prev_line) + 1, sha256_hex(prev_line)
+            head = _read_head(self.directory)
+            if head is not None and head[0] >= seq:
+                # records were cut off the end: chain on from the head, so the gap stays
+                # visible to `verify` instead of being papered over by new records
+                seq, prev = head[0] + 1, head[1]
             body = encode(record)[1:-1]
             line = f'{{"seq":{seq}' + (f",{body}" if body else "") + f',"prev":"{prev}"}}'
             data = line.encode("ascii")
@@ -448,6 +453,8 @@ def _read_head(directory: str) -> tuple[int, str] | None:
     try:
         with open(os.path.join(directory, "head"), encoding="ascii") as fh:
             seq, digest = fh.read().split()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            return None
         return int(seq), digest
     except (OSError, ValueError):
         return None

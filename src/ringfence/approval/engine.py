@@ -164,10 +164,10 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
                             label))
         else:
             label = builtin.applies("safe", w, ctx)
-            inner = builtin.unwrap(w) or builtin.shell_script(w)
+            wraps = bool(builtin.unwrap(w)) or builtin.shell_script(w) is not None
             if label is not None:
                 out.append(_Raw(argv, "safe", f"{w.name} only reads", label))
-            elif inner:
+            elif wraps:
                 # a wrapper or `sh -c SCRIPT`: what it runs is judged below, and decides
                 out.append(_Raw(argv, "safe", f"{w.name} runs the command judged next",
                                 f"builtin:{w.name} (wrapper)"))

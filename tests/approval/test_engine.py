@@ -390,3 +390,14 @@ def test_bad_mode_is_an_error() -> None:
 
     with pytest.raises(PolicyError, match="approval mode"):
         decide(["ls"], (), ctx("sometimes"))
+
+
+def test_always_rule_for_shell_text_takes_effect() -> None:
+    """An "always" answer to shell text that asked for its shape (a substitution, untrusted mode)
+    writes a rule for that very text, and the rule then lets it run."""
+    d = judge("echo $(date)", "untrusted")
+    assert d.verdict == "ask" and d.ask_argv == ("/bin/sh", "-c", "echo $(date)")
+    allow = rule(d.ask_argv, "allow")
+    assert judge("echo $(date)", "untrusted", rules=(allow,)).verdict == "run"
+    assert judge(["sh", "-c", "echo $(date)"], "untrusted", rules=(allow,)).verdict == "run"
+    assert judge("echo $(id)", "untrusted", rules=(allow,)).verdict == "ask"

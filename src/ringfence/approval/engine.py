@@ -81,11 +81,19 @@ class _Raw:
 
 
 def _judge_text(text: str, rules: Sequence[Rule], ctx: Context, out: list[_Raw],
-                depth: int) -> None:
+                depth: int, covered: str = "") -> None:
     from . import shell
     from .builtin import Words
 
     script = shell.parse(text)
+    whole = ("/bin/sh", "-c", text)
+    for r in rules:
+        if r.decision == "allow" and r.matches(whole):
+            # the user allowed this very text ("always" at a prompt): its shape and its
+            # unknown commands; rules and the always-ask list still judge what is inside
+            covered = r.label()
+            script.flags.clear()
+            script.writes.clear()
     for flag in script.flags:
         out.append(_Raw(("/bin/sh", "-c", text), "flag",
                         f"the shell text contains {flag}, so it is not automatically safe",
@@ -98,7 +106,7 @@ def _judge_text(text: str, rules: Sequence[Rule], ctx: Context, out: list[_Raw],
                             "shell"))
     for cmd in script.commands:
         if cmd.argv:
-            _judge(Words(cmd.argv, cmd.dynamic, cmd.glob), rules, ctx, out, depth)
+            _judge(Words(cmd.argv, cmd.dynamic, cmd.glob), rules, ctx, out, depth, covered)
     _download_to_interpreter(script, text, out)
 
 
@@ -141,7 +149,8 @@ def _write_ok(target: str, ctx: Context) -> bool:
     return any(full == r or full.startswith(r.rstrip("/") + "/") for r in roots)
 
 
-def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth: int) -> None:
+def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth: int,
+           covered: str = "") -> None:
     if depth > _MAX_DEPTH:
         out.append(_Raw(w.argv, "ask", "the command nests shells and wrappers too deeply to "
                         "judge", "builtin:depth"))
@@ -171,12 +180,15 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
                 # a wrapper or `sh -c SCRIPT`: what it runs is judged below, and decides
                 out.append(_Raw(argv, "safe", f"{w.name} runs the command judged next",
                                 f"builtin:{w.name} (wrapper)"))
+            elif covered:
+                out.append(_Raw(argv, "run", f"allowed with the text around it by {covered}",
+                                covered, from_rule=True))
             else:
                 out.append(_Raw(argv, "unknown", f"{w.name or argv[0]!r} is not a known "
                                 "read-only command", "unknown"))
     for inner in builtin.unwrap(w):
         if inner.argv:
-            _judge(inner, rules, ctx, out, depth + 1)
+            _judge(inner, rules, ctx, out, depth + 1, covered)
     script = builtin.shell_script(w)
     if script is not None:
         text, _ = script
@@ -184,7 +196,7 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
             out.append(_Raw(argv, "flag", "the shell script is only known at run time",
                             "dynamic"))
         elif text:
-            _judge_text(text, rules, ctx, out, depth + 1)
+            _judge_text(text, rules, ctx, out, depth + 1, covered)
 
 
 def _covered(argv: tuple[str, ...], kinds: tuple[str, ...], prefix: tuple[str, ...],

@@ -69,9 +69,15 @@ class SessionApprovals:
     """The "for this session" answers. The library keeps one per process by default; the
     command line keeps one per terminal session in the state directory."""
 
-    def __init__(self, path: str | None = None) -> None:
-        self.path = path
+    def __init__(self, path: str | Callable[[], str] | None = None) -> None:
+        self._path = path
         self._items: list[Approval] | None = None if path else []
+
+    @property
+    def path(self) -> str | None:
+        if callable(self._path):
+            self._path = self._path()
+        return self._path
 
     @property
     def items(self) -> tuple[Approval, ...]:
@@ -83,15 +89,21 @@ class SessionApprovals:
         self.items  # load first  # noqa: B018
         assert self._items is not None
         self._items.append(approval)
-        if self.path:
-            _save_session(self.path, approval)
+        path = self.path
+        if path:
+            _save_session(path, approval)
 
 
 PROCESS_SESSION = SessionApprovals()
 
 
 def terminal_session() -> SessionApprovals:
-    """The session of the terminal ringfence was started from (boot id + session id)."""
+    """The session of the terminal ringfence was started from (boot id + session id); its file
+    is only found and read when a decision would ask."""
+    return SessionApprovals(_terminal_session_path)
+
+
+def _terminal_session_path() -> str:
     from .._dirs import state_dir
 
     try:
@@ -103,8 +115,7 @@ def terminal_session() -> SessionApprovals:
         sid = os.getppid()
     else:
         sid = os.getsid(0)
-    name = f"{boot}-{sid}.session"
-    return SessionApprovals(os.path.join(state_dir(), "sessions", name))
+    return os.path.join(state_dir(), "sessions", f"{boot}-{sid}.session")
 
 
 def _load_session(path: str) -> list[Approval]:

@@ -46,6 +46,7 @@ MAX_BYTES = 16 << 20
 ACTIVE = "audit.jsonl"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_datasync = getattr(os, "fdatasync", os.fsync)
 _TAIL = '"prev":"'
 
 
@@ -142,7 +143,7 @@ def _last_whole(fd: int, size: int) -> bytes | None:
     """The last complete record line in the open file, or None."""
     if sys.platform == "win32":
         raise _no_windows()
-    chunk = 1 << 16
+    chunk = 4096  # records are a few hundred bytes: one small read almost always does
     while True:
         start = max(0, size - chunk)
         data = os.pread(fd, size - start, start)
@@ -215,7 +216,7 @@ class Writer:
             line = f'{{"seq":{seq}' + (f",{body}" if body else "") + f',"prev":"{prev}"}}'
             data = line.encode("ascii")
             os.write(fd, data + b"\n")
-            os.fsync(fd)
+            _datasync(fd)  # durable before the command starts or its result is returned
             self._write_head(seq, sha256_hex(data))
             return seq
         finally:
@@ -257,8 +258,17 @@ _DENIAL_WORDS = ("permission denied", "read-only file system", "operation not pe
 _SIGSYS = 31
 
 
+_HASHES: dict[int, tuple[Policy, str]] = {}
+
+
 def policy_hash(policy: Policy) -> str:
-    return sha256_hex(encode(policy.to_dict()).encode("ascii"))
+    """SHA-256 of the policy's canonical JSON (computed once per policy object)."""
+    hit = _HASHES.get(id(policy))
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    digest = sha256_hex(encode(policy.to_dict()).encode("ascii"))
+    _HASHES[id(policy)] = (policy, digest)
+    return digest
 
 
 def _command(command: Sequence[str] | str) -> Any:

@@ -111,7 +111,7 @@ def run(
     capture: bool = True,
     stdin: bytes | None = None,
     on_output: Callable[[str, bytes], None] | None = None,
-    approver: Approver | None = None,
+    approver: Approver | AsyncApprover | None = None,
     escalation: Escalation | None = None,
     session: SessionApprovals | None = None,
     audit: bool = True,
@@ -154,6 +154,34 @@ def run(
                         exit_code=exc.exit_code, duration=0.0, limits_hit=(),
                         setup_failed=True)
         raise
+    gate.record_result(result)
+    if (result.exit_code != 0 and approver is not None and result.mode != "none"
+            and gate.policy.approval_mode == "on-failure"):
+        result = _retry_unsandboxed(gate.policy, command, result, cwd=cwd, capture=capture,
+                                    stdin=stdin, on_output=on_output, approver=approver,
+                                    session=session, audit=audit)
+    return result
+
+
+def _retry_unsandboxed(policy: Policy, command: Sequence[str] | str, failed: Result, *,
+                       cwd: str | None, capture: bool, stdin: bytes | None,
+                       on_output: Callable[[str, bytes], None] | None,
+                       approver: Approver | AsyncApprover,
+                       session: SessionApprovals | None, audit: bool) -> Result:
+    """``on-failure``: ask whether to run a command that failed in the sandbox without it."""
+    from .approval.gate import PROCESS_SESSION, ApprovalError, open_gate, sync_approver
+    from .approval.model import Escalation
+
+    esc = Escalation(no_sandbox=True,
+                     justification=f"it failed in the sandbox (exit status {failed.exit_code})")
+    try:
+        gate = open_gate(policy, command, cwd=cwd, escalation=esc,
+                         approver=sync_approver(approver), session=session or PROCESS_SESSION,
+                         audit=audit)
+    except ApprovalError:
+        return failed
+    plan = make_plan(gate.policy, command, cwd=cwd)
+    result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output)
     gate.record_result(result)
     return result
 

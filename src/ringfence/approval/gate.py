@@ -280,7 +280,7 @@ def open_gate(
     return Gate(granted, key, decision, answer, approved_by, seq, writer)
 
 
-def sync_approver(approver: Approver | None) -> Approver | None:
+def sync_approver(approver: Approver | AsyncApprover | None) -> Approver | None:
     """A plain approver as is; a coroutine approver run to completion (outside an event loop —
     inside one, use ``ringfence.arun``)."""
     if approver is None:

@@ -78,3 +78,14 @@ def test_verify_names_the_tampered_record(world: World) -> None:
 def test_audit_usage(world: World) -> None:
     r = rf(world, "audit", "rewrite")
     assert r.returncode == 125 and "usage: ringfence audit" in r.stderr
+
+
+def test_unwritable_log_fails_closed(world: World) -> None:
+    """When the decision cannot be recorded the command does not run: exit 125, one line."""
+    state = Path(world.env["XDG_STATE_HOME"]) / "ringfence"
+    state.mkdir(parents=True)
+    (state / "audit").write_text("a file where the log directory should be")
+    r = rf(world, "run", "--", "sh", "-c", "touch ran")
+    assert r.returncode == 125
+    assert r.stderr.count("\n") == 1 and "cannot write the audit log" in r.stderr
+    assert not (world.workspace / "ran").exists()

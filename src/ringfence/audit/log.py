@@ -172,14 +172,23 @@ class Writer:
         import fcntl
 
         directory = self.directory
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        lock = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT | _CLOEXEC,
-                       0o600)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            return self._append_locked(record)
-        finally:
-            os.close(lock)  # releases the flock
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            lock = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT | _CLOEXEC,
+                           0o600)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                return self._append_locked(record)
+            finally:
+                os.close(lock)  # releases the flock
+        except OSError as exc:
+            from ..errors import UnavailableError
+
+            # fail closed: a command whose decision cannot be recorded does not run
+            raise UnavailableError(
+                f"cannot write the audit log in {directory}: {exc.strerror or exc}; every "
+                "command is recorded there before it runs, so fix that directory (permissions, "
+                "free space, a symlink in its place) and try again") from None
 
     def _append_locked(self, record: dict[str, Any]) -> int:
         if sys.platform == "win32":

@@ -114,3 +114,32 @@ def test_log_protected_even_inside_a_writable_root(world: World) -> None:
     control = _rf(world, "run", "--allow", "rm", "--profile", "full-access", "--",
                   "/bin/sh", "-c", f": > {log}")
     assert control.returncode == 0 and _rf(world, "audit", "verify").returncode == 1
+
+
+@pytest.mark.parametrize("attack", ["read", "append", "truncate", "remove", "head"])
+def test_landlock_mode_cannot_touch_the_audit_log(world: World, attack: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same attacks in the weaker Landlock mode (no mount namespace: the log is not
+    masked, Landlock's rules keep it unreadable and unwritable)."""
+    import ringfence
+    from ringfence.backends import _landlock, linux
+
+    if _landlock.abi_version() < 1:
+        pytest.skip("no Landlock here")
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(linux, "_userns_status", lambda uid: "disabled (test)")
+    pol = ringfence.Policy(workspace=str(world.workspace), fallback="landlock",
+                           limits=ringfence.Limits(max_processes=0))
+    assert ringfence.run(["true"], pol).exit_code == 0
+    log = _audit(world) / "audit.jsonl"
+    before = log.read_bytes()
+    script = ATTACKS[attack].format(log=log, dir=_audit(world))
+    result = ringfence.run(["/bin/sh", "-c", script], pol)
+    assert b'"seq":1' not in (result.stdout or b"")
+    assert result.exit_code != 0
+    assert log.read_bytes().startswith(before)
+    assert _rf(world, "audit", "verify").returncode == 0
+    control = ringfence.run(["/bin/sh", "-c", script], pol.replace(profile="full-access"),
+                            approver=lambda r: True)
+    assert control.exit_code == 0, control.stderr

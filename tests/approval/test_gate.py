@@ -186,3 +186,17 @@ def test_on_failure_retries_without_the_sandbox_when_approved(ws: Path) -> None:
     outside.unlink()
     result = ringfence.run(["touch", str(outside)], policy(ws, approval_mode="on-failure"))
     assert result.exit_code == 1 and not outside.exists()
+
+
+def test_every_part_that_asked_is_remembered(ws: Path) -> None:
+    session = SessionApprovals()
+    calls: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> str:
+        calls.append(request)
+        return "session"
+
+    text = "eval true; env eval false"
+    ringfence.run(["sh", "-c", text], policy(ws), approver=approver, session=session)
+    ringfence.run(["sh", "-c", text], policy(ws), approver=approver, session=session)
+    assert len(calls) == 1

@@ -256,21 +256,28 @@ def open_gate(
             answer = _answer(approver(ApprovalRequest(
                 key if isinstance(key, tuple) else ("/bin/sh", "-c", key),
                 cwd or policy.workspace, policy.workspace, decision)), decision)
-        except ApprovalError:
-            _record(writer, policy, key, decision, "nobody to ask", "", cwd)
+        except ApprovalError as exc:
+            nobody = exc.args and "no terminal" in str(exc.args[0])
+            _record(writer, policy, key, decision, "nobody to ask" if nobody else "no answer",
+                    "", cwd)
             raise
         if answer == "deny":
             _record(writer, policy, key, decision, answer, "", cwd)
             raise ApprovalError(f"not run: {command_text(key)}: denied at the prompt "
                                 f"({decision.reason})", decision)
         approved_by = str(getattr(approver, "who", "approver callback"))
-        approval = Approval(argv=decision.ask_argv, grants=escalation.kinds())
+        # every part that asked is remembered (not only the one the question named)
+        asked = dict.fromkeys(
+            (p.argv, escalation.kinds() if p.rule == "escalation" else ())
+            for p in decision.parts if p.verdict == "ask")
         if answer in ("session", "always") and session is not None:
-            session.add(approval)
+            for argv, grants in asked:
+                session.add(Approval(argv=argv, grants=grants))
         if answer == "always":
             from .rules import append_user_rule
 
-            append_user_rule(decision.ask_argv, escalation.kinds())
+            for argv, grants in asked:
+                append_user_rule(argv, grants)
     elif decision.verdict == "forbid":
         _record(writer, policy, key, decision, "", "", cwd)
         raise ApprovalError(f"forbidden: {command_text(key)}: {decision.reason} "

@@ -300,3 +300,17 @@ def test_prompt_keys(answer: str) -> None:
     from ringfence.approval.prompt import _KEYS
 
     assert _KEYS[answer[0]] == answer
+
+
+def test_run_path_imports_no_parser_json_or_hashlib(world: World) -> None:
+    """``ringfence run -- /bin/true`` (an argv command) decides and records without importing
+    tree-sitter, json, hashlib or re."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "ringfence", "run", "--",
+                        "/bin/true"], cwd=world.workspace, env=world.env, capture_output=True,
+                       text=True, timeout=60, stdin=subprocess.DEVNULL, start_new_session=True)
+    assert r.returncode == 0, r.stderr
+    modules = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
+               if line.startswith("import time:")}
+    assert "ringfence.audit.log" in modules and "ringfence.approval.engine" in modules
+    assert not modules & {"tree_sitter", "tree_sitter_bash", "json", "hashlib", "re",
+                          "ringfence.approval.shell"}, sorted(modules)

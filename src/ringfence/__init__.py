@@ -23,20 +23,24 @@ from .errors import CommandError, PolicyError, RingfenceError, SandboxError, Una
 __version__ = "0.1.0"
 
 __all__ = [
-    "CommandError", "Limits", "NetworkRules", "Options", "Plan", "Policy", "PolicyError", "Result",
-    "RingfenceError", "SandboxError", "UnavailableError", "__version__", "explain",
+    "ApprovalError", "ApprovalRequest", "CommandError", "Escalation", "Limits", "NetworkRules",
+    "Options", "Plan", "Policy", "PolicyError", "Result", "RingfenceError", "Rule",
+    "SandboxError", "SessionApprovals", "UnavailableError", "__version__", "arun", "check",
+    "explain",
     "load_policy", "make_plan", "resolve_policy", "run",
 ]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .approval.gate import ApprovalError, ApprovalRequest, SessionApprovals, check
+    from .approval.model import Escalation, Rule
     from .explain import explain
     from .network.rules import NetworkRules
     from .plan import Plan
     from .policy.load import Options, load_policy
     from .policy.load import resolve as resolve_policy
     from .policy.model import Limits, Policy
-    from .runner import Result, make_plan, run
+    from .runner import Result, arun, make_plan, run
 
 _LAZY = {
     "Limits": ("policy.model", "Limits"),
@@ -47,6 +51,13 @@ _LAZY = {
     "resolve_policy": ("policy.load", "resolve"),
     "Result": ("runner", "Result"),
     "run": ("runner", "run"),
+    "arun": ("runner", "arun"),
+    "ApprovalError": ("approval.gate", "ApprovalError"),
+    "ApprovalRequest": ("approval.gate", "ApprovalRequest"),
+    "SessionApprovals": ("approval.gate", "SessionApprovals"),
+    "check": ("approval.gate", "check"),
+    "Escalation": ("approval.model", "Escalation"),
+    "Rule": ("approval.model", "Rule"),
     "make_plan": ("runner", "make_plan"),
     "Plan": ("plan", "Plan"),
     "explain": ("explain", "explain"),

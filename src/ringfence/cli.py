@@ -12,14 +12,21 @@ from .errors import PolicyError, RingfenceError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .approval.gate import Gate
     from .backends import Outcome
     from .plan import Plan
     from .policy.load import Options
+    from .policy.model import Policy
 
 USAGE = """\
 usage: ringfence run [OPTIONS] -- CMD [ARG...]      run CMD in the sandbox
        ringfence explain [OPTIONS] [--json] [--platform linux|macos|windows] -- CMD
                                                     print the policy and plan, run nothing
+       ringfence check [OPTIONS] [--json] -- CMD    the approval decision for CMD, run nothing
+       ringfence check [OPTIONS] --shell 'a | b'    ... for shell text
+       ringfence rules test [FILE...]               check the approval rules' examples
+       ringfence audit show [--since 2h] [--json]   the audit log
+       ringfence audit verify [--json]              check the audit log's hash chain
        ringfence doctor [--json]                    what this host can enforce
        ringfence windows setup|status|cleanup|run   the Windows sandbox (Windows only)
        ringfence --version
@@ -48,14 +55,24 @@ options (run and explain):
                          to stderr (run) unless --capture puts it in the object
   --capture              with --json: capture stdout and stderr into the JSON object
 
+approvals (run and check):
+  --approval-mode untrusted|on-request|on-failure|never   (default: on-request)
+  --allow PREFIX         allow commands starting with PREFIX for this run (repeatable)
+  --escalate network|no-sandbox|writable:DIR   ask for more than the policy gives (repeatable);
+                         it goes through approvals like any command
+  --justification TEXT   why the escalation is needed (shown when asking)
+
 exit status: the command's; 128+N if signal N killed it; 126 cannot execute; 127 not found;
-125 when ringfence cannot set up the sandbox (one line on stderr says why).
+125 when ringfence cannot set up the sandbox (one line on stderr says why); 122 when approvals
+stopped the command (forbidden, denied, or it needs approval and there is no terminal to ask on).
+check exits 0 (run), 1 (ask) or 2 (forbid); audit verify exits 1 when the log was tampered with.
 """
 
 _VALUE_OPTS = {
     "--profile", "--policy", "--workspace", "--writable", "--deny-read", "--network",
     "--env-allow", "--timeout", "--memory", "--max-processes", "--fallback", "--bwrap",
     "--allow-domain", "--deny-domain", "--allow-port", "--network-preset",
+    "--approval-mode", "--allow", "--escalate", "--justification",
 }
 _FLAG_OPTS = {"--json", "--capture"}
 
@@ -109,7 +126,7 @@ def _one(args: Args, name: str) -> str | None:
 
 def options_from(args: Args) -> Options:
     from .policy.load import Options, parse_count, parse_seconds, parse_size
-    from .policy.model import FALLBACKS, NETWORK_MODES, PROFILES
+    from .policy.model import APPROVAL_MODES, FALLBACKS, NETWORK_MODES, PROFILES
 
     def choice(name: str, choices: tuple[str, ...]) -> str | None:
         value = _one(args, name)
@@ -148,20 +165,27 @@ def options_from(args: Args) -> Options:
         max_processes=max_processes,
         fallback=choice("--fallback", FALLBACKS),
         bwrap=_one(args, "--bwrap"),
+        approval_mode=choice("--approval-mode", APPROVAL_MODES),
+        allow=tuple(args.values.get("--allow", ())),
     )
 
 
-def _plan(args: Args, platform: str | None = None) -> Plan:
+def _policy(args: Args, need_command: bool = True) -> tuple[Policy, str]:
+    """The resolved policy and the directory the command runs in."""
     from .policy.load import resolve
 
-    if not args.command:
+    if need_command and not args.command:
         raise PolicyError("no command given; put it after --, e.g. ringfence run -- pytest -q")
     options = options_from(args)
     policy = resolve(options)
     cwd = os.getcwd()
     real = os.path.realpath(cwd)
     inside = real == policy.workspace or real.startswith(policy.workspace.rstrip("/") + "/")
-    cwd = real if inside else policy.workspace
+    return policy, real if inside else policy.workspace
+
+
+def _plan(args: Args, platform: str | None = None) -> Plan:
+    policy, cwd = _policy(args)
     if platform is not None:  # explain --platform
         from .explain import plan_for
 
@@ -172,25 +196,60 @@ def _plan(args: Args, platform: str | None = None) -> Plan:
 
 
 def cmd_run(argv: list[str]) -> int:
+    from .approval.gate import cli_gate
+    from .runner import make_plan
+
     args = parse(argv, _VALUE_OPTS, _FLAG_OPTS)
-    plan = _plan(args)
+    policy, cwd = _policy(args)
+    passed = cli_gate(args, policy, args.command, cwd)
+    plan = make_plan(passed.policy, args.command, cwd=cwd)
+    code = _run_once(args, plan, passed)
+    if code == 0 or passed.policy.approval_mode != "on-failure":
+        return code
+    from .approval.cli import after_failure
+
+    again = after_failure(args, passed.policy, args.command, cwd, code)
+    if again is not None:
+        plan = make_plan(again.policy, args.command, cwd=cwd)
+        code = _run_once(args, plan, again)
+    return code
+
+
+def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
     want_json = "--json" in args.flags
     if want_json and "--capture" in args.flags:
         from .runner import run_plan
 
-        result = run_plan(plan, capture=True)
+        try:
+            result = run_plan(plan, capture=True)
+        except RingfenceError as exc:
+            passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
+                              exit_code=exc.exit_code, duration=0.0, limits_hit=(),
+                              setup_failed=True)
+            raise
+        passed.record_result(result)
         report = result.to_json()
         report["stdout"] = (result.stdout or b"").decode(errors="replace")
         report["stderr"] = (result.stderr or b"").decode(errors="replace")
         _print_json(report)
         return result.exit_code
 
-    if sys.platform == "darwin":
-        from .backends import macos
+    try:
+        if sys.platform == "darwin":
+            from .backends import macos
 
-        outcome = macos.exec_cli(plan, want_json)
-    else:
-        outcome = _exec_linux(plan, want_json)
+            outcome = macos.exec_cli(plan, want_json)
+        else:
+            outcome = _exec_linux(plan, want_json)
+    except RingfenceError as exc:
+        passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
+                          exit_code=exc.exit_code, duration=0.0, limits_hit=(),
+                          setup_failed=isinstance(exc, PolicyError) is False)
+        raise
+    passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
+                      exit_code=125 if outcome.setup_failed else outcome.exit_code,
+                      duration=outcome.duration, limits_hit=outcome.limits_hit,
+                      setup_failed=outcome.setup_failed)
     if outcome.setup_failed:
         print("ringfence: bubblewrap could not create the sandbox (its message is above); run "
               "ringfence doctor to see what this host lacks, or pass --fallback landlock to "
@@ -292,6 +351,26 @@ def cmd_windows(argv: list[str]) -> int:
     return windows_main(argv)
 
 
+def cmd_check(argv: list[str]) -> int:
+    from .approval.cli import cmd_check as check
+
+    args = parse(argv, _VALUE_OPTS | {"--shell"}, {"--json"})
+    policy, cwd = _policy(args, need_command=False)
+    return check(args, policy, cwd)
+
+
+def cmd_rules(argv: list[str]) -> int:
+    from .approval.cli import cmd_rules as rules
+
+    return rules(argv)
+
+
+def cmd_audit(argv: list[str]) -> int:
+    from .audit.cli import cmd_audit as audit
+
+    return audit(argv)
+
+
 def cmd_doctor(argv: list[str]) -> int:
     from .doctor import diagnose, render_text
 
@@ -318,10 +397,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ringfence {__version__}")
             return 0
         commands = {"run": cmd_run, "explain": cmd_explain, "doctor": cmd_doctor,
-                    "windows": cmd_windows}
+                    "windows": cmd_windows, "check": cmd_check, "rules": cmd_rules,
+                    "audit": cmd_audit}
         handler = commands.get(argv[0])
         if handler is None:
-            raise PolicyError(f"unknown command {argv[0]!r}; use run, explain, doctor or windows")
+            raise PolicyError(f"unknown command {argv[0]!r}; use run, check, explain, rules, "
+                              "audit, doctor or windows")
         return handler(argv[1:])
     except RingfenceError as exc:
         message = str(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .errors import UnavailableError
+from .errors import RingfenceError, UnavailableError
 from .policy.model import Frozen, Policy
 
 TYPE_CHECKING = False
@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any, ClassVar
 
+    from .approval.gate import Approver, AsyncApprover, SessionApprovals
+    from .approval.model import Escalation
     from .backends import Outcome
     from .plan import Plan
 
@@ -125,6 +127,10 @@ def run(
     capture: bool = True,
     stdin: bytes | None = None,
     on_output: Callable[[str, bytes], None] | None = None,
+    approver: Approver | AsyncApprover | None = None,
+    escalation: Escalation | None = None,
+    session: SessionApprovals | None = None,
+    audit: bool = True,
 ) -> Result:
     """Run ``command`` (an argv list, or a string for ``/bin/sh -c``) in a sandbox.
 
@@ -134,15 +140,109 @@ def run(
     captured (``capture=True``, capped by ``limits.output``), streamed to ``on_output(stream,
     chunk)``, or both; with neither it goes to this process's stdout and stderr.
 
+    Approvals: the command is judged first (``policy.approval_mode`` and ``policy.rules``; see
+    ``ringfence.approval``). When it asks, ``approver(request)`` answers ``"once"``,
+    ``"session"``, ``"always"`` or ``"deny"`` (or True/False); without an approver a command
+    that asks is refused. ``escalation`` asks for more than the policy gives (network, extra
+    writable roots, no sandbox) with a justification. "session" answers live in ``session``
+    (default: one per process). The decision and the run are recorded in the audit log
+    (``audit=False`` skips it).
+
     Raises ``PolicyError`` for a bad policy, ``UnavailableError`` when this host cannot enforce
-    it, ``CommandError`` when the command does not exist or is not executable.
+    it, ``CommandError`` when the command does not exist or is not executable, ``ApprovalError``
+    when approvals stop it.
     """
     if policy is None:
         from .policy.load import Options, resolve
 
         policy = resolve(Options(workspace=workspace))
-    plan = make_plan(policy, command, cwd=cwd)
-    return run_plan(plan, capture=capture, stdin=stdin, on_output=on_output)
+    from .approval.gate import PROCESS_SESSION, open_gate, sync_approver
+    from .approval.model import NO_ESCALATION
+
+    gate = open_gate(policy, command, cwd=cwd, escalation=escalation or NO_ESCALATION,
+                     approver=sync_approver(approver), session=session or PROCESS_SESSION,
+                     audit=audit)
+    plan = make_plan(gate.policy, command, cwd=cwd)
+    try:
+        result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output)
+    except RingfenceError as exc:
+        gate.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
+                        exit_code=exc.exit_code, duration=0.0, limits_hit=(),
+                        setup_failed=True)
+        raise
+    gate.record_result(result)
+    if (result.exit_code != 0 and approver is not None and result.mode != "none"
+            and gate.policy.approval_mode == "on-failure"):
+        result = _retry_unsandboxed(gate.policy, command, result, cwd=cwd, capture=capture,
+                                    stdin=stdin, on_output=on_output, approver=approver,
+                                    session=session, audit=audit)
+    return result
+
+
+def _retry_unsandboxed(policy: Policy, command: Sequence[str] | str, failed: Result, *,
+                       cwd: str | None, capture: bool, stdin: bytes | None,
+                       on_output: Callable[[str, bytes], None] | None,
+                       approver: Approver | AsyncApprover,
+                       session: SessionApprovals | None, audit: bool) -> Result:
+    """``on-failure``: ask whether to run a command that failed in the sandbox without it."""
+    from .approval.gate import PROCESS_SESSION, ApprovalError, open_gate, sync_approver
+    from .approval.model import Escalation
+
+    esc = Escalation(no_sandbox=True,
+                     justification=f"it failed in the sandbox (exit status {failed.exit_code})")
+    try:
+        gate = open_gate(policy, command, cwd=cwd, escalation=esc,
+                         approver=sync_approver(approver), session=session or PROCESS_SESSION,
+                         audit=audit)
+    except ApprovalError:
+        return failed
+    plan = make_plan(gate.policy, command, cwd=cwd)
+    result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output)
+    gate.record_result(result)
+    return result
+
+
+async def arun(
+    command: Sequence[str] | str,
+    policy: Policy | None = None,
+    *,
+    approver: AsyncApprover | Approver | None = None,
+    **kwargs: Any,
+) -> Result:
+    """``run`` for asyncio code: ``approver`` may be a coroutine function (awaited for the
+    answer); the command itself runs in a worker thread so the event loop keeps going."""
+    import asyncio
+
+    answer: object = None
+    if approver is not None:
+        from .approval.gate import check
+        from .approval.model import NO_ESCALATION
+
+        if policy is None:
+            from .policy.load import Options, resolve
+
+            policy = resolve(Options(workspace=kwargs.pop("workspace", None)))
+        decision = check(policy, command, cwd=kwargs.get("cwd"),
+                         escalation=kwargs.get("escalation") or NO_ESCALATION,
+                         session=kwargs.get("session"))
+        if decision.verdict == "ask":
+            from .approval.gate import ApprovalRequest
+
+            request = ApprovalRequest(
+                tuple(command) if not isinstance(command, str) else ("/bin/sh", "-c", command),
+                kwargs.get("cwd") or policy.workspace, policy.workspace, decision)
+            answer = approver(request)
+            if asyncio.iscoroutine(answer) or isinstance(answer, asyncio.Future):
+                answer = await answer
+    given = answer
+
+    def fixed(_request: object) -> object:
+        return given
+
+    fixed.who = getattr(approver, "who", "approver callback")  # type: ignore[attr-defined]
+    return await asyncio.to_thread(
+        run, command, policy, approver=fixed if approver is not None else None,  # type: ignore[arg-type]
+        **kwargs)
 
 
 def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,

@@ -107,6 +107,11 @@ def test_rmdir_outside_dir(world: World) -> None:
     full.mkdir()
     (full / "data").write_text("keep\n")
     script = f"rmdir '{empty}'; rm -rf '{full}'; test ! -e '{empty}' && test ! -e '{full}'"
+    # `rm -rf` outside the workspace asks first (the built-in approval list); the user's own
+    # allow rule lets it through, so what stops it here is the sandbox
+    config = world.home / ".config" / "ringfence" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('[[rules]]\nprefix = ["rm"]\ndecision = "allow"\n')
     _refused(world, script, full / "data")
     assert empty.is_dir()
     assert (full / "data").read_text() == "keep\n"

@@ -365,8 +365,10 @@ def test_ssh_proxy_command_tunnels_through_the_proxy(net: Net) -> None:
     (An SSH banner from an echo server stands in for sshd.)"""
     echo = TCPServer("echo")
     try:
-        script = ('eval "set -- $GIT_SSH_COMMAND"; cmd=${3#ProxyCommand=}; '
-                  f'cmd=$(echo "$cmd" | sed "s/%h/web.test/; s/%p/{echo.port}/"); '
+        # GIT_SSH_COMMAND is: ssh -o 'ProxyCommand=TUNNEL %h %p' (no eval: the approval
+        # engine asks before running eval)
+        script = ('cmd=$(printf "%s" "$GIT_SSH_COMMAND" | sed "s/^ssh -o .ProxyCommand=//; '
+                  f's/.$//; s/%h/web.test/; s/%p/{echo.port}/"); '
                   'echo SSH-2.0-probe | sh -c "$cmd"')
         proc = net.run(["/bin/sh", "-c", script], ["web.test"], [echo.port])
         assert "SSH-2.0-probe" in proc.stdout, proc.stdout + proc.stderr

@@ -20,7 +20,15 @@ import math
 import os
 
 from ..errors import PolicyError
-from .model import FALLBACKS, NETWORK_MODES, PROFILES, PROJECT_POLICY_NAME, Limits, Policy
+from .model import (
+    APPROVAL_MODES,
+    FALLBACKS,
+    NETWORK_MODES,
+    PROFILES,
+    PROJECT_POLICY_NAME,
+    Limits,
+    Policy,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,7 +48,9 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "devices": {"gpu": "bool"},
     "sandbox": {"fallback": "fallback", "bwrap": "str"},
     "trust": {"workspaces": "strlist"},
+    "approvals": {"mode": "approval_mode"},
 }
+# [[rules]] (approval rules) are checked by ringfence.approval.rules, which knows about trust.
 
 MAX_SECONDS = 366 * 86400.0
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -118,10 +128,11 @@ def parse_count(text: object, what: str) -> int | None:
 
 def _check(source: str, key: str, kind: str, value: Any) -> Any:
     what = f"{source}: key {key!r}"
-    if kind in ("str", "profile", "network", "fallback"):
+    if kind in ("str", "profile", "network", "fallback", "approval_mode"):
         if not isinstance(value, str):
             raise PolicyError(f"{what}: expected a string, got {type(value).__name__}")
-        choices = {"profile": PROFILES, "network": NETWORK_MODES, "fallback": FALLBACKS}.get(kind)
+        choices = {"profile": PROFILES, "network": NETWORK_MODES, "fallback": FALLBACKS,
+                   "approval_mode": APPROVAL_MODES}.get(kind)
         if choices and value not in choices:
             raise PolicyError(f"{what}: {value!r} is not one of {', '.join(choices)}")
         return value
@@ -169,10 +180,14 @@ def validate(data: dict[str, Any], source: str) -> dict[str, Any]:
                         f"{source}: unknown key {name}.{key!r}; [{name}] accepts {known}"
                     )
                 flat[f"{name}.{key}"] = _check(source, f"{name}.{key}", kind, item)
+        elif name == "rules":
+            if not isinstance(value, list):
+                raise PolicyError(f"{source}: rules must be an array of tables ([[rules]])")
+            flat["rules"] = value
         elif name in _SCHEMA[""]:
             flat[name] = _check(source, name, _SCHEMA[""][name], value)
         else:
-            known = ", ".join(["profile", *(f"[{s}]" for s in _SCHEMA if s)])
+            known = ", ".join(["profile", *(f"[{s}]" for s in _SCHEMA if s), "[[rules]]"])
             raise PolicyError(f"{source}: unknown key {name!r}; the top level accepts {known}")
     return flat
 
@@ -256,7 +271,7 @@ class Options:
         "profile", "policy_file", "workspace", "writable", "deny_read", "network",
         "env_allow", "timeout", "memory", "max_processes", "fallback", "bwrap",
         "use_user_config", "use_project_file", "allow_domains", "deny_domains", "ports",
-        "presets",
+        "presets", "approval_mode", "allow",
     )
 
     def __init__(
@@ -280,6 +295,8 @@ class Options:
         deny_domains: tuple[str, ...] = (),
         ports: tuple[int, ...] = (),
         presets: tuple[str, ...] = (),
+        approval_mode: str | None = None,
+        allow: tuple[str, ...] = (),
     ) -> None:
         self.profile = profile
         self.policy_file = policy_file
@@ -299,6 +316,8 @@ class Options:
         self.deny_domains = deny_domains
         self.ports = ports
         self.presets = presets
+        self.approval_mode = approval_mode
+        self.allow = allow
 
 
 def _abspath(path: str, base: str) -> str:
@@ -351,6 +370,11 @@ def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str)
             raise PolicyError(
                 f"{source}: [trust] belongs in {user_config_path()}, not in a project"
             )
+        elif key == "approvals.mode":
+            if value not in ("untrusted", state[key]):
+                raise PolicyError(f"{source}: approvals.mode = {value!r} would ask less than "
+                                  f"{state[key]!r}; a project may only choose untrusted; {hint}")
+            state[key] = value
         elif key in ("devices.gpu", "sandbox.fallback"):
             weaker = value is True or value == "landlock"
             if weaker:
@@ -412,13 +436,15 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         "environment.deny": [],
         "environment.set": {},
         "trust.workspaces": [],
+        "approvals.mode": "on-request",
+        "rules": [],
     }
     home = os.path.expanduser("~")
     if options.use_user_config:
         path = user_config_path()
         data = read_toml(path)
         if data is not None:
-            _apply(state, validate(data, path), home)
+            _apply(state, _rules(validate(data, path), path, True, state), home)
             for root in state["filesystem.writable"]:
                 if os.path.realpath(root) in ("/", os.path.realpath(home)):
                     raise PolicyError(
@@ -453,16 +479,16 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
                     raise PolicyError(
                         f"{project}: [trust] belongs in {user_config_path()}, not in a project"
                     )
-                _apply(state, flat, workspace)
+                _apply(state, _rules(flat, project, True, state), workspace)
             else:
-                _narrow(state, flat, project, workspace)
+                _narrow(state, _rules(flat, project, False, state), project, workspace)
 
     if options.policy_file:
         path = _abspath(options.policy_file, cwd)
         data = read_toml(path)
         if data is None:
             raise PolicyError(f"--policy {path}: no such file")
-        _apply(state, validate(data, path), os.path.dirname(path))
+        _apply(state, _rules(validate(data, path), path, True, state), os.path.dirname(path))
 
     # The command line.
     if options.profile is not None:
@@ -489,6 +515,14 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
             state[f"limits.{key}"] = value or None
     if options.fallback is not None:
         state["sandbox.fallback"] = options.fallback
+    if options.approval_mode is not None:
+        state["approvals.mode"] = options.approval_mode
+    if options.allow:
+        from ..approval.rules import parse_rule
+
+        state["rules"] += [parse_rule({"prefix": p, "decision": "allow", "name": f"--allow {p}"},
+                                      "the command line", n, trusted=True)
+                           for n, p in enumerate(options.allow, start=1)]
     if options.bwrap is not None:
         state["sandbox.bwrap"] = options.bwrap
 
@@ -530,7 +564,20 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         fallback=state.get("sandbox.fallback", "refuse"),
         bwrap=state.get("sandbox.bwrap", "bundled"),
         network_rules=rules,
+        approval_mode=state["approvals.mode"],
+        rules=tuple(state["rules"]),
     )
+
+
+def _rules(flat: dict[str, Any], source: str, trusted: bool, state: dict[str, Any]
+           ) -> dict[str, Any]:
+    """Take the [[rules]] out of a layer (checking them and their examples) into ``state``."""
+    items = flat.pop("rules", None)
+    if items is not None:
+        from ..approval.rules import parse_rules
+
+        state["rules"] += parse_rules(items, source, trusted=trusted)
+    return flat
 
 
 def load_policy(path: str, *, workspace: str | None = None) -> Policy:

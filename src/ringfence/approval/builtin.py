@@ -1,0 +1,302 @@
+"""The built-in lists (``builtin.rules``) and the argument checks they name. Pure but for reading
+the package's own data file once.
+
+A check gets the command's words and what is known about them and returns True when the entry
+applies: for ``safe``, that the arguments are read-only; for ``ask``, that these arguments are
+the dangerous ones.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .model import Context
+
+    Check = Callable[["Words", Context], bool]
+
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "busybox"})
+DOWNLOADERS = frozenset({"curl", "wget", "fetch", "aria2c", "http", "https", "xh", "lynx"})
+
+
+class Words:
+    """A simple command: its words, and per word whether it is only known when the shell runs
+    (``dynamic``) or is expanded by it (``glob``: ``*``, ``~``, braces)."""
+
+    __slots__ = ("argv", "dynamic", "glob")
+
+    def __init__(self, argv: Sequence[str], dynamic: Sequence[bool] | None = None,
+                 glob: Sequence[bool] | None = None) -> None:
+        self.argv = tuple(argv)
+        self.dynamic = tuple(dynamic) if dynamic is not None else (False,) * len(self.argv)
+        self.glob = tuple(glob) if glob is not None else (False,) * len(self.argv)
+
+    def tail(self, start: int) -> Words:
+        return Words(self.argv[start:], self.dynamic[start:], self.glob[start:])
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.argv[0]) if self.argv else ""
+
+
+_TABLE: dict[str, dict[str, list[str]]] | None = None
+
+
+def table() -> dict[str, dict[str, list[str]]]:
+    """``{kind: {program: [check, ...]}}`` from ``builtin.rules`` ("" = no check)."""
+    global _TABLE
+    if _TABLE is None:
+        path = os.path.join(os.path.dirname(__file__), "builtin.rules")
+        out: dict[str, dict[str, list[str]]] = {"safe": {}, "ask": {}, "wrapper": {}}
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                words = line.split("#", 1)[0].split()
+                if not words:
+                    continue
+                kind, program = words[0], words[1]
+                out[kind].setdefault(program, []).append(words[2] if len(words) > 2 else "")
+        _TABLE = out
+    return _TABLE
+
+
+def _short_has(arg: str, letters: str) -> bool:
+    return arg.startswith("-") and not arg.startswith("--") and any(c in arg[1:] for c in letters)
+
+
+# --- safe checks ---------------------------------------------------------------------------
+
+_FIND_UNSAFE = {"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fls", "-fprint", "-fprint0",
+                "-fprintf"}
+
+
+def find_read_only(w: Words, ctx: Context) -> bool:
+    return not any(a in _FIND_UNSAFE for a in w.argv[1:])
+
+
+def rg_read_only(w: Words, ctx: Context) -> bool:
+    for a in w.argv[1:]:
+        if a == "--":
+            break
+        if a.split("=", 1)[0] in ("--pre", "--hostname-bin", "--search-zip"):
+            return False
+        if _short_has(a, "z"):
+            return False
+    return True
+
+
+_GIT_READ = {"status", "log", "diff", "show", "branch"}
+_GIT_BRANCH_FLAGS = {"--list", "-l", "-a", "--all", "-r", "--remotes", "-v", "-vv", "--verbose",
+                     "--show-current", "--no-color", "--color", "--column", "--no-column",
+                     "--contains", "--no-contains", "--merged", "--no-merged", "--points-at",
+                     "--sort", "--format", "--ignore-case", "-i", "--omit-empty"}
+
+
+def git_read_only(w: Words, ctx: Context) -> bool:
+    args = w.argv[1:]
+    if not args or args[0] not in _GIT_READ:
+        return False  # any global option (-c, -C, --git-dir, --exec-path...) before it: no
+    for a in args[1:]:
+        key = a.split("=", 1)[0]
+        if key in ("-c", "--config-env", "--output", "--ext-diff", "--textconv", "--exec-path",
+                   "--git-dir", "--work-tree", "-o") or key.startswith("--output"):
+            return False
+    if args[0] == "branch":
+        listing = any(a in ("--list", "-l") for a in args[1:])
+        for a in args[1:]:
+            if a.startswith("-"):
+                if a.split("=", 1)[0] not in _GIT_BRANCH_FLAGS:
+                    return False
+            elif not listing:
+                return False  # `git branch NAME` creates a branch
+    return True
+
+
+def sed_print_only(w: Words, ctx: Context) -> bool:
+    args = w.argv[1:]
+    if len(args) < 2 or args[0] != "-n":
+        return False
+    script = args[1]
+    head, _, last = script.rpartition(",")
+    numbers = [head, last[:-1]] if head else [script[:-1]]
+    if not script.endswith("p") or not all(n.isdigit() and n.isascii() for n in numbers):
+        return False
+    return not any(a.startswith("-") for a in args[2:])
+
+
+def base64_no_output(w: Words, ctx: Context) -> bool:
+    return not any(a.startswith("--output") or _short_has(a, "o") for a in w.argv[1:])
+
+
+# --- ask checks ----------------------------------------------------------------------------
+
+def _inside(path: str, root: str) -> bool:
+    root = root.rstrip("/") or "/"
+    return path == root or path.startswith(root + "/") or root == "/"
+
+
+def rm_recursive_outside(w: Words, ctx: Context) -> bool:
+    recursive = False
+    targets: list[int] = []
+    dashdash = False
+    for i, a in enumerate(w.argv[1:], start=1):
+        if not dashdash and a == "--":
+            dashdash = True
+        elif not dashdash and a.startswith("-") and a != "-":
+            if a in ("--recursive",) or _short_has(a, "rR"):
+                recursive = True
+        else:
+            targets.append(i)
+    if not recursive:
+        return False
+    roots = ctx.writable or (ctx.workspace,)
+    for i in targets:
+        if w.dynamic[i]:
+            return True
+        target = w.argv[i]
+        if target.startswith("~"):
+            return True
+        if w.glob[i]:
+            cut = min((target.index(c) for c in "*?[{" if c in target), default=len(target))
+            base = os.path.dirname(target[:cut] + "x") or "."
+            full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, base))
+            if not any(_inside(full, r) for r in roots):
+                return True
+            continue
+        full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, target))
+        if not any(_inside(full, r) and full != r.rstrip("/") for r in roots):
+            return True
+    return False
+
+
+def git_push_force(w: Words, ctx: Context) -> bool:
+    args = list(w.argv[1:])
+    while args and args[0].startswith("-"):  # global options: -C DIR, -c K=V, --git-dir=...
+        takes_value = args[0] in ("-C", "-c", "--git-dir", "--work-tree", "--namespace")
+        args = args[2:] if takes_value else args[1:]
+    if not args or args[0] != "push":
+        return False
+    for a in args[1:]:
+        key = a.split("=", 1)[0]
+        if key in ("--force", "--force-with-lease", "--force-if-includes", "--mirror",
+                   "--delete", "--prune"):
+            return True
+        if _short_has(a, "fd") or a.startswith("+") or (":" in a and a.startswith(":")):
+            return True
+    return False
+
+
+def dd_to_device(w: Words, ctx: Context) -> bool:
+    for a in w.argv[1:]:
+        if a.startswith("of=/dev/") and a not in ("of=/dev/null", "of=/dev/stdout",
+                                                  "of=/dev/stderr"):
+            return True
+    return False
+
+
+CHECKS: dict[str, Check] = {
+    "find_read_only": find_read_only,
+    "rg_read_only": rg_read_only,
+    "git_read_only": git_read_only,
+    "sed_print_only": sed_print_only,
+    "base64_no_output": base64_no_output,
+    "rm_recursive_outside": rm_recursive_outside,
+    "git_push_force": git_push_force,
+    "dd_to_device": dd_to_device,
+}
+
+
+def applies(kind: str, w: Words, ctx: Context) -> str | None:
+    """The entry's label (``builtin:NAME`` or ``builtin:NAME/CHECK``) when it applies."""
+    checks = table()[kind].get(w.name)
+    if checks is None:
+        return None
+    for check in checks:
+        if not check or CHECKS[check](w, ctx):
+            return f"builtin:{w.name}" + (f" ({check.replace('_', ' ')})" if check else "")
+    return None
+
+
+# --- wrappers ------------------------------------------------------------------------------
+
+# options that take a value, per wrapper; and how many positionals come before the command
+_WRAP_VALUES: dict[str, tuple[frozenset[str], int]] = {
+    "env": (frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"}), 0),
+    "exec": (frozenset({"-a"}), 0),
+    "nice": (frozenset({"-n", "--adjustment"}), 0),
+    "time": (frozenset({"-f", "--format", "-o", "--output"}), 0),
+    "timeout": (frozenset({"-s", "--signal", "-k", "--kill-after"}), 1),
+    "stdbuf": (frozenset({"-i", "-o", "-e", "--input", "--output", "--error"}), 0),
+    "xargs": (frozenset({"-a", "--arg-file", "-d", "--delimiter", "-E", "-I", "-L", "-n",
+                         "--max-args", "-P", "--max-procs", "-s", "--max-chars",
+                         "--process-slot-var", "-e", "-i", "-l"}), 0),
+    "chroot": (frozenset({"--userspec", "--groups"}), 1),
+    "ionice": (frozenset({"-c", "--class", "-n", "--classdata", "-p", "-P", "-u"}), 0),
+    "taskset": (frozenset(), 1),
+}
+
+
+def unwrap(w: Words) -> list[Words]:
+    """The command(s) a wrapper runs (``env -S 'a b'`` splits its string), or []."""
+    if table()["wrapper"].get(w.name) is None:
+        return []
+    values, positionals = _WRAP_VALUES.get(w.name, (frozenset(), 0))
+    i = 1
+    out: list[Words] = []
+    argv = w.argv
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            i += 1
+            break
+        if w.name == "env" and "=" in a and not a.startswith("-"):
+            i += 1
+            continue
+        if a.startswith("-") and len(a) > 1:
+            key = a.split("=", 1)[0]
+            if w.name == "env" and key in ("-S", "--split-string"):
+                text = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv)
+                                                            else "")
+                out.append(Words(text.split()))
+                i += 1 if "=" in a else 2
+                continue
+            if a in values:
+                i += 2
+            else:
+                i += 1
+            continue
+        break
+    i += positionals
+    if i < len(argv):
+        out.append(w.tail(i))
+    elif w.name == "xargs":
+        out.append(Words(("echo",)))
+    return out
+
+
+def shell_script(w: Words) -> tuple[str | None, bool] | None:
+    """For ``sh -c SCRIPT`` (any option cluster with c): (script or None if dynamic, True)."""
+    if w.name not in SHELLS:
+        return None
+    argv = w.argv
+    i = 1
+    if w.name == "busybox":
+        if len(argv) < 2 or os.path.basename(argv[1]) not in ("sh", "ash", "bash"):
+            return None
+        i = 2
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"):
+            i += 2
+            continue
+        if a.startswith("-") and not a.startswith("--") and "c" in a[1:]:
+            if i + 1 >= len(argv):
+                return ("", True)
+            return (None if w.dynamic[i + 1] else argv[i + 1], True)
+        if a.startswith(("-", "+")):
+            i += 1
+            continue
+        return None
+    return None

@@ -1,0 +1,200 @@
+"""The approval values. Pure: no I/O.
+
+A command is judged part by part (a shell string is split into its simple commands); each part
+gets a verdict, and the strictest verdict decides: ``forbid`` beats ``ask`` beats ``run``.
+"""
+
+from __future__ import annotations
+
+from ..policy.model import APPROVAL_MODES, Frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, ClassVar
+
+MODES = APPROVAL_MODES
+"""Codex's approval modes.
+
+- ``untrusted``: only known read-only commands (and ``allow`` rules) run without asking.
+- ``on-request`` (default): everything runs in the sandbox without asking, except what a rule or
+  the built-in always-ask list says to ask about, and requests for more than the policy gives.
+- ``on-failure``: as on-request; and when a command fails in the sandbox in a way that looks like
+  a denial, the person is asked whether to run it again without the sandbox.
+- ``never``: nobody is asked; whatever would ask is refused instead.
+"""
+
+DECISIONS = ("allow", "ask", "forbid")
+"""Rule decisions, loosest first (the strictest matching one wins)."""
+
+VERDICTS = ("run", "ask", "forbid")
+"""Engine outcomes, loosest first."""
+
+GRANTS = ("network", "writable", "no-sandbox")
+"""What an escalation may ask for on top of the policy."""
+
+ANSWERS = ("once", "session", "always", "deny")
+
+
+class Rule(Frozen):
+    """``prefix``: words a command starts with (a word may be a tuple of alternatives).
+
+    ``decision``: allow | ask | forbid. ``grants``: for ``allow``, the escalations it pre-approves
+    (``network``, ``writable``, ``no-sandbox``). ``source``: the file it came from (or
+    ``session``, ``command line``); ``name``: how messages name it.
+    """
+
+    __slots__ = ("prefix", "decision", "justification", "match", "not_match", "grants",
+                 "source", "name")
+    prefix: tuple[str | tuple[str, ...], ...]
+    decision: str
+    justification: str
+    match: tuple[str, ...]
+    not_match: tuple[str, ...]
+    grants: tuple[str, ...]
+    source: str
+    name: str
+    _defaults: ClassVar[Mapping[str, Any]] = {
+        "justification": "", "match": (), "not_match": (), "grants": (), "source": "",
+        "name": "",
+    }
+
+    def matches(self, argv: tuple[str, ...] | list[str]) -> bool:
+        """Whether ``argv`` starts with the prefix (the program compared by its base name too)."""
+        if len(argv) < len(self.prefix):
+            return False
+        for i, want in enumerate(self.prefix):
+            word = argv[i]
+            options = want if isinstance(want, tuple) else (want,)
+            if word in options:
+                continue
+            if i == 0 and "/" in word and word.rsplit("/", 1)[1] in options:
+                continue
+            return False
+        return True
+
+    def label(self) -> str:
+        words = [("|".join(w) if isinstance(w, tuple) else w) for w in self.prefix]
+        where = f" in {self.source}" if self.source else ""
+        return self.name or f"rule {' '.join(words)!r}{where}"
+
+
+class Escalation(Frozen):
+    """More than the policy gives, asked for with a justification."""
+
+    __slots__ = ("network", "writable", "no_sandbox", "justification")
+    network: bool
+    writable: tuple[str, ...]
+    no_sandbox: bool
+    justification: str
+    _defaults: ClassVar[Mapping[str, Any]] = {
+        "network": False, "writable": (), "no_sandbox": False, "justification": "",
+    }
+
+    def kinds(self) -> tuple[str, ...]:
+        out = []
+        if self.network:
+            out.append("network")
+        if self.writable:
+            out.append("writable")
+        if self.no_sandbox:
+            out.append("no-sandbox")
+        return tuple(out)
+
+    def describe(self) -> tuple[str, ...]:
+        """What more the command would get, in words."""
+        out = []
+        if self.no_sandbox:
+            out.append("no sandbox: full access to your account's files, network and processes")
+        if self.network:
+            out.append("network access")
+        for root in self.writable:
+            out.append(f"write access to {root}")
+        return tuple(out)
+
+    def __bool__(self) -> bool:
+        return bool(self.network or self.writable or self.no_sandbox)
+
+
+NO_ESCALATION = Escalation()
+
+
+class Approval(Frozen):
+    """One remembered "yes": the command words it covers and the escalation kinds granted."""
+
+    __slots__ = ("argv", "grants")
+    argv: tuple[str, ...]
+    grants: tuple[str, ...]
+
+
+class Context(Frozen):
+    """What the engine knows besides the command.
+
+    - ``mode``: one of ``MODES``.
+    - ``workspace``: absolute path; ``writable``: the writable roots (workspace included).
+    - ``cwd``: where the command runs (relative paths in it are resolved against this).
+    - ``sandboxed``: whether the command runs in a sandbox (False for full-access).
+    - ``approved``: approvals given earlier in this session.
+    """
+
+    __slots__ = ("mode", "workspace", "writable", "cwd", "sandboxed", "approved")
+    mode: str
+    workspace: str
+    writable: tuple[str, ...]
+    cwd: str
+    sandboxed: bool
+    approved: tuple[Approval, ...]
+    _defaults: ClassVar[Mapping[str, Any]] = {
+        "mode": "on-request", "writable": (), "cwd": "", "sandboxed": True, "approved": (),
+    }
+
+
+class Part(Frozen):
+    """The verdict on one simple command (or on the shape of the whole)."""
+
+    __slots__ = ("argv", "verdict", "reason", "rule")
+    argv: tuple[str, ...]
+    verdict: str
+    reason: str
+    rule: str
+
+
+class Decision(Frozen):
+    """The engine's answer.
+
+    - ``verdict``: run | ask | forbid.
+    - ``reason``: one sentence a person can act on; ``rule``: what decided (a rule's label,
+      ``builtin:NAME``, ``mode:NAME``, ``session``).
+    - ``grants``: for ask, what more the command would get (see ``Escalation.describe``).
+    - ``ask_argv``: the words an approval of this ask covers (what "session"/"always" remember).
+    - ``approved_by``: for run, who or what let it run (``policy``, ``safe-list``, a rule,
+      ``session``).
+    - ``parts``: the verdict on each part, for ``ringfence check``.
+    - ``always_ok``: whether "always" may be offered (not when the user's own rule asks).
+    """
+
+    __slots__ = ("verdict", "reason", "rule", "grants", "escalation", "ask_argv", "approved_by",
+                 "parts", "always_ok")
+    verdict: str
+    reason: str
+    rule: str
+    grants: tuple[str, ...]
+    escalation: Escalation
+    ask_argv: tuple[str, ...]
+    approved_by: str
+    parts: tuple[Part, ...]
+    always_ok: bool
+    _defaults: ClassVar[Mapping[str, Any]] = {
+        "grants": (), "escalation": NO_ESCALATION, "ask_argv": (), "approved_by": "",
+        "parts": (), "always_ok": True,
+    }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.verdict, "reason": self.reason, "rule": self.rule,
+            "grants": list(self.grants), "approved_by": self.approved_by,
+            "escalation": list(self.escalation.kinds()),
+            "justification": self.escalation.justification,
+            "parts": [{"command": list(p.argv), "decision": p.verdict, "reason": p.reason,
+                       "rule": p.rule} for p in self.parts],
+        }

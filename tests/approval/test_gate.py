@@ -1,0 +1,202 @@
+"""The library's approvals: ``ringfence.run(..., approver=...)`` (plain and async), escalation,
+session answers, refusals without an approver, and what reaches the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ringfence
+from ringfence.approval.gate import ApprovalError, ApprovalRequest, SessionApprovals
+from ringfence.approval.model import Escalation
+
+
+@pytest.fixture
+def ws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    root = Path(__file__).resolve().parents[2] / ".test-tmp"
+    root.mkdir(exist_ok=True)
+    base = root / f"gate-{uuid.uuid4().hex[:10]}"
+    (base / "home" / "proj").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(base / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
+    yield base / "home" / "proj"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def records(ws: Path) -> list[dict[str, object]]:
+    path = ws.parent.parent / "state" / "ringfence" / "audit" / "audit.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def policy(ws: Path, **kw: object) -> ringfence.Policy:
+    return ringfence.Policy(workspace=str(ws), **kw)
+
+
+def test_runs_without_asking_and_records(ws: Path) -> None:
+    asked: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> bool:
+        asked.append(request)
+        return False
+
+    result = ringfence.run(["sh", "-c", "echo hi"], policy(ws), approver=approver)
+    assert result.exit_code == 0 and result.stdout == b"hi\n" and not asked
+    kinds = [r["kind"] for r in records(ws)]
+    assert kinds == ["decision", "run"]
+
+
+def test_no_approver_refuses(ws: Path) -> None:
+    with pytest.raises(ApprovalError, match="needs approval") as info:
+        ringfence.run(["sh", "-c", "eval echo x"], policy(ws))
+    assert info.value.exit_code == 122
+    assert info.value.decision is not None and info.value.decision.rule == "builtin:eval"
+    assert records(ws)[-1]["answer"] == "nobody to ask"
+
+
+def test_plain_approver(ws: Path) -> None:
+    seen: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> str:
+        seen.append(request)
+        return "once"
+
+    result = ringfence.run(["sh", "-c", "eval echo ok"], policy(ws), approver=approver)
+    assert result.stdout == b"ok\n"
+    assert seen[0].command == ("sh", "-c", "eval echo ok") and seen[0].rule == "builtin:eval"
+    decision = records(ws)[0]
+    assert decision["answer"] == "once" and decision["approved_by"] == "approver callback"
+
+
+def test_approver_denies(ws: Path) -> None:
+    with pytest.raises(ApprovalError, match="denied"):
+        ringfence.run(["sh", "-c", "eval echo no"], policy(ws), approver=lambda r: False)
+    assert [r["kind"] for r in records(ws)] == ["decision"]
+
+
+def test_bad_answer_is_an_error(ws: Path) -> None:
+    with pytest.raises(ApprovalError, match="answer once, session, always or deny"):
+        ringfence.run(["sh", "-c", "eval x"], policy(ws), approver=lambda r: "maybe")
+
+
+def test_session_answers_are_remembered(ws: Path) -> None:
+    session = SessionApprovals()
+    calls: list[object] = []
+
+    def approver(request: ApprovalRequest) -> str:
+        calls.append(request)
+        return "session"
+
+    for _ in range(3):
+        ringfence.run(["sh", "-c", "eval true"], policy(ws), approver=approver, session=session)
+    assert len(calls) == 1
+    assert [r["approved_by"] for r in records(ws) if r["kind"] == "decision"] == [
+        "approver callback", "session", "session"]
+    with pytest.raises(ApprovalError):  # another session knows nothing of it
+        ringfence.run(["sh", "-c", "eval true"], policy(ws), session=SessionApprovals())
+
+
+def test_escalation_grants_what_was_asked(ws: Path) -> None:
+    seen: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> bool:
+        seen.append(request)
+        return True
+
+    esc = Escalation(network=True, justification="download the index")
+    result = ringfence.run(["true"], policy(ws), approver=approver, escalation=esc)
+    assert result.exit_code == 0
+    assert seen[0].grants == ("network access",) and seen[0].justification == \
+        "download the index"
+    decision, run = records(ws)
+    assert decision["escalation"] == ["network"] and run["network"] == "on"
+    assert "network namespace" not in " ".join(result.layers)
+    with pytest.raises(ApprovalError, match=r"widen the policy"):
+        ringfence.run(["true"], policy(ws), escalation=esc)
+
+
+def test_never_mode_refuses_escalation(ws: Path) -> None:
+    with pytest.raises(ApprovalError, match="forbidden"):
+        ringfence.run(["true"], policy(ws, approval_mode="never"), approver=lambda r: True,
+                      escalation=Escalation(no_sandbox=True))
+
+
+def test_async_approver_with_arun(ws: Path) -> None:
+    async def approver(request: ApprovalRequest) -> str:
+        await asyncio.sleep(0)
+        return "once"
+
+    async def main() -> ringfence.Result:
+        return await ringfence.arun(["sh", "-c", "eval echo async"], policy(ws),
+                                    approver=approver)
+
+    assert asyncio.run(main()).stdout == b"async\n"
+
+
+def test_async_approver_in_plain_run_outside_a_loop(ws: Path) -> None:
+    async def approver(request: ApprovalRequest) -> str:
+        return "once"
+
+    result = ringfence.run(["sh", "-c", "eval echo ok"], policy(ws), approver=approver)
+    assert result.stdout == b"ok\n"
+
+
+def test_async_approver_in_plain_run_inside_a_loop_says_use_arun(ws: Path) -> None:
+    async def approver(request: ApprovalRequest) -> str:
+        return "once"
+
+    async def main() -> None:
+        ringfence.run(["sh", "-c", "eval true"], policy(ws), approver=approver)
+
+    with pytest.raises(ApprovalError, match=r"use ringfence\.arun"):
+        asyncio.run(main())
+
+
+def test_check_runs_nothing(ws: Path) -> None:
+    decision = ringfence.check(policy(ws), "curl -s x | sh")
+    assert decision.verdict == "ask"
+    assert records(ws) == []
+
+
+def test_audit_false_writes_nothing(ws: Path) -> None:
+    ringfence.run(["true"], policy(ws), audit=False)
+    assert records(ws) == []
+
+
+def test_on_failure_retries_without_the_sandbox_when_approved(ws: Path) -> None:
+    outside = ws.parent / "outside-target"
+    asked: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> str:
+        asked.append(request)
+        return "once"
+
+    result = ringfence.run(["touch", str(outside)], policy(ws, approval_mode="on-failure"),
+                           approver=approver)
+    assert result.exit_code == 0 and result.mode == "none"
+    assert outside.exists()
+    assert asked and asked[0].grants[0].startswith("no sandbox")
+    # without an approver the sandboxed failure stands
+    outside.unlink()
+    result = ringfence.run(["touch", str(outside)], policy(ws, approval_mode="on-failure"))
+    assert result.exit_code == 1 and not outside.exists()
+
+
+def test_every_part_that_asked_is_remembered(ws: Path) -> None:
+    session = SessionApprovals()
+    calls: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> str:
+        calls.append(request)
+        return "session"
+
+    text = "eval true; env eval false"
+    ringfence.run(["sh", "-c", text], policy(ws), approver=approver, session=session)
+    ringfence.run(["sh", "-c", text], policy(ws), approver=approver, session=session)
+    assert len(calls) == 1

@@ -1,0 +1,145 @@
+"""Attack: read, rewrite, truncate or remove the audit log (and the approval rules) from inside
+the sandbox, so the record lies or the next run is freer.
+
+The log lives in the user's state directory, which every sandbox sees as an empty, read-only
+directory. Each attack runs sandboxed (it must fail and leave the log intact, verifiable) and as
+an unguarded control (``--profile full-access``, allowed through approvals) that shows the same
+script does reach the log without the guard.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.conftest import World
+
+
+def _rf(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ringfence", *args], cwd=world.workspace,
+                          env=world.env, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _audit(world: World) -> Path:
+    return Path(world.env["XDG_STATE_HOME"]) / "ringfence" / "audit"
+
+
+def _seed(world: World) -> bytes:
+    assert _rf(world, "run", "--", "true").returncode == 0
+    return (_audit(world) / "audit.jsonl").read_bytes()
+
+
+ATTACKS = {
+    "read": "cat {log}",
+    "append": "echo '{{\"seq\":99}}' >> {log}",
+    "truncate": ": > {log}",
+    "truncate-command": "truncate -s 0 {log}",
+    "remove": "rm {log}",
+    "rename": "mv {log} {log}.gone",
+    "head": "echo '1 0000' > {dir}/head",
+    "replace-dir": "rm -rf {dir} && mkdir -p {dir}",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_sandbox_cannot_touch_the_audit_log(world: World, attack: str) -> None:
+    before = _seed(world)
+    directory = _audit(world)
+    script = ATTACKS[attack].format(log=directory / "audit.jsonl", dir=directory)
+    result = _rf(world, "run", "--", "/bin/sh", "-c", script)
+    assert '"seq":1' not in result.stdout, "the sandbox read the log"
+    if attack != "read":
+        assert result.returncode != 0, result.stderr
+    now = (directory / "audit.jsonl").read_bytes()
+    assert now.startswith(before), "the sandbox changed the log"
+    verified = _rf(world, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout
+    # the control: the same script without the sandbox reaches the log
+    control = _rf(world, "run", "--allow", "rm", "--profile", "full-access", "--",
+                  "/bin/sh", "-c", f"{{ {script}; }} > {world.outside}/control.out")
+    assert control.returncode == 0, control.stderr
+    if attack == "read":
+        assert '"seq":1' in (world.outside / "control.out").read_text()
+
+
+def test_log_dir_looks_empty_inside(world: World) -> None:
+    _seed(world)
+    result = _rf(world, "run", "--", "/bin/sh", "-c", f"ls -A {_audit(world)}")
+    assert result.stdout.strip() == "", result.stdout
+
+
+def test_sandbox_cannot_add_an_allow_rule(world: World) -> None:
+    """Plant ``[[rules]] prefix=["sudo"] decision="allow"`` in the user's config (where "always"
+    answers go) so a later run is not asked: the config directory is read-only and empty."""
+    config = world.home / ".config" / "ringfence" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("")
+    script = f"printf '[[rules]]\\nprefix = [\"sudo\"]\\ndecision = \"allow\"\\n' >> {config}"
+    assert _rf(world, "run", "--", "/bin/sh", "-c", script).returncode != 0
+    assert config.read_text() == ""
+    assert _rf(world, "check", "--", "sudo", "x").returncode == 1
+    control = _rf(world, "run", "--profile", "full-access", "--", "/bin/sh", "-c", script)
+    assert control.returncode == 0, control.stderr
+    assert _rf(world, "check", "--", "sudo", "x").returncode == 0
+
+
+def test_sandbox_cannot_plant_a_session_approval(world: World) -> None:
+    """Write a "session" approval for ``eval`` into ringfence's state: the state dir is empty
+    and read-only inside, so the next ``eval`` is still asked about."""
+    _seed(world)
+    sessions = Path(world.env["XDG_STATE_HOME"]) / "ringfence" / "sessions"
+    script = f"mkdir -p {sessions} && for s in $(seq 1 5); do echo x > {sessions}/x; done"
+    assert _rf(world, "run", "--", "/bin/sh", "-c", script).returncode != 0
+    assert not sessions.exists()
+    record = json.loads((_audit(world) / "audit.jsonl").read_text().splitlines()[-1])
+    assert record["kind"] == "run" and record["exit_code"] != 0
+
+
+def test_log_protected_even_inside_a_writable_root(world: World) -> None:
+    """``--writable ~/.local``: the state directory now lies inside a writable root, yet the
+    log stays hidden and unwritable (its mask is an empty read-only directory)."""
+    before = _seed(world)
+    local = world.home / ".local"
+    log = _audit(world) / "audit.jsonl"
+    for script in (f"cat {log}", f": > {log}", f"rm -rf {local}/state"):
+        result = _rf(world, "run", "--allow", "rm", "--writable", str(local), "--",
+                     "/bin/sh", "-c", script)
+        assert '"seq":1' not in result.stdout
+        assert log.read_bytes().startswith(before), script
+    assert _rf(world, "audit", "verify").returncode == 0
+    control = _rf(world, "run", "--allow", "rm", "--profile", "full-access", "--",
+                  "/bin/sh", "-c", f": > {log}")
+    assert control.returncode == 0 and _rf(world, "audit", "verify").returncode == 1
+
+
+@pytest.mark.parametrize("attack", ["read", "append", "truncate", "remove", "head"])
+def test_landlock_mode_cannot_touch_the_audit_log(world: World, attack: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same attacks in the weaker Landlock mode (no mount namespace: the log is not
+    masked, Landlock's rules keep it unreadable and unwritable)."""
+    import ringfence
+    from ringfence.backends import _landlock, linux
+
+    if _landlock.abi_version() < 1:
+        pytest.skip("no Landlock here")
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(linux, "_userns_status", lambda uid: "disabled (test)")
+    pol = ringfence.Policy(workspace=str(world.workspace), fallback="landlock",
+                           limits=ringfence.Limits(max_processes=0))
+    assert ringfence.run(["true"], pol).exit_code == 0
+    log = _audit(world) / "audit.jsonl"
+    before = log.read_bytes()
+    script = ATTACKS[attack].format(log=log, dir=_audit(world))
+    result = ringfence.run(["/bin/sh", "-c", script], pol)
+    assert b'"seq":1' not in (result.stdout or b"")
+    assert result.exit_code != 0
+    assert log.read_bytes().startswith(before)
+    assert _rf(world, "audit", "verify").returncode == 0
+    control = ringfence.run(["/bin/sh", "-c", script], pol.replace(profile="full-access"),
+                            approver=lambda r: True)
+    assert control.exit_code == 0, control.stderr

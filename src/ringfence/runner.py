@@ -9,7 +9,8 @@ from .policy.model import Frozen, Policy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, ClassVar
 
     from .backends import Outcome
     from .plan import Plan
@@ -26,10 +27,12 @@ class Result(Frozen):
     - ``mode``: ``bwrap``, ``landlock`` (the weaker fallback) or ``none`` (full-access).
     - ``stdout`` / ``stderr``: captured bytes (capped at the policy's output limit), or None.
     - ``weaker``: what this run could not guarantee (empty in the full bwrap mode).
+    - ``denials``: when the command failed, what the sandbox (probably) refused and the
+      smallest change that would allow it (``ringfence.denials.Denial``).
     """
 
     __slots__ = ("exit_code", "duration", "limits_hit", "mode", "stdout", "stderr", "command",
-                 "env_removed", "weaker", "layers")
+                 "env_removed", "weaker", "layers", "denials")
     exit_code: int
     duration: float
     limits_hit: tuple[str, ...]
@@ -40,6 +43,8 @@ class Result(Frozen):
     env_removed: tuple[str, ...]
     weaker: tuple[str, ...]
     layers: tuple[str, ...]
+    denials: tuple[Any, ...]
+    _defaults: ClassVar[Mapping[str, Any]] = {"denials": ()}
 
     @property
     def ok(self) -> bool:
@@ -56,6 +61,7 @@ class Result(Frozen):
             "weaker": list(self.weaker),
             "command": list(self.command),
             "env_removed": list(self.env_removed),
+            "denials": [d.to_dict() for d in self.denials],
         }
 
 
@@ -143,12 +149,17 @@ def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
 
 
 def result_of(plan: Plan, outcome: Outcome) -> Result:
-    return Result(
+    result = Result(
         exit_code=outcome.exit_code, duration=outcome.duration,
         limits_hit=tuple(outcome.limits_hit), mode=plan.mode, stdout=outcome.stdout,
         stderr=outcome.stderr, command=plan.command, env_removed=plan.env_removed,
         weaker=plan.weaker, layers=plan.layers,
     )
+    if result.exit_code or result.limits_hit:  # only a failure pays for the import
+        from .denials import attach
+
+        result = attach(result, plan.policy, cwd=plan.cwd)
+    return result
 
 
 

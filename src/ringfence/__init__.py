@@ -18,14 +18,21 @@ Names are imported lazily so that ``import ringfence`` stays cheap.
 
 from __future__ import annotations
 
-from .errors import CommandError, PolicyError, RingfenceError, SandboxError, UnavailableError
+from .errors import (
+    CommandError,
+    PolicyError,
+    RingfenceError,
+    SandboxError,
+    SessionError,
+    UnavailableError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CommandError", "Limits", "Options", "Plan", "Policy", "PolicyError", "Result",
-    "RingfenceError", "SandboxError", "UnavailableError", "__version__", "explain",
-    "load_policy", "make_plan", "resolve_policy", "run",
+    "AsyncSession", "CommandError", "Limits", "Options", "Plan", "Policy", "PolicyError",
+    "Result", "RingfenceError", "SandboxError", "Session", "SessionError", "UnavailableError",
+    "__version__", "explain", "load_policy", "make_plan", "resolve_policy", "run",
 ]
 
 TYPE_CHECKING = False
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     from .policy.load import resolve as resolve_policy
     from .policy.model import Limits, Policy
     from .runner import Result, make_plan, run
+    from .session import AsyncSession, Session
 
 _LAZY = {
     "Limits": ("policy.model", "Limits"),
@@ -48,6 +56,8 @@ _LAZY = {
     "make_plan": ("runner", "make_plan"),
     "Plan": ("plan", "Plan"),
     "explain": ("explain", "explain"),
+    "Session": ("session", "Session"),
+    "AsyncSession": ("session", "AsyncSession"),
 }
 
 

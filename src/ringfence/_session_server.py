@@ -29,17 +29,19 @@ Each command gets a session of its own (``setsid``): its group is what a timeout
 waits for one (SIGCHLD wakes it).
 """
 
-import marshal
-import os
-import select
-import struct
+# ruff: noqa: E402
 import sys
 
-import fcntl
-import resource
+assert sys.platform == "linux"  # for type checkers run with --platform darwin|win32
 
 import _signal  # type: ignore[import-not-found]  # `signal` would import enum
-import _socket  # type: ignore[import-not-found]  # `socket` would import enum and selectors
+import _socket  # `socket` would import enum and selectors
+import fcntl
+import marshal
+import os
+import resource
+import select
+import struct
 
 READY, STARTED, FAILED, EXIT = 0, 1, 2, 3
 RECORD = struct.Struct("<BIq")
@@ -94,9 +96,9 @@ def main() -> None:
     os.set_inheritable(sock.fileno(), False)
     limits: list[tuple[int, int, int]] = []
     for item in sys.argv[2].split(",") if len(sys.argv) > 2 and sys.argv[2] else ():
-        res, _, rng = item.partition("=")
-        soft, _, hard = rng.partition(":")
-        limits.append((int(res), int(soft), int(hard)))
+        name, _, rng = item.partition("=")
+        low, _, high = rng.partition(":")
+        limits.append((int(name), int(low), int(high)))
     fd = sock.fileno()
     os.closerange(3, fd)  # nothing bwrap passed on reaches the commands
     os.closerange(fd + 1, 1 << 20)

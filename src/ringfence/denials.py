@@ -132,7 +132,8 @@ _PROCESSES = ("fork: retry", "fork: Resource temporarily unavailable", "Cannot f
 _FSIZE = ("File too large",)
 _EPERM = "Operation not permitted"
 
-_QUOTED = re.compile(r"""['"\u2018\u2019\u201c\u201d`]([^'"\u2018\u2019\u201c\u201d`]+)['"\u2018\u2019\u201c\u201d`]""")
+_Q = "'\"\u2018\u2019\u201c\u201d`"  # ASCII and typographic quotes (coreutils uses both)
+_QUOTED = re.compile(f"[{_Q}]([^{_Q}]+)[{_Q}]")
 _PATHLIKE = re.compile(r"(?:^|[\s:(=])((?:~|\.{1,2})?/[^\s:'\"\u2018\u2019,;)]*)")
 _HOST = (
     re.compile(r"Could not resolve host:?\s+([A-Za-z0-9.-]+)"),
@@ -334,4 +335,4 @@ def attach(result: Result, policy: Policy, *, cwd: str = "") -> Result:
     """``result`` with its ``denials`` filled in (I/O: looks up which directories exist)."""
     denials = analyse(result.exit_code, result.limits_hit, result.stderr, policy, cwd=cwd,
                       command=result.command, exists=os.path.exists)
-    return result.replace(denials=denials) if denials else result  # type: ignore[no-any-return]
+    return result.replace(denials=denials) if denials else result

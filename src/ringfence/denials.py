@@ -90,12 +90,12 @@ _LIMIT_WORDS = {
 
 
 def _more(name: str, current: float | int | None) -> float | int:
-    """The next step up for a limit: double it (with a floor that makes it worth asking)."""
+    """The next step up for a limit: double it (a timeout at least to a minute)."""
     floors = {"timeout": 60, "output": 64 << 20, "cpu_seconds": 60, "file_size": 1 << 30,
               "max_processes": 256, "memory": 1 << 30}
     if not current:
         return floors[name]
-    return max(current * 2, floors[name]) if name != "timeout" else max(current * 2, 60)
+    return max(current * 2, 60) if name == "timeout" else current * 2
 
 
 def limit_denial(limit: str, policy: Policy, *, certain: bool = True,
@@ -161,13 +161,13 @@ def path_in(line: str, message: str) -> str:
     for candidate in reversed(quoted):
         if "/" in candidate or "." in candidate:
             return str(candidate)
+    # "cannot create .git/hooks/x: Read-only file system": the word right before the message
+    words = before.rstrip(": ").split()
+    if words and ("." in words[-1] or "/" in words[-1]):
+        return words[-1].strip("'\"")
     found = _PATHLIKE.findall(before)
     if found:
         return str(found[-1]).rstrip(".")
-    # "cannot create foo.txt: Read-only file system": a bare name right before the message
-    words = before.rstrip(": ").split()
-    if words and not words[-1].endswith(":") and ("." in words[-1] or "/" in words[-1]):
-        return words[-1].strip("'\"")
     return ""
 
 

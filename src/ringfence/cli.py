@@ -20,6 +20,7 @@ USAGE = """\
 usage: ringfence run [OPTIONS] -- CMD [ARG...]      run CMD in the sandbox
        ringfence explain [OPTIONS] [--json] -- CMD  print the policy and plan, run nothing
        ringfence doctor [--json]                    what this host can enforce
+       ringfence mcp [OPTIONS]                      serve MCP on stdio (pip install ringfence[mcp])
        ringfence --version
 
 options (run and explain):
@@ -241,6 +242,12 @@ def cmd_doctor(argv: list[str]) -> int:
     return 0 if report["default_profile_enforceable"] else 1
 
 
+def cmd_mcp(argv: list[str]) -> int:
+    from .mcp_server import main as serve
+
+    return serve(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -252,10 +259,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"ringfence {__version__}")
             return 0
-        commands = {"run": cmd_run, "explain": cmd_explain, "doctor": cmd_doctor}
+        commands = {"run": cmd_run, "explain": cmd_explain, "doctor": cmd_doctor,
+                    "mcp": cmd_mcp}
         handler = commands.get(argv[0])
         if handler is None:
-            raise PolicyError(f"unknown command {argv[0]!r}; use run, explain or doctor")
+            raise PolicyError(f"unknown command {argv[0]!r}; use run, explain, doctor or mcp")
         return handler(argv[1:])
     except RingfenceError as exc:
         message = str(exc)

@@ -26,31 +26,7 @@ from .errors import CommandError, PolicyError, RingfenceError, UnavailableError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .policy.model import Policy
-    from .runner import Result
     from .session import AsyncSession
-
-MAX_TEXT = 100_000  # characters of stdout and of stderr handed back to the model
-
-
-def _text(data: bytes | None) -> str:
-    text = (data or b"").decode("utf-8", "replace")
-    if len(text) > MAX_TEXT:
-        cut = len(text) - MAX_TEXT
-        text = f"[... {cut} characters cut; the end follows ...]\n" + text[-MAX_TEXT:]
-    return text
-
-
-def result_dict(result: Result) -> dict[str, Any]:
-    """What the ``run`` tool returns (JSON-ready)."""
-    return {
-        "exit_code": result.exit_code,
-        "stdout": _text(result.stdout),
-        "stderr": _text(result.stderr),
-        "duration": round(result.duration, 3),
-        "limits_hit": list(result.limits_hit),
-        "denials": [d.to_dict() for d in result.denials],
-    }
-
 
 def build_server(policy: Policy) -> Any:
     """The MCP server (an ``mcp.server.mcpserver.MCPServer``) for ``policy``."""
@@ -119,7 +95,9 @@ def build_server(policy: Policy) -> Any:
                     "duration": 0.0, "limits_hit": [], "denials": []}
         except RingfenceError as exc:
             raise ToolError(str(exc)) from None
-        return result_dict(result)
+        from .agent import report
+
+        return report(result)
 
     @server.tool(name="request_escalation")
     async def request_escalation(change: str, justification: str,

@@ -50,7 +50,7 @@ class _Pending:
     __slots__ = ("ident", "argv", "fds", "stdin_fd", "stdin_buf", "stdin_close", "out_fds",
                  "buffers", "limit", "truncated", "deadline", "timed_out", "pid", "status",
                  "failure", "exited_at", "start", "sink", "stream", "done", "result",
-                 "error", "pty", "kill_sent", "cwd")
+                 "error", "pty", "cwd", "last_byte", "hold")
 
     def __init__(self, ident: int, argv: list[str], sink: Callable[[object], None],
                  stream: bool) -> None:
@@ -77,8 +77,9 @@ class _Pending:
         self.result: Result | None = None
         self.error: BaseException | None = None
         self.pty = False
-        self.kill_sent = False
         self.cwd = ""
+        self.last_byte = b""
+        self.hold = -1
 
 
 class _Engine:
@@ -306,7 +307,12 @@ class _Engine:
                         poller.unregister(fd)
                         del by_fd[fd]
                         del p.out_fds[fd]
-                        os.close(fd)
+                        if p.pty and p.status is None:
+                            # closing a terminal's master hangs it up: SIGHUP for a command
+                            # that is still exiting. Kept open until its exit is reported.
+                            p.hold = fd
+                        else:
+                            os.close(fd)
                         self._maybe_finish(p)
             # a finished command's stdin goes away with it
             for sfd, p in list(stdin_of.items()):
@@ -321,6 +327,8 @@ class _Engine:
         try:
             if p.stdin_buf:
                 n = os.write(p.stdin_fd, p.stdin_buf[:65536])
+                if n:
+                    p.last_byte = bytes(p.stdin_buf[n - 1:n])
                 del p.stdin_buf[:n]
         except BlockingIOError:
             return False
@@ -329,8 +337,11 @@ class _Engine:
             p.stdin_close = True
         if p.stdin_close and not p.stdin_buf:
             if p.pty:
+                # end of input on a terminal is Ctrl-D at the start of a line; after other
+                # input on the line, the first one only ends the line
+                eof = b"\x04" if p.last_byte in (b"", b"\n") else b"\x04\x04"
                 try:
-                    os.write(p.stdin_fd, b"\x04")  # end of input on a terminal: Ctrl-D
+                    os.write(p.stdin_fd, eof)
                 except OSError:
                     pass
             os.close(p.stdin_fd)
@@ -379,6 +390,9 @@ class _Engine:
         if p.done or p.status is None or p.out_fds:
             return
         p.done = True
+        if p.hold >= 0:
+            os.close(p.hold)
+            p.hold = -1
         with self.lock:
             self.pending.pop(p.ident, None)
         if p.failure is not None:
@@ -596,6 +610,9 @@ class _Engine:
             fds = set(p.out_fds)
             if p.stdin_fd >= 0:
                 fds.add(p.stdin_fd)
+            if p.hold >= 0:
+                fds.add(p.hold)
+                p.hold = -1
             for fd in fds:
                 try:
                     os.close(fd)

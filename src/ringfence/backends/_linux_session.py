@@ -420,7 +420,7 @@ class _Engine:
         limits: list[str] = []
         if code in (128 + 24, 128 + 25):
             limits.append("cpu" if code == 128 + 24 else "file_size")
-        if self.prep is not None and self.prep.pids_hit():
+        if code and self.prep is not None and self.prep.pids_hit():  # a failure only
             limits.append("max_processes")
         if p.timed_out:
             limits.append("timeout")

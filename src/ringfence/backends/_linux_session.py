@@ -125,6 +125,12 @@ class _Engine:
         from ..runner import make_plan, start_checks
         from . import linux
 
+        if self.policy.network not in ("off", "on"):
+            from ..errors import UnavailableError
+
+            raise UnavailableError(
+                f"sessions support network off or on, not {self.policy.network!r} yet (the "
+                "allowlist proxy is not wired into sessions); use one-shot runs for it")
         if self.policy.profile == "full-access":
             raise PolicyError("sessions need a sandbox; the full-access profile has none, so "
                               "use ringfence.run for it or pick another profile")

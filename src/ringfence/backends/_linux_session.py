@@ -404,6 +404,15 @@ class _Engine:
         if p.failure is not None:
             err, stage = p.failure
             name = p.argv[0]
+            if stage == "exec" and err != 2 and self.plan is not None:
+                # execvp reports EACCES when a PATH entry cannot be searched (a /root/bin of
+                # another user) although the program is nowhere: look as a shell would
+                from .linux import resolve_command
+
+                try:
+                    resolve_command(name, self.plan.env, p.cwd)
+                except CommandError as exc:
+                    err = 2 if exc.exit_code == 127 else err
             if stage == "exec" and err == 2:
                 error: BaseException = CommandError(f"ringfence: {name}: command not found", 127)
             elif stage == "exec":

@@ -18,16 +18,23 @@ Names are imported lazily so that ``import ringfence`` stays cheap.
 
 from __future__ import annotations
 
-from .errors import CommandError, PolicyError, RingfenceError, SandboxError, UnavailableError
+from .errors import (
+    CommandError,
+    PolicyError,
+    RingfenceError,
+    SandboxError,
+    SessionError,
+    UnavailableError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ApprovalError", "ApprovalRequest", "CommandError", "Escalation", "Limits", "NetworkRules",
-    "Options", "Plan", "Policy", "PolicyError", "Result", "RingfenceError", "Rule",
-    "SandboxError", "SessionApprovals", "UnavailableError", "__version__", "arun", "check",
-    "explain",
-    "load_policy", "make_plan", "resolve_policy", "run",
+    "ApprovalError", "ApprovalRequest", "AsyncSession", "CommandError", "Escalation", "Limits",
+    "NetworkRules", "Options", "Plan", "Policy", "PolicyError", "Result", "RingfenceError",
+    "Rule", "SandboxError", "Session", "SessionApprovals", "SessionError", "UnavailableError",
+    "__version__", "arun", "check", "explain", "load_policy", "make_plan", "resolve_policy",
+    "run",
 ]
 
 TYPE_CHECKING = False
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
     from .policy.load import resolve as resolve_policy
     from .policy.model import Limits, Policy
     from .runner import Result, arun, make_plan, run
+    from .session import AsyncSession, Session
 
 _LAZY = {
     "Limits": ("policy.model", "Limits"),
@@ -61,6 +69,8 @@ _LAZY = {
     "make_plan": ("runner", "make_plan"),
     "Plan": ("plan", "Plan"),
     "explain": ("explain", "explain"),
+    "Session": ("session", "Session"),
+    "AsyncSession": ("session", "AsyncSession"),
 }
 
 

@@ -29,6 +29,7 @@ usage: ringfence run [OPTIONS] -- CMD [ARG...]      run CMD in the sandbox
        ringfence audit verify [--json]              check the audit log's hash chain
        ringfence doctor [--json]                    what this host can enforce
        ringfence windows setup|status|cleanup|run   the Windows sandbox (Windows only)
+       ringfence mcp [OPTIONS]                      serve MCP on stdio (pip install ringfence[mcp])
        ringfence --version
 
 options (run and explain):
@@ -385,6 +386,12 @@ def cmd_doctor(argv: list[str]) -> int:
     return 0 if report["default_profile_enforceable"] else 1
 
 
+def cmd_mcp(argv: list[str]) -> int:
+    from .mcp_server import main as serve
+
+    return serve(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -398,11 +405,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         commands = {"run": cmd_run, "explain": cmd_explain, "doctor": cmd_doctor,
                     "windows": cmd_windows, "check": cmd_check, "rules": cmd_rules,
-                    "audit": cmd_audit}
+                    "audit": cmd_audit, "mcp": cmd_mcp}
         handler = commands.get(argv[0])
         if handler is None:
             raise PolicyError(f"unknown command {argv[0]!r}; use run, check, explain, rules, "
-                              "audit, doctor or windows")
+                              "audit, doctor, mcp or windows")
         return handler(argv[1:])
     except RingfenceError as exc:
         message = str(exc)

@@ -32,3 +32,7 @@ class CommandError(RingfenceError):
 
 class SandboxError(RingfenceError):
     """The sandbox failed while setting up (an OS call failed at the backend boundary)."""
+
+
+class SessionError(SandboxError):
+    """A session's sandbox is gone (closed, or ended unexpectedly); start a new session."""

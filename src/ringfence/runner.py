@@ -32,10 +32,12 @@ class Result(Frozen):
     - ``weaker``: what this run could not guarantee (empty in the full bwrap mode).
     - ``network``: one ``ringfence.network.proxy.Connection`` per connection the allowlist proxy
       saw (host, port, decision and rule, bytes each way, duration); empty in other modes.
+    - ``denials``: when the command failed, what the sandbox (probably) refused and the
+      smallest change that would allow it (``ringfence.denials.Denial``).
     """
 
     __slots__ = ("exit_code", "duration", "limits_hit", "mode", "stdout", "stderr", "command",
-                 "env_removed", "weaker", "layers", "network")
+                 "env_removed", "weaker", "layers", "network", "denials")
     exit_code: int
     duration: float
     limits_hit: tuple[str, ...]
@@ -47,7 +49,8 @@ class Result(Frozen):
     weaker: tuple[str, ...]
     layers: tuple[str, ...]
     network: tuple[Any, ...]
-    _defaults: ClassVar[Mapping[str, Any]] = {"network": ()}
+    denials: tuple[Any, ...]
+    _defaults: ClassVar[Mapping[str, Any]] = {"network": (), "denials": ()}
 
     @property
     def ok(self) -> bool:
@@ -65,6 +68,7 @@ class Result(Frozen):
             "command": list(self.command),
             "env_removed": list(self.env_removed),
             "network": [c.to_dict() for c in self.network],
+            "denials": [d.to_dict() for d in self.denials],
         }
 
 
@@ -271,12 +275,17 @@ def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
 
 
 def result_of(plan: Plan, outcome: Outcome) -> Result:
-    return Result(
+    result = Result(
         exit_code=outcome.exit_code, duration=outcome.duration,
         limits_hit=tuple(outcome.limits_hit), mode=plan.mode, stdout=outcome.stdout,
         stderr=outcome.stderr, command=plan.command, env_removed=plan.env_removed,
         weaker=plan.weaker, layers=plan.layers, network=tuple(outcome.network),
     )
+    if result.exit_code or result.limits_hit:  # only a failure pays for the import
+        from .denials import attach
+
+        result = attach(result, plan.policy, cwd=plan.cwd)
+    return result
 
 
 

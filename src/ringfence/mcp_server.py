@@ -1,0 +1,148 @@
+"""``ringfence mcp``: the Model Context Protocol on stdio, over a ringfence session.
+
+Built on the official ``mcp`` SDK (``pip install 'ringfence[mcp]'``). Any MCP client (Claude
+Code, Codex, Cursor, an in-house agent) gets two tools:
+
+- ``run``: run a command (an argv list, or a string for ``/bin/sh -c``) in the sandbox, in a
+  working directory inside the workspace, with a timeout; returns the exit code, the output,
+  the limits hit and the denials (what the sandbox refused and the smallest change that would
+  allow it). All commands of one MCP connection share one session (its ``/tmp`` and
+  environment); the session is started on the first call and ends with the connection.
+- ``request_escalation``: ask for a change to the policy (a writable root, the network, more
+  time) with a justification. Decided by the approval engine through ``ringfence.escalation``;
+  until that engine is part of ringfence, it refuses every request and says so.
+
+When the client goes away mid-command, the tool call is cancelled and the command is killed;
+when the connection ends, the session and everything in it end.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any  # the SDK reads the tools' annotations at run time
+
+from .errors import CommandError, PolicyError, RingfenceError, UnavailableError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .policy.model import Policy
+    from .session import AsyncSession
+
+def build_server(policy: Policy) -> Any:
+    """The MCP server (an ``mcp.server.mcpserver.MCPServer``) for ``policy``."""
+    try:
+        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver.exceptions import ToolError
+    except ImportError:
+        raise UnavailableError("ringfence mcp needs the MCP SDK: pip install 'ringfence[mcp]'"
+                               ) from None
+    import contextlib
+
+    from .session import AsyncSession
+
+    holder: dict[str, AsyncSession] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(server: Any) -> Any:
+        try:
+            yield {}
+        finally:
+            session = holder.pop("session", None)
+            if session is not None:
+                await session.close()
+
+    server = MCPServer(
+        name="ringfence",
+        instructions=(
+            "Run shell commands in ringfence's sandbox: the workspace "
+            f"{policy.workspace} is writable, the rest of the machine read-only, secrets "
+            f"hidden, the network {policy.network}. Commands share one session (/tmp and the "
+            "environment persist between them). When a command fails because the sandbox "
+            "refused something, the result's denials say what and suggest the smallest change; "
+            "send that with a justification to request_escalation."
+        ),
+        lifespan=lifespan,
+    )
+
+    async def session() -> AsyncSession:
+        if "session" not in holder:
+            s = AsyncSession(policy)
+            await s.open()
+            holder["session"] = s
+        current = holder["session"]
+        if current.session.closed:  # ended under us (its server was killed): start afresh
+            await current.close()
+            del holder["session"]
+            return await session()
+        return current
+
+    @server.tool(name="run")
+    async def run(command: str | list[str], cwd: str | None = None,
+                  timeout: float | None = None, stdin: str | None = None) -> dict[str, Any]:
+        """Run a command in the sandbox and return its exit code, output and any denials.
+
+        command: an argv list (["pytest", "-q"]) or a shell string ("make test 2>&1 | tail").
+        cwd: a directory inside the workspace (relative to it, or absolute); default the
+        workspace. timeout: seconds, then the command and its children are killed (default:
+        the policy's). stdin: text fed to the command (default: none).
+        """
+        s = await session()
+        try:
+            result = await s.run(command, cwd=cwd, timeout=timeout,
+                                 stdin=stdin.encode() if stdin is not None else None)
+        except CommandError as exc:
+            return {"exit_code": exc.exit_code, "stdout": "", "stderr": str(exc),
+                    "duration": 0.0, "limits_hit": [], "denials": []}
+        except RingfenceError as exc:
+            raise ToolError(str(exc)) from None
+        from .agent import report
+
+        return report(result)
+
+    @server.tool(name="request_escalation")
+    async def request_escalation(change: str, justification: str,
+                                 value: str | int | float | None = None) -> dict[str, Any]:
+        """Ask for more than the policy allows, saying why.
+
+        change: writable_root (value: a directory), network (value: the host, if known),
+        timeout / output / memory / max_processes / cpu_seconds / file_size (value: the new
+        limit), allow_read (value: a deny-read path). Use the suggestion from a denial.
+        justification: why the task needs it, for the person approving.
+        """
+        from .escalation import submit
+
+        request = {"change": change, "value": value, "justification": justification}
+        s = await session()
+        current = s.session.policy
+        try:
+            # no approver: the MCP client is not asked (elicitation is not wired); the
+            # approval mode and the rules decide, and what would ask is refused with the rule
+            # or option that would allow it
+            widened = submit(request, current)
+            done = await s.widen(
+                writable=[w for w in widened.writable if w not in current.writable],
+                network=widened.network if widened.network != current.network else None,
+                force=True)
+        except RingfenceError as exc:
+            raise ToolError(str(exc)) from None
+        return {"granted": request, "notice": done.notice}
+
+    return server
+
+
+def main(argv: list[str]) -> int:
+    """``ringfence mcp [OPTIONS]``: serve until the client closes stdin."""
+    from .cli import _VALUE_OPTS, options_from, parse
+    from .policy.load import resolve
+
+    args = parse(argv, _VALUE_OPTS, set())
+    if args.command:
+        raise PolicyError(f"ringfence mcp takes no command (got {args.command[0]!r}); the "
+                          "client sends commands through the run tool")
+    policy = resolve(options_from(args))  # the workspace defaults to the current directory
+    server = build_server(policy)
+    # stdout carries the protocol: nothing else may write there
+    print(f"ringfence mcp: serving {policy.workspace} (profile {policy.profile}, network "
+          f"{policy.network})", file=sys.stderr)
+    server.run("stdio")
+    return 0

@@ -1,0 +1,138 @@
+"""``ringfence mcp``: the real server in a subprocess, driven by the MCP SDK's own client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import World
+from tests.escapes.test_lifetime import find, gone, marker
+
+mcp = pytest.importorskip("mcp")
+from mcp import Client  # noqa: E402
+from mcp.client.stdio import StdioServerParameters  # noqa: E402
+
+
+def params(world: World, *options: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "ringfence", "mcp", *options],
+        env={**world.env, "PYTHONPATH": os.pathsep.join(sys.path)}, cwd=str(world.workspace))
+
+
+def payload(result: Any) -> dict[str, Any]:
+    """The tool's dict, from the structured content (or the JSON text block)."""
+    if result.structured_content is not None:
+        data = result.structured_content
+        return dict(data.get("result", data)) if isinstance(data, dict) else data
+    return dict(json.loads(result.content[0].text))
+
+
+def text(result: Any) -> str:
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+def test_tools_over_stdio(world: World) -> None:
+    async def main() -> None:
+        async with Client(params(world)) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert set(tools) == {"run", "request_escalation"}
+            assert "command" in tools["run"].input_schema["properties"]
+
+            r = payload(await client.call_tool("run", {"command": ["echo", "hello"]}))
+            assert (r["exit_code"], r["stdout"]) == (0, "hello\n")
+
+            # one session: /tmp and the environment persist between calls
+            await client.call_tool("run", {"command": "echo kept > /tmp/state"})
+            r = payload(await client.call_tool("run", {"command": "cat /tmp/state; pwd",
+                                                       "cwd": "sub"}))
+            assert r["stdout"] == f"kept\n{world.workspace}/sub\n"
+
+            r = payload(await client.call_tool("run", {"command": "cat", "stdin": "fed"}))
+            assert r["stdout"] == "fed"
+
+            # a denial the model can act on
+            target = world.outside / "x.txt"
+            r = payload(await client.call_tool("run", {"command": ["touch", str(target)]}))
+            assert r["exit_code"] != 0 and not target.exists()
+            [d] = r["denials"]
+            assert d["kind"] == "write" and d["certain"] is False
+            assert d["suggestion"]["change"] == "writable_root"
+            assert d["suggestion"]["value"] == str(world.outside)
+
+            r = payload(await client.call_tool("run", {"command": ["sleep", "5"],
+                                                       "timeout": 0.2}))
+            assert r["exit_code"] == 137 and r["limits_hit"] == ["timeout"]
+
+            r = payload(await client.call_tool("run", {"command": ["no-such-cmd-xyz"]}))
+            assert r["exit_code"] == 127
+
+            # bad input: clear errors, and the server goes on
+            bad = await client.call_tool("run", {"command": ["ls"], "cwd": "/etc"})
+            assert bad.is_error and "outside the workspace" in text(bad)
+            bad = await client.call_tool("run", {"command": ["echo", "a\0b"]})
+            assert bad.is_error and "NUL" in text(bad)
+
+            # escalation goes through the approval engine: in the default on-request mode an
+            # escalation asks, and the server has no one to ask, so it is refused with the
+            # option or rule that would allow it
+            esc = await client.call_tool("request_escalation", {
+                "change": "writable_root", "value": str(world.outside),
+                "justification": "the task writes its report there"})
+            assert esc.is_error and "needs approval" in text(esc), text(esc)
+            assert not target.exists()
+            r = payload(await client.call_tool("run", {"command": ["touch", str(target)]}))
+            assert r["exit_code"] != 0 and not target.exists()
+            esc = await client.call_tool("request_escalation", {
+                "change": "root-shell", "justification": "x"})
+            assert esc.is_error and "unknown" in text(esc)
+
+            r = payload(await client.call_tool("run", {"command": ["true"]}))
+            assert r["exit_code"] == 0
+
+    (world.workspace / "sub").mkdir()
+    asyncio.run(main())
+
+
+def test_client_disconnecting_mid_command_leaves_nothing(world: World) -> None:
+    """The client goes away while a command runs (its process ends and stdin closes): the
+    server ends, and so do the session and the command."""
+    mark = marker()
+
+    async def main() -> None:
+        async with Client(params(world)) as client:
+            task = asyncio.create_task(client.call_tool("run", {"command": ["sleep", mark]}))
+            deadline = time.monotonic() + 20
+            while not find(mark) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert find(mark), "the command did not start"
+            task.cancel()
+            try:
+                await task
+            except BaseException:
+                pass
+
+    asyncio.run(main())
+    assert gone(mark, within=10)
+
+
+def test_mcp_refuses_bad_options(world: World) -> None:
+    r = world.run("mcp", "--network", "sideways")
+    assert r.returncode == 125 and "--network" in r.stderr and "Traceback" not in r.stderr
+    r = world.run("mcp", "--", "ls")
+    assert r.returncode == 125 and "takes no command" in r.stderr
+
+
+def test_mcp_ends_when_stdin_closes(world: World) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ringfence", "mcp"], input=b"",
+                          capture_output=True, timeout=60, cwd=world.workspace,
+                          env={**world.env, "PYTHONPATH": os.pathsep.join(sys.path)},
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b""  # nothing but the protocol on stdout

@@ -44,7 +44,9 @@ def find(mark: str) -> list[int]:
     return found
 
 
-def gone(mark: str, within: float = 2.0) -> bool:
+def gone(mark: str, within: float = 10.0) -> bool:
+    """Whether every process with ``mark`` is gone within ``within`` seconds (generous: on a
+    loaded machine the kernel takes a while to tear a pid namespace down)."""
     deadline = time.monotonic() + within
     while find(mark):
         if time.monotonic() > deadline:

@@ -136,3 +136,47 @@ def test_mcp_ends_when_stdin_closes(world: World) -> None:
                           check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b""  # nothing but the protocol on stdout
+
+
+def _answering(answer: str | None) -> Any:
+    """An elicitation callback that answers ``answer`` (None: decline), recording questions."""
+    from mcp import types
+
+    asked: list[str] = []
+
+    async def callback(context: Any, params: Any) -> Any:
+        asked.append(params.message)
+        if answer is None:
+            return types.ElicitResult(action="decline")
+        return types.ElicitResult(action="accept", content={"answer": answer})
+
+    callback.asked = asked  # type: ignore[attr-defined]
+    return callback
+
+
+@pytest.mark.parametrize("answer", ["once", None, "deny"])
+def test_escalation_asks_the_user_through_elicitation(world: World, answer: str | None) -> None:
+    """A client that supports elicitation is asked: the question names the command, what more
+    it would get and the justification. Accepted, the session restarts with the extra root and
+    the write that was refused succeeds; declined or denied, it stays refused."""
+    target = world.outside / "report.txt"
+    callback = _answering(answer)
+
+    async def main() -> None:
+        async with Client(params(world), elicitation_callback=callback) as client:
+            r = payload(await client.call_tool("run", {"command": ["touch", str(target)]}))
+            assert r["exit_code"] != 0 and not target.exists()
+            esc = await client.call_tool("request_escalation", {
+                "change": "writable_root", "value": str(world.outside),
+                "justification": "the task writes its report there"})
+            r = payload(await client.call_tool("run", {"command": ["touch", str(target)]}))
+            if answer == "once":
+                assert not esc.is_error, text(esc)
+                assert r["exit_code"] == 0 and target.exists()
+            else:
+                assert esc.is_error and "denied" in text(esc), text(esc)
+                assert r["exit_code"] != 0 and not target.exists()
+
+    asyncio.run(main())
+    [question] = callback.asked
+    assert str(world.outside) in question and "the task writes its report there" in question

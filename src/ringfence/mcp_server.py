@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 def build_server(policy: Policy) -> Any:
     """The MCP server (an ``mcp.server.mcpserver.MCPServer``) for ``policy``."""
     try:
-        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver import Context, MCPServer
         from mcp.server.mcpserver.exceptions import ToolError
+        from mcp_types import InputRequiredResult
     except ImportError:
         raise UnavailableError("ringfence mcp needs the MCP SDK: pip install 'ringfence[mcp]'"
                                ) from None
@@ -40,6 +41,8 @@ def build_server(policy: Policy) -> Any:
 
     from .session import AsyncSession
 
+    # the SDK resolves the tools' (string) annotations in this module's globals
+    globals().update(Context=Context, InputRequiredResult=InputRequiredResult)
     holder: dict[str, AsyncSession] = {}
 
     @contextlib.asynccontextmanager
@@ -101,7 +104,9 @@ def build_server(policy: Policy) -> Any:
 
     @server.tool(name="request_escalation")
     async def request_escalation(change: str, justification: str,
-                                 value: str | int | float | None = None) -> dict[str, Any]:
+                                 value: str | int | float | None = None,
+                                 ctx: Context | None = None,
+                                 ) -> dict[str, Any] | InputRequiredResult:
         """Ask for more than the policy allows, saying why.
 
         change: writable_root (value: a directory), network (value: the host, if known),
@@ -109,25 +114,101 @@ def build_server(policy: Policy) -> Any:
         limit), allow_read (value: a deny-read path). Use the suggestion from a denial.
         justification: why the task needs it, for the person approving.
         """
+        import asyncio
+
         from .escalation import submit
 
         request = {"change": change, "value": value, "justification": justification}
         s = await session()
         current = s.session.policy
+        approver = _ElicitApprover.for_call(ctx, request)
         try:
-            # no approver: the MCP client is not asked (elicitation is not wired); the
-            # approval mode and the rules decide, and what would ask is refused with the rule
-            # or option that would allow it
-            widened = submit(request, current)
+            # The approval mode and rules decide. Where they say ask, and the client can be
+            # asked (elicitation), the first call returns the question (InputRequiredResult)
+            # and the client's retry carries the answer; otherwise it is refused, naming the
+            # rule or option that would allow it.
+            widened = await asyncio.to_thread(submit, request, current, approver=approver)
             done = await s.widen(
                 writable=[w for w in widened.writable if w not in current.writable],
                 network=widened.network if widened.network != current.network else None,
                 force=True)
+        except _NeedAnswer as need:
+            question: InputRequiredResult = need.result
+            return question
         except RingfenceError as exc:
             raise ToolError(str(exc)) from None
         return {"granted": request, "notice": done.notice}
 
     return server
+
+
+class _NeedAnswer(Exception):  # a control-flow signal, not an error
+    """Raised by the approver on the first round: the tool returns ``result`` (the question)."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("the user has not answered yet")
+        self.result = result
+
+
+class _ElicitApprover:
+    """The approval engine's approver for an MCP client that supports elicitation.
+
+    Multi-round (the SDK's InputRequiredResult): the first call finds no answer and raises
+    ``_NeedAnswer`` carrying the question (the command, why it asks, what more it would get,
+    the justification) as a form with one choice: once / session / always / deny. The client
+    shows it, and retries the same call with the answer; ``request_state`` is a digest of the
+    request, so an answer only applies to the question it was given for. Declining or
+    cancelling is deny. Who answers is the client's business; the audit log records the MCP
+    client as the approver.
+    """
+
+    who = "the MCP client (elicitation)"
+    KEY = "ringfence-approval"
+
+    def __init__(self, ctx: Any, state: str) -> None:
+        self.ctx = ctx
+        self.state = state
+
+    @classmethod
+    def for_call(cls, ctx: Any, request: dict[str, Any]) -> _ElicitApprover | None:
+        import hashlib
+        import json
+
+        if ctx is None:
+            return None
+        try:
+            caps = ctx.client_capabilities
+        except (AttributeError, LookupError, ValueError):
+            return None
+        if caps is None or getattr(caps, "elicitation", None) is None:
+            return None
+        blob = json.dumps(request, sort_keys=True, default=str).encode()
+        return cls(ctx, hashlib.sha256(blob).hexdigest())
+
+    def __call__(self, request: Any) -> str:
+        responses = self.ctx.input_responses or {}
+        answer = responses.get(self.KEY)
+        if answer is not None and self.ctx.request_state == self.state:
+            if getattr(answer, "action", "") == "accept" and answer.content:
+                return str(answer.content.get("answer", "deny"))
+            return "deny"
+        raise _NeedAnswer(self._question(request))
+
+    def _question(self, request: Any) -> Any:
+        from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
+
+        lines = [f"ringfence: approve this escalation? {' '.join(request.command)}",
+                 f"why it asks: {request.reason} [{request.rule}]"]
+        lines += [f"it would get: {grant}" for grant in request.grants]
+        if request.justification:
+            lines.append(f"justification: {request.justification}")
+        schema = {"type": "object", "required": ["answer"], "properties": {"answer": {
+            "type": "string", "enum": ["once", "session", "always", "deny"],
+            "description": "once: this time; session: for this server's session; always: add "
+                           "an allow rule to your ringfence config; deny: refuse"}}}
+        form = ElicitRequestFormParams(message="\n".join(lines), requested_schema=schema)
+        return InputRequiredResult(input_requests={self.KEY: ElicitRequest(params=form)},
+                                   request_state=self.state)
 
 
 def main(argv: list[str]) -> int:

@@ -197,3 +197,34 @@ def test_one_shot_results_carry_denials(in_world: World) -> None:
     assert r.exit_code != 0 and [d.kind for d in r.denials] == ["write"]
     assert r.to_json()["denials"][0]["suggestion"]["value"] == str(world.outside)
     assert ringfence.run(["true"], policy).denials == ()
+
+
+def test_proxy_refusals_are_certain_and_narrow() -> None:
+    """Connections the allowlist proxy refused: one denial per host and port, certain; a name
+    not in the list suggests that name, a refused port that port; a deny entry or a private
+    address suggests nothing (the user decides those); allowed and malformed ones are not
+    denials."""
+    from ringfence.denials import from_proxy
+    from ringfence.network.proxy import Connection
+
+    def conn(host: str, port: int, allowed: bool, rule: str, reason: str = "no") -> Connection:
+        return Connection(protocol="http", host=host, port=port, allowed=allowed, rule=rule,
+                          reason=reason, address="", sent=0, received=0, duration=0.0)
+
+    found = from_proxy([
+        conn("ok.test", 443, True, "allow ok.test"),
+        conn("new.test", 443, False, "default", "new.test is not in the allow list"),
+        conn("new.test", 443, False, "default"),
+        conn("ok.test", 8080, False, "ports"),
+        conn("bad.test", 443, False, "deny bad.test"),
+        conn("lan.test", 443, False, "address", "10.0.0.5 is a private address"),
+        conn("", 0, False, "malformed"),
+    ])
+    assert [(d.target, d.certain) for d in found] == [
+        ("new.test:443", True), ("ok.test:8080", True), ("bad.test:443", True),
+        ("lan.test:443", True)]
+    assert found[0].suggestion is not None and found[0].suggestion.to_request()["change"] == \
+        "allow_domain"
+    assert found[1].suggestion is not None and found[1].suggestion.value == 8080
+    assert found[2].suggestion is None and found[3].suggestion is None
+    assert "not in the allow list" in found[0].message

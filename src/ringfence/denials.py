@@ -38,8 +38,9 @@ class Suggestion(Frozen):
     """The smallest change to the policy that would allow what was refused.
 
     ``change`` is one of ``writable_root`` (``value``: a directory), ``network`` (``value``: the
-    host, or None when it is not known), ``allow_read`` (a deny-read path; only the user can
-    lift it), or a limit name: ``timeout``, ``output``, ``memory``, ``max_processes``,
+    host, or None when it is not known), ``allow_domain`` / ``allow_port`` (a host or port the
+    allowlist proxy refused), ``allow_read`` (a deny-read path; only the user can lift it), or
+    a limit name: ``timeout``, ``output``, ``memory``, ``max_processes``,
     ``cpu_seconds``, ``file_size`` (``value``: the new limit in seconds or bytes).
     """
 
@@ -307,11 +308,41 @@ def from_stderr(stderr: str, policy: Policy, *, cwd: str, command: Sequence[str]
     return out
 
 
+def from_proxy(connections: Iterable[Any]) -> list[Denial]:
+    """Certain network denials: the connections the allowlist proxy refused (its records in
+    ``Result.network``), one per host and port. The suggestion is the narrowest widening the
+    refusing rule allows: the host added to the allow list for a name that was not in it, the
+    port for a refused port; a deny entry, an IP literal or a local/private address gets none
+    from here (the user decides those in the policy)."""
+    out: list[Denial] = []
+    seen: set[tuple[str, int]] = set()
+    for conn in connections:
+        if getattr(conn, "allowed", True) or getattr(conn, "rule", "") in ("malformed", ""):
+            continue
+        host, port, rule = str(conn.host), int(conn.port), str(conn.rule)
+        if (host, port) in seen:
+            continue
+        seen.add((host, port))
+        suggestion = None
+        if rule == "default":
+            suggestion = Suggestion(change="allow_domain", value=host,
+                                    why=f"add {host} to the allow list (--allow-domain {host})")
+        elif rule == "ports":
+            suggestion = Suggestion(change="allow_port", value=port,
+                                    why=f"allow port {port} (--allow-port {port})")
+        out.append(Denial(
+            kind="network", target=f"{host}:{port}", certain=True,
+            evidence=f"the allowlist proxy refused {host}:{port} [{rule}]",
+            message=f"could not reach {host}:{port}: {conn.reason}", suggestion=suggestion))
+    return out
+
+
 def analyse(exit_code: int, limits_hit: Iterable[str], stderr: bytes | str | None,
             policy: Policy, *, cwd: str = "", command: Sequence[str] = (), home: str = "",
-            exists: Callable[[str], bool] | None = None) -> tuple[Denial, ...]:
+            exists: Callable[[str], bool] | None = None,
+            network: Iterable[Any] = ()) -> tuple[Denial, ...]:
     """Every denial we can name for one finished command: certain ones first."""
-    out: list[Denial] = []
+    out: list[Denial] = from_proxy(network)
     hit = list(dict.fromkeys(limits_hit))
     for limit in hit:
         if limit in _LIMIT_FIELD:
@@ -327,6 +358,8 @@ def analyse(exit_code: int, limits_hit: Iterable[str], stderr: bytes | str | Non
                              home=home, exists=exists):
             if d.kind == "limit" and d.target in hit:
                 continue  # already known for certain
+            if d.kind == "network" and out and any(o.kind == "network" for o in out):
+                continue  # the proxy said exactly which host
             out.append(d)
     return tuple(out)
 
@@ -334,5 +367,5 @@ def analyse(exit_code: int, limits_hit: Iterable[str], stderr: bytes | str | Non
 def attach(result: Result, policy: Policy, *, cwd: str = "") -> Result:
     """``result`` with its ``denials`` filled in (I/O: looks up which directories exist)."""
     denials = analyse(result.exit_code, result.limits_hit, result.stderr, policy, cwd=cwd,
-                      command=result.command, exists=os.path.exists)
+                      command=result.command, exists=os.path.exists, network=result.network)
     return result.replace(denials=denials) if denials else result

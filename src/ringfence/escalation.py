@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
     from .policy.model import Policy
 
-CHANGES = ("writable_root", "network", "allow_read", "timeout", "output", "memory",
-           "max_processes", "cpu_seconds", "file_size")
+CHANGES = ("writable_root", "network", "allow_domain", "allow_port", "allow_read", "timeout",
+           "output", "memory", "max_processes", "cpu_seconds", "file_size")
 
 ENGINE_CHANGES = ("writable_root", "network")
 
@@ -60,7 +60,9 @@ def submit(request: Mapping[str, Any], policy: Policy, *, approver: Any = None,
     change, value = req["change"], req["value"]
     if change not in ENGINE_CHANGES:
         option = {"timeout": "--timeout", "memory": "--memory", "max_processes":
-                  "--max-processes", "allow_read": "a narrower deny_read in your config"}.get(
+                  "--max-processes", "allow_read": "a narrower deny_read in your config",
+                  "allow_domain": f"--allow-domain {value}",
+                  "allow_port": f"--allow-port {value}"}.get(
                       change, f"[limits] {change} in your config")
         raise UnavailableError(
             f"escalation {change!r} cannot be granted to a running sandbox; ask the user to "

@@ -281,7 +281,8 @@ def result_of(plan: Plan, outcome: Outcome) -> Result:
         stderr=outcome.stderr, command=plan.command, env_removed=plan.env_removed,
         weaker=plan.weaker, layers=plan.layers, network=tuple(outcome.network),
     )
-    if result.exit_code or result.limits_hit:  # only a failure pays for the import
+    refused = any(not getattr(c, "allowed", True) for c in result.network)
+    if result.exit_code or result.limits_hit or refused:  # only a failure pays for the import
         from .denials import attach
 
         result = attach(result, plan.policy, cwd=plan.cwd)

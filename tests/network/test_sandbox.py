@@ -113,6 +113,28 @@ def test_urllib_denied_name(net: Net, server: TCPServer) -> None:
     assert report["network"][0]["allowed"] is False  # type: ignore[index]
 
 
+def test_denied_name_is_a_certain_denial_with_the_narrowest_fix(net: Net,
+                                                                 server: TCPServer) -> None:
+    """The proxy's refusal becomes a denial an agent can act on: certain (the proxy said so,
+    not a guess from stderr), naming host and port, suggesting exactly that host for the allow
+    list; escalating it names the option for a new run (a live allowlist is not widened)."""
+    url = f"http://other.test:{server.port}/"
+    _, report = net.json_run([PY, "-c", FETCH, url], ["web.test"], [server.port])
+    denials = report["denials"]
+    assert isinstance(denials, list)
+    [d] = [d for d in denials if d["kind"] == "network"]
+    assert d["certain"] is True and d["target"] == f"other.test:{server.port}"
+    assert d["suggestion"]["change"] == "allow_domain"
+    assert d["suggestion"]["value"] == "other.test"
+    from ringfence.errors import UnavailableError
+    from ringfence.escalation import submit
+    from ringfence.policy.model import Policy
+
+    with pytest.raises(UnavailableError, match=r"--allow-domain other\.test"):
+        submit({**d["suggestion"], "justification": "docs"},
+               Policy(workspace=str(net.world.workspace)))
+
+
 def test_name_resolving_to_loopback_refused_without_opt_in(net: Net, server: TCPServer) -> None:
     """Attack: an allowed name that resolves to 127.0.0.1 reaches the user's local services."""
     url = f"http://web.test:{server.port}/"

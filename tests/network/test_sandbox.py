@@ -585,3 +585,35 @@ def test_git_over_ssh_goes_through_the_proxy(net: Net) -> None:
         assert denied.returncode != 0 and seen == [] and "403" in denied.stderr
     finally:
         banner.close()
+
+
+def test_session_with_an_allowlist(net: Net, server: TCPServer,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session in the allowlist mode: its commands reach the allowed name through the one
+    proxy, are refused the others, and each result carries the connections made while it ran
+    (refusals as certain denials); a client ignoring the proxy variables still reaches
+    nothing."""
+    import ringfence
+    from ringfence.network.rules import NetworkRules
+    from ringfence.session import Session
+
+    for name, value in net.world.env.items():  # the library reads the world's home, hosts hook
+        monkeypatch.setenv(name, value)
+    policy = ringfence.Policy(
+        workspace=str(net.world.workspace), network="allowlist",
+        network_rules=NetworkRules(allow=("web.test",), ports=(server.port,), allow_local=True))
+    ok_url, bad_url = (f"http://{h}:{server.port}/" for h in ("web.test", "other.test"))
+    direct = ("import socket; s = socket.socket(); s.settimeout(3)\n"
+              f"try: s.connect(('127.0.0.1', {server.port})); print('CONNECTED')\n"
+              "except OSError as e: print('REFUSED', e)")
+    with Session(policy) as s:
+        good = s.run([PY, "-c", FETCH, ok_url])
+        assert b"STATUS 200" in good.stdout, good.stdout + good.stderr
+        assert [(c.host, c.allowed) for c in good.network] == [("web.test", True)]
+        bad = s.run([PY, "-c", FETCH, bad_url])
+        assert b"STATUS 403" in bad.stdout
+        assert [(c.host, c.allowed) for c in bad.network] == [("other.test", False)]
+        [d] = [d for d in bad.denials if d.kind == "network"]
+        assert d.certain and d.suggestion is not None and d.suggestion.value == "other.test"
+        assert b"CONNECTED" not in s.run([PY, "-c", direct]).stdout
+    assert b"CONNECTED" in subprocess.run([PY, "-c", direct], capture_output=True).stdout

@@ -50,7 +50,7 @@ class _Pending:
     __slots__ = ("ident", "argv", "fds", "stdin_fd", "stdin_buf", "stdin_close", "out_fds",
                  "buffers", "limit", "truncated", "deadline", "timed_out", "pid", "status",
                  "failure", "exited_at", "start", "sink", "stream", "done", "result",
-                 "error", "pty", "cwd", "last_byte", "hold")
+                 "error", "pty", "cwd", "last_byte", "hold", "net_mark")
 
     def __init__(self, ident: int, argv: list[str], sink: Callable[[object], None],
                  stream: bool) -> None:
@@ -71,6 +71,7 @@ class _Pending:
         self.failure: tuple[int, str] | None = None
         self.exited_at = 0.0
         self.start = 0.0
+        self.net_mark = 0  # how many proxy records the session had when this command started
         self.sink = sink
         self.stream = stream
         self.done = False
@@ -125,12 +126,6 @@ class _Engine:
         from ..runner import make_plan, start_checks
         from . import linux
 
-        if self.policy.network not in ("off", "on"):
-            from ..errors import UnavailableError
-
-            raise UnavailableError(
-                f"sessions support network off or on, not {self.policy.network!r} yet (the "
-                "allowlist proxy is not wired into sessions); use one-shot runs for it")
         if self.policy.profile == "full-access":
             raise PolicyError("sessions need a sandbox; the full-access profile has none, so "
                               "use ringfence.run for it or pick another profile")
@@ -168,6 +163,7 @@ class _Engine:
             for fd in prep.fds:
                 os.close(fd)
             prep.fds = []
+        prep.started(self.proc.pid)  # allowlist: attach the proxy, then the server starts
         self.sock = host
         import select
 
@@ -426,6 +422,13 @@ class _Engine:
         p.result = self._result(p)
         p.sink(("done", p.result))
 
+    def _net_records(self) -> list[Any]:
+        """The allowlist proxy's connection records so far (the session's one proxy). A
+        command's result gets those made while it ran: with commands running at once, each
+        also gets the others' connections of that time."""
+        net = getattr(self.prep, "net", None) if self.prep is not None else None
+        return net.records if net is not None else []
+
     def _result(self, p: _Pending) -> Result:
         from ..runner import Result
 
@@ -447,9 +450,10 @@ class _Engine:
             mode=self.plan.mode, stdout=bytes(p.buffers["stdout"]),
             stderr=bytes(p.buffers["stderr"]), command=tuple(p.argv),
             env_removed=self.plan.env_removed, weaker=self.plan.weaker,
-            layers=self.plan.layers,
+            layers=self.plan.layers, network=tuple(self._net_records()[p.net_mark:]),
         )
-        if code != 0 or limits:
+        refused = any(not c.allowed for c in result.network)
+        if code != 0 or limits or refused:
             from ..denials import attach
 
             result = attach(result, self.policy, cwd=p.cwd)
@@ -530,6 +534,7 @@ class _Engine:
             if timeout:
                 p.deadline = time.monotonic() + timeout
             p.start = time.monotonic()
+            p.net_mark = len(self._net_records())
             with self.lock:
                 self.pending[ident] = p
             try:

@@ -250,7 +250,7 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
     passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
                       exit_code=125 if outcome.setup_failed else outcome.exit_code,
                       duration=outcome.duration, limits_hit=outcome.limits_hit,
-                      setup_failed=outcome.setup_failed)
+                      setup_failed=outcome.setup_failed, network=outcome.network)
     if outcome.setup_failed:
         print("ringfence: bubblewrap could not create the sandbox (its message is above); run "
               "ringfence doctor to see what this host lacks, or pass --fallback landlock to "

@@ -617,3 +617,21 @@ def test_session_with_an_allowlist(net: Net, server: TCPServer,
         assert d.certain and d.suggestion is not None and d.suggestion.value == "other.test"
         assert b"CONNECTED" not in s.run([PY, "-c", direct]).stdout
     assert b"CONNECTED" in subprocess.run([PY, "-c", direct], capture_output=True).stdout
+
+
+def test_network_decisions_in_the_audit_log(net: Net, server: TCPServer) -> None:
+    """Every connection the proxy decided for a run is in that run's audit record, allowed and
+    refused alike, with the deciding rule: a record the command cannot reach or rewrite."""
+    code = ("import sys, urllib.request\n"
+            "for url in sys.argv[1:]:\n"
+            "    try: urllib.request.urlopen(url, timeout=20).read()\n"
+            "    except Exception as e: print('ERR', e)\n")
+    urls = [f"http://{h}:{server.port}/" for h in ("web.test", "other.test")]
+    proc = net.run([PY, "-c", code, *urls], ["web.test"], [server.port])
+    assert proc.returncode == 0, proc.stderr
+    log = net.world.home / ".local" / "state" / "ringfence" / "audit"
+    records = [json.loads(line) for f in sorted(log.glob("*.jsonl"))
+               for line in f.read_text().splitlines()]
+    [run] = [r for r in records if r.get("kind") == "run"]
+    seen = {(d["host"], d["allowed"], d["rule"]) for d in run["network_decisions"]}
+    assert seen == {("web.test", True, "allow web.test"), ("other.test", False, "default")}

@@ -205,7 +205,8 @@ class Gate:
 
     def record_run(self, *, mode: str, layers: Sequence[str], weaker: Sequence[str],
                    exit_code: int, duration: float, limits_hit: Sequence[str],
-                   stderr: bytes | None = None, setup_failed: bool = False) -> None:
+                   stderr: bytes | None = None, setup_failed: bool = False,
+                   network: Sequence[Any] = ()) -> None:
         if self.writer is None:
             return
         from ..audit.log import run_record
@@ -213,12 +214,13 @@ class Gate:
         self.writer.append(run_record(
             self.policy, self.command, decision_seq=self.seq, mode=mode, layers=layers,
             weaker=weaker, exit_code=exit_code, duration=duration, limits_hit=limits_hit,
-            stderr=stderr, setup_failed=setup_failed))
+            stderr=stderr, setup_failed=setup_failed, network=network))
 
     def record_result(self, result: Result) -> None:
         self.record_run(mode=result.mode, layers=result.layers, weaker=result.weaker,
                         exit_code=result.exit_code, duration=result.duration,
-                        limits_hit=result.limits_hit, stderr=result.stderr)
+                        limits_hit=result.limits_hit, stderr=result.stderr,
+                        network=result.network)
 
 
 def open_gate(

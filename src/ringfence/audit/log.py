@@ -328,10 +328,17 @@ def denials(exit_code: int, stderr: bytes | None) -> list[str]:
     return out
 
 
+def _connection(conn: Any) -> dict[str, Any]:
+    return {"host": str(conn.host), "port": int(conn.port), "allowed": bool(conn.allowed),
+            "rule": str(conn.rule), "reason": str(conn.reason), "address": str(conn.address),
+            "sent": int(conn.sent), "received": int(conn.received),
+            "duration": round(float(conn.duration), 6)}
+
+
 def run_record(policy: Policy, command: Sequence[str] | str, *, decision_seq: int, mode: str,
                layers: Sequence[str], weaker: Sequence[str], exit_code: int, duration: float,
                limits_hit: Sequence[str], stderr: bytes | None,
-               setup_failed: bool) -> dict[str, Any]:
+               setup_failed: bool, network: Sequence[Any] = ()) -> dict[str, Any]:
     import time
 
     return {
@@ -346,7 +353,8 @@ def run_record(policy: Policy, command: Sequence[str] | str, *, decision_seq: in
         "layers": list(layers),
         "weaker": list(weaker),
         "network": policy.network,
-        "network_decisions": [],  # filled by the network proxy when it lands
+        # every connection the allowlist proxy decided (host, port, allowed, rule, bytes)
+        "network_decisions": [_connection(c) for c in network],
         "exit_code": exit_code,
         "setup_failed": setup_failed,
         "duration": round(duration, 6),

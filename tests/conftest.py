@@ -112,3 +112,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 IS_ROOT = os.geteuid() == 0
+
+
+@pytest.fixture
+def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The test process itself lives in the world (its environment, its workspace as the
+    current directory): the library, called in-process, touches no real home."""
+    for name, value in world.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(world.workspace)
+    return world

@@ -144,14 +144,6 @@ def test_success_has_no_denials_and_dicts_are_json_ready() -> None:
 
 # -- real denied commands ----------------------------------------------------------------------
 
-@pytest.fixture
-def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    for name, value in world.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(world.workspace)
-    return world
-
-
 def test_denials_from_real_commands(in_world: World) -> None:
     """Real refusals in a session: writing outside, a protected path, a deny-read secret, the
     network, the time limit, the file size limit. Each names its target; the guesses are

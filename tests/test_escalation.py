@@ -22,15 +22,6 @@ from tests.conftest import World
 from tests.test_session import policy_of
 
 
-@pytest.fixture
-def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    """The test process lives in the world: the library touches no real home."""
-    for name, value in world.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(world.workspace)
-    return world
-
-
 def _request(target: str) -> dict[str, Any]:
     return {"change": "writable_root", "value": target,
             "justification": "the task writes its report there"}

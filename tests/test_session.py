@@ -27,15 +27,6 @@ from tests.escapes.test_lifetime import find, gone, marker
 PY = os.path.realpath(sys.executable)
 
 
-@pytest.fixture
-def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    """The test process lives in the world: the library touches no real home."""
-    for name, value in world.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(world.workspace)
-    return world
-
-
 def policy_of(world: World, **kw: object) -> ringfence.Policy:
     return ringfence.Policy(workspace=str(world.workspace), **kw)
 

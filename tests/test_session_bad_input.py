@@ -22,14 +22,6 @@ from tests.conftest import World
 
 
 @pytest.fixture
-def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    for name, value in world.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(world.workspace)
-    return world
-
-
-@pytest.fixture
 def session(in_world: World) -> Iterator[Session]:
     with Session(ringfence.Policy(workspace=str(in_world.workspace))) as s:
         yield s

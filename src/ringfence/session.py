@@ -99,16 +99,12 @@ def _inside(path: str, root: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # The plain API.
 
-class Command:
-    """A command running in a session: feed ``write``, read by iterating, ``wait`` for the
-    ``Result``. Thread-safe; created by ``Session.start``."""
+class _Running:
+    """What the plain and asyncio commands share: the engine's handle on one command."""
 
-    def __init__(self, engine: Any, argv: list[str], cwd: str, **kw: Any) -> None:
-        import queue
-
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+    def __init__(self, engine: Any, argv: list[str], cwd: str, sink: Any, **kw: Any) -> None:
         self._engine = engine
-        self._p = engine.submit(argv, cwd, sink=self._queue.put, **kw)
+        self._p = engine.submit(argv, cwd, sink=sink, **kw)
         self._result: Result | None = None
         self._error: BaseException | None = None
 
@@ -118,7 +114,8 @@ class Command:
         return int(self._p.pid)
 
     def write(self, data: bytes) -> None:
-        """Queue ``data`` for the command's stdin (start it with ``stdin=True``)."""
+        """Queue ``data`` for the command's stdin (start it with ``stdin=True``); never blocks:
+        the session's I/O thread writes it."""
         self._engine.write(self._p, bytes(data))
 
     def close_stdin(self) -> None:
@@ -127,6 +124,17 @@ class Command:
     def kill(self) -> None:
         """SIGKILL the command's process group."""
         self._engine.kill(self._p)
+
+
+class Command(_Running):
+    """A command running in a session: feed ``write``, read by iterating, ``wait`` for the
+    ``Result``. Thread-safe; created by ``Session.start``."""
+
+    def __init__(self, engine: Any, argv: list[str], cwd: str, **kw: Any) -> None:
+        import queue
+
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        super().__init__(engine, argv, cwd, self._queue.put, **kw)
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
         """``(stream, chunk)`` as output comes (``stream`` is ``stdout`` or ``stderr``; on a
@@ -315,7 +323,7 @@ def _widened_policy(policy: Policy, writable: Sequence[str], network: str | None
 # The asyncio API: the same engine; results and output reach the loop through
 # call_soon_threadsafe, and starting or closing the sandbox runs in a worker thread.
 
-class AsyncCommand:
+class AsyncCommand(_Running):
     """A command running in an ``AsyncSession``; ``async for`` its output, ``await wait()``."""
 
     def __init__(self, engine: Any, loop: asyncio.AbstractEventLoop, argv: list[str],
@@ -324,7 +332,6 @@ class AsyncCommand:
 
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._loop = loop
-        self._engine = engine
 
         def sink(item: object) -> None:
             try:
@@ -332,23 +339,7 @@ class AsyncCommand:
             except RuntimeError:
                 pass  # the loop is closed: nobody is waiting any more
 
-        self._p = engine.submit(argv, cwd, sink=sink, **kw)
-        self._result: Result | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def pid(self) -> int:
-        return int(self._p.pid)
-
-    def write(self, data: bytes) -> None:
-        """Queue ``data`` for stdin (never blocks: the session's I/O thread writes it)."""
-        self._engine.write(self._p, bytes(data))
-
-    def close_stdin(self) -> None:
-        self._engine.write(self._p, b"", close=True)
-
-    def kill(self) -> None:
-        self._engine.kill(self._p)
+        super().__init__(engine, argv, cwd, sink, **kw)
 
     def _take(self, item: object) -> bool:
         kind, value = cast("tuple[str, Any]", item)

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from tests.conftest import IS_ROOT, World
 
 import ringfence
@@ -139,15 +138,6 @@ def test_file_size_is_reported(world: World) -> None:
     report = json.loads(result.stdout)
     assert report["exit_code"] == 128 + 25
     assert "file_size" in report["limits_hit"]
-
-
-@pytest.fixture
-def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    """The test process itself lives in the world: the library touches no real home."""
-    for name, value in world.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(world.workspace)
-    return world
 
 
 def test_output_cap_in_the_library(in_world: World) -> None:

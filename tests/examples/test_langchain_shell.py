@@ -29,14 +29,6 @@ def load_example() -> ModuleType:
     return module
 
 
-@pytest.fixture
-def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    for name, value in world.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(world.workspace)
-    return world
-
-
 def test_tool_call_as_the_framework_makes_it(in_world: World) -> None:
     from langchain_core.messages import ToolMessage
     from langchain_core.utils.function_calling import convert_to_openai_tool

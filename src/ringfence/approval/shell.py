@@ -102,27 +102,15 @@ def _text(node: Any) -> str:
     return bytes(node.text).decode("utf-8", "surrogateescape")
 
 
-def _unescape_word(raw: str) -> str:
+def _unescape(raw: str, escapable: str | None = None) -> str:
+    """Remove backslash escapes as bash does: before any character in a bare word
+    (``escapable`` None), only before ``escapable`` ones inside double quotes; a backslash
+    before a newline removes both."""
     out = []
     i = 0
     while i < len(raw):
         ch = raw[i]
-        if ch == "\\" and i + 1 < len(raw):
-            if raw[i + 1] != "\n":
-                out.append(raw[i + 1])
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def _unescape_dquoted(raw: str) -> str:
-    out = []
-    i = 0
-    while i < len(raw):
-        ch = raw[i]
-        if ch == "\\" and i + 1 < len(raw) and raw[i + 1] in '$`"\\\n':
+        if ch == "\\" and i + 1 < len(raw) and (escapable is None or raw[i + 1] in escapable):
             if raw[i + 1] != "\n":
                 out.append(raw[i + 1])
             i += 2
@@ -138,7 +126,7 @@ def word_value(node: Any) -> tuple[str, bool, bool]:
     if kind in ("word", "number"):
         raw = _text(node)
         glob = raw.startswith("~") or any(c in _GLOB_CHARS for c in raw)
-        return _unescape_word(raw), False, glob
+        return _unescape(raw), False, glob
     if kind == "raw_string":
         return _text(node)[1:-1], False, False
     if kind == "string":
@@ -146,7 +134,7 @@ def word_value(node: Any) -> tuple[str, bool, bool]:
         for child in node.named_children:
             if child.type != "string_content":
                 return _text(node), True, False
-            parts.append(_unescape_dquoted(_text(child)))
+            parts.append(_unescape(_text(child), '$`"\\\n'))
         return "".join(parts), False, False
     if kind == "concatenation":
         values, dynamic, glob = [], False, False

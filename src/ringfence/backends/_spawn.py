@@ -163,6 +163,56 @@ def exec_group(argv: Sequence[str], env: dict[str, str], cwd: str,
     return outcome
 
 
+class Capture:
+    """Output kept for the library: each chunk goes to ``on_output`` and, when capturing, into
+    a buffer per stream capped at ``limit`` bytes (``truncated`` once something was cut)."""
+
+    __slots__ = ("buffers", "truncated", "limit", "capture", "on_output")
+
+    def __init__(self, limit: int | None, capture: bool,
+                 on_output: Callable[[str, bytes], None] | None) -> None:
+        self.buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self.truncated = False
+        self.limit = limit
+        self.capture = capture
+        self.on_output = on_output
+
+    def add(self, name: str, chunk: bytes) -> None:
+        if self.on_output is not None:
+            self.on_output(name, chunk)
+        if self.capture:
+            buf = self.buffers[name]
+            room = (self.limit - len(buf)) if self.limit else len(chunk)
+            if room < len(chunk):
+                self.truncated = True
+            if room > 0:
+                buf += chunk[:room]
+
+    def finish(self, outcome: Outcome) -> None:
+        if self.truncated:
+            outcome.limits_hit.append("output")
+        if self.capture:
+            outcome.stdout = bytes(self.buffers["stdout"])
+            outcome.stderr = bytes(self.buffers["stderr"])
+
+
+def feed_stdin(proc: Any, data: bytes | None) -> None:
+    """Write ``data`` to the child's stdin from a thread (a full pipe must not block the
+    reading of its output), then close it."""
+    if data is None or proc.stdin is None:
+        return
+    import threading
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(data)
+            proc.stdin.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+
+
 def run_group(
     argv: Sequence[str],
     env: dict[str, str],
@@ -197,22 +247,10 @@ def run_group(
         raise SandboxError(f"cannot start {argv[0]}: {exc.strerror}") from None
     pid = proc.pid
     deadline = start + timeout if timeout else None
-    buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-    truncated = False
+    kept = Capture(output_limit, capture, on_output)
     timed_out = False
     status: int | None = None
-    if stdin is not None and proc.stdin is not None:
-        import threading
-
-        def feed() -> None:
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(stdin)
-                proc.stdin.close()
-            except OSError:
-                pass
-
-        threading.Thread(target=feed, daemon=True).start()
+    feed_stdin(proc, stdin)
 
     def reap() -> int | None:
         got, st = os.waitpid(pid, os.WNOHANG)
@@ -247,16 +285,7 @@ def run_group(
                         sel.unregister(key.fileobj)
                         open_streams -= 1
                         continue
-                    name = key.data
-                    if on_output is not None:
-                        on_output(name, chunk)
-                    if capture:
-                        buf = buffers[name]
-                        room = (output_limit - len(buf)) if output_limit else len(chunk)
-                        if room < len(chunk):
-                            truncated = True
-                        if room > 0:
-                            buf += chunk[:room]
+                    kept.add(key.data, chunk)
             sel.close()
         while status is None:
             if deadline is not None and time.monotonic() >= deadline and not timed_out:
@@ -280,11 +309,7 @@ def run_group(
     _finish(status, outcome)
     if timed_out:
         outcome.limits_hit.append("timeout")
-    if truncated:
-        outcome.limits_hit.append("output")
-    if capture:
-        outcome.stdout = bytes(buffers["stdout"])
-        outcome.stderr = bytes(buffers["stderr"])
+    kept.finish(outcome)
     return outcome
 
 

@@ -825,6 +825,8 @@ def run_captured(
     import selectors
     import subprocess
 
+    from ._spawn import Capture, feed_stdin
+
     outcome = Outcome()
     piped = capture or on_output is not None
     start = time.monotonic()
@@ -847,22 +849,9 @@ def run_captured(
     prep.fds = []
     prep.started(proc.pid)
     deadline = start + plan.timeout if plan.timeout else None
-    limit = plan.output_limit
-    buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-    truncated = False
+    kept = Capture(plan.output_limit, capture, on_output)
     timed_out = False
-    if stdin is not None and proc.stdin is not None:
-        import threading
-
-        def feed() -> None:
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(stdin)
-                proc.stdin.close()
-            except OSError:
-                pass
-
-        threading.Thread(target=feed, daemon=True).start()
+    feed_stdin(proc, stdin)
     if piped:
         sel = selectors.DefaultSelector()
         assert proc.stdout is not None and proc.stderr is not None
@@ -881,16 +870,7 @@ def run_captured(
                     sel.unregister(key.fileobj)
                     open_streams -= 1
                     continue
-                name = key.data
-                if on_output is not None:
-                    on_output(name, chunk)
-                if capture:
-                    buf = buffers[name]
-                    room = (limit - len(buf)) if limit else len(chunk)
-                    if room < len(chunk):
-                        truncated = True
-                    if room > 0:
-                        buf += chunk[:room]
+                kept.add(key.data, chunk)
         sel.close()
     try:
         status = _wait(proc, deadline)
@@ -905,11 +885,7 @@ def run_captured(
     _finish(plan, prep, status, outcome)
     if timed_out:
         outcome.limits_hit.append("timeout")
-    if truncated:
-        outcome.limits_hit.append("output")
-    if capture:
-        outcome.stdout = bytes(buffers["stdout"])
-        outcome.stderr = bytes(buffers["stderr"])
+    kept.finish(outcome)
     return outcome
 
 

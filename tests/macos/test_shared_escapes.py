@@ -33,7 +33,6 @@ from tests.escapes.test_deny_read import (
     test_python_open_key,
 )
 from tests.escapes.test_limits import (
-    in_world,
     test_cpu_seconds,
     test_file_size,
     test_file_size_in_the_library,

@@ -500,9 +500,11 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
             args += _hide_dir(path, facts)
         elif kind in ("file", "other"):
             args += ["--ro-bind", "/dev/null", path]
+    # the sandbox waits on the block fd until ringfence has set its rlimits, moved it into the
+    # pids cgroup and attached the allowlist proxy (backends.linux.Prepared.started)
+    args += ["--info-fd", INFO_FD, "--block-fd", BLOCK_FD]
     network = None
     if policy.network == "allowlist":
-        args += ["--info-fd", INFO_FD, "--block-fd", BLOCK_FD]
         assert policy.network_rules is not None
         network = policy.network_rules.replace(preset_hosts=facts.preset_hosts)
     args += ["--chdir", cwd, "--seccomp", SECCOMP_FD, "--json-status-fd", STATUS_FD,

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 import pytest
 from tests.conftest import World
 
+import ringfence
+
 PY = os.path.realpath(sys.executable)
 
 
@@ -250,3 +252,26 @@ def test_sigterm_of_ringfence_exits_143(world: World, marks: list[str]) -> None:
     mark = marker()
     marks.append(mark)
     assert _sigterm_run(world, mark) == 143
+
+
+def test_command_never_runs_when_setup_fails_after_the_sandbox_exists(
+        in_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack on fail-closed: bubblewrap's sandbox waits on its block fd while ringfence sets
+    its limits (and attaches the proxy). If that step fails and ringfence only kills bubblewrap
+    and closes the fd, the waiting process reads EOF and goes on to exec the command -- with no
+    limits and no parent to die with. The sandbox's own first process must be killed first."""
+    from ringfence.backends import linux
+    from ringfence.errors import SandboxError
+
+    flag = in_world.workspace / "ran"
+
+    def refuse(pid: int, rlimits: object) -> None:
+        time.sleep(0.3)  # bubblewrap's outer process has released its side by now
+        raise SandboxError("injected: cannot set the sandbox's limits")
+
+    monkeypatch.setattr(linux, "_set_rlimits", refuse)
+    code = f"import time; time.sleep(0.3); open({str(flag)!r}, 'w').close()"
+    with pytest.raises(SandboxError, match="injected"):
+        ringfence.run([PY, "-c", code], workspace=str(in_world.workspace))
+    time.sleep(1.5)
+    assert not flag.exists(), "the command ran although the sandbox's setup failed"

@@ -150,12 +150,13 @@ class _Engine:
             tokens = {"{session-fd}": str(inside.fileno()),
                       "{rlimits}": _rlimit_arg(plan.rlimits)}
             argv = [tokens.get(a, a) for a in prep.argv]
-            setup = prep.child_setup(()) if prep.cgroup else None
+            # no preexec_fn: the sandbox joins the pids cgroup in ``started`` (the server
+            # sets each command's own rlimits; the server itself has none)
             try:
                 self.proc = subprocess.Popen(
                     argv, env=plan.env, stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                    pass_fds=(*prep.fds, inside.fileno()), preexec_fn=setup, close_fds=True)
+                    pass_fds=(*prep.fds, inside.fileno()), close_fds=True)
             except OSError as exc:
                 raise SandboxError(f"cannot start {argv[0]}: {exc.strerror}") from None
         finally:
@@ -163,7 +164,7 @@ class _Engine:
             for fd in prep.fds:
                 os.close(fd)
             prep.fds = []
-        prep.started(self.proc.pid)  # allowlist: attach the proxy, then the server starts
+        prep.started(self.proc.pid)  # cgroup, allowlist proxy; then the server starts
         self.sock = host
         import select
 

@@ -2,7 +2,8 @@
 
 No process runs inside the sandbox for this. bubblewrap is started with ``--info-fd`` (it writes
 the sandbox's pid once the namespaces exist) and ``--block-fd`` (it waits, after every mount and
-just before the seccomp filter and the command, until a byte arrives). Meanwhile a short-lived
+just before the seccomp filter and the command, until a byte arrives); ``linux.Prepared.started``
+reads the one, calls ``Attachment.after_start`` and then releases the other. There a short-lived
 child of ringfence joins the sandbox's network namespace -- first its user namespace (found with
 ``NS_GET_USERNS`` on the network namespace, so bubblewrap's nested user namespace does not
 matter) when ringfence is not root -- creates a TCP socket listening on 127.0.0.1:PORT *there*,
@@ -101,10 +102,9 @@ def _listen_inside(pid: int, port: int) -> socket.socket:
 
 
 class Attachment:
-    """The proxy side of one run: the fds bubblewrap gets, the listener, the records."""
+    """The proxy side of one run: the listener inside the sandbox and the records."""
 
-    __slots__ = ("rules", "port", "info_r", "info_w", "block_r", "block_w", "records",
-                 "proxy", "listener", "warming", "warm_error")
+    __slots__ = ("rules", "port", "records", "proxy", "listener", "warming", "warm_error")
 
     def __init__(self, rules: NetworkRules, port: int) -> None:
         self.rules = rules
@@ -112,10 +112,6 @@ class Attachment:
         self.records: list[Connection] = []
         self.proxy: Proxy | None = None
         self.listener: Listener | None = None
-        self.info_r, self.info_w = os.pipe()
-        self.block_r, self.block_w = os.pipe()
-        os.set_inheritable(self.info_w, True)
-        os.set_inheritable(self.block_r, True)
         # Importing and starting the proxy takes milliseconds: do it while bubblewrap builds
         # the sandbox. (Everything the forked setns helper needs is imported
         # here first, so the fork never waits on an import lock held by this thread.)
@@ -136,39 +132,14 @@ class Attachment:
         except BaseException as exc:  # reported by after_start
             self.warm_error = exc
 
-    def child_fds(self) -> tuple[int, int]:
-        """(info fd, block fd) for bubblewrap; the caller owns them from now on (passes them
-        to bubblewrap and closes them)."""
-        fds = self.info_w, self.block_r
-        self.info_w = self.block_r = -1
-        return fds
-
-    def after_start(self, pid: int) -> None:
-        """bubblewrap (``pid``) has started: attach the proxy, then release the command."""
-        import json
-        import select
-
-        data = b""
-        while True:
-            ready, _, _ = select.select([self.info_r], [], [], SETUP_TIMEOUT)
-            if not ready:
-                raise SandboxError("bubblewrap did not report the sandbox's pid in time")
-            chunk = os.read(self.info_r, 4096)
-            if not chunk:
-                break
-            data += chunk
-        try:
-            child = int(json.loads(data)["child-pid"])
-        except (ValueError, KeyError, TypeError):
-            raise SandboxError("bubblewrap could not create the sandbox (no pid reported); "
-                               "run ringfence doctor") from None
+    def after_start(self, child: int) -> None:
+        """The sandbox (its first process is ``child``) exists and waits: attach the proxy.
+        The caller releases the command afterwards, or kills the sandbox if this raises."""
         self.warming.join()
         if self.proxy is None:
             raise SandboxError(f"cannot start the allowlist proxy: {self.warm_error}")
         sock = _listen_inside(child, self.port)
         self.listener = self.proxy.add_listener(sock, self.rules, self.records)
-        os.write(self.block_w, b"1")
-        self._close("block_w")
 
     def finish(self) -> list[Connection]:
         """The command is gone: let the proxy record the connections it had, stop listening."""
@@ -176,15 +147,6 @@ class Attachment:
             self.proxy.remove_listener(self.listener, wait=1.0)
             self.listener = None
         return list(self.records)
-
-    def _close(self, name: str) -> None:
-        fd = getattr(self, name)
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-            setattr(self, name, -1)
 
     def close(self) -> None:
         self.warming.join()
@@ -194,5 +156,3 @@ class Attachment:
 
             proxy_mod.release()
             self.proxy = None
-        for name in ("info_r", "info_w", "block_r", "block_w"):
-            self._close(name)

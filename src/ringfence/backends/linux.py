@@ -368,11 +368,72 @@ def _seccomp_pipe(block_inet: bool, block_unix: bool) -> tuple[int, int]:
     return r, keep
 
 
+SETUP_TIMEOUT = 10.0  # how long bubblewrap may take to report the sandbox's pid
+
+
+def _sandbox_pid(info_r: int) -> int:
+    """The pid (in our namespace) of the sandbox's first process, from bubblewrap's
+    ``--info-fd`` JSON; 0 when bubblewrap closed it without one (it failed first)."""
+    import select
+
+    data = b""
+    while True:
+        ready, _, _ = select.select([info_r], [], [], SETUP_TIMEOUT)
+        if not ready:
+            raise SandboxError("bubblewrap did not report the sandbox's pid in "
+                               f"{SETUP_TIMEOUT:.0f} s; run ringfence doctor")
+        chunk = os.read(info_r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    _, found, rest = data.partition(b'"child-pid":')
+    digits = rest.lstrip().split(b",", 1)[0].split(b"}", 1)[0].strip()
+    if not found or not digits.isdigit():
+        return 0
+    return int(digits)
+
+
+def _set_rlimits(pid: int, rlimits: tuple[tuple[str, int], ...]) -> None:
+    """Set each limit (soft and hard) on ``pid``; RLIMIT_CPU's hard limit one second above the
+    soft one, so SIGXCPU, not SIGKILL, says which limit it was. A limit above the process's hard
+    limit is lowered to it (raising it is not allowed)."""
+    import resource
+
+    inf = resource.RLIM_INFINITY
+    try:
+        for name, value in rlimits:
+            res = getattr(resource, name)
+            _, hard = resource.prlimit(pid, res)
+            if hard != inf:
+                value = min(value, hard)
+            top = value + 1 if res == resource.RLIMIT_CPU else value
+            if hard != inf:
+                top = min(top, hard)
+            resource.prlimit(pid, res, (value, top))
+    except ProcessLookupError:
+        raise
+    except OSError as exc:
+        raise SandboxError(f"cannot set the sandbox's limits: {exc.strerror}; "
+                           "run ringfence doctor") from None
+
+
+def _join_cgroup(cgroup: str, pid: int) -> None:
+    try:
+        fd = os.open(os.path.join(cgroup, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise UnavailableError(f"cannot move the sandbox into the pids cgroup {cgroup}: "
+                               f"{exc.strerror}; run ringfence doctor") from None
+
+
 class Prepared:
     """Host-side state for one run: fds to pass, the cgroup, placeholders. ``close()`` undoes."""
 
     __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders_root", "state_dir",
-                 "lock_fd", "tmpdir", "seccomp_check", "net")
+                 "lock_fd", "tmpdir", "seccomp_check", "net", "info_r", "block_w")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
@@ -385,20 +446,22 @@ class Prepared:
         self.tmpdir = ""
         self.seccomp_check = -1
         self.net: Any = None  # backends._netns.Attachment in the allowlist mode
+        self.info_r = -1  # bubblewrap's --info-fd (the sandbox's pid) ...
+        self.block_w = -1  # ... and --block-fd (the command waits for a byte on it)
 
-    def child_setup(self, rlimits: tuple[tuple[str, int], ...]) -> Callable[[], None]:
-        """What runs in the forked child just before exec: limits, cgroup. Async-signal-light."""
-        import resource
+    def child_setup(self, rlimits: tuple[tuple[str, int], ...]) -> Callable[[], None] | None:
+        """What runs in the forked child just before exec where there is no sandbox to hold
+        before its command (the fallback and full-access modes): limits, cgroup. None for
+        bubblewrap, whose sandbox gets them in ``started``, so that the spawn can use vfork."""
+        if self.info_r >= 0:
+            return None
+        from ._spawn import child_setup
 
-        limits = [(getattr(resource, name), value) for name, value in rlimits]
+        limits = child_setup(rlimits)
         procs = os.path.join(self.cgroup, "cgroup.procs") if self.cgroup else ""
 
         def setup() -> None:
-            for res, value in limits:
-                soft, hard = value, value
-                if res == resource.RLIMIT_CPU:
-                    hard = value + 1  # SIGXCPU at the soft limit tells us which limit it was
-                resource.setrlimit(res, (soft, hard))
+            limits()
             if procs:
                 fd = os.open(procs, os.O_WRONLY)
                 os.write(fd, str(os.getpid()).encode())
@@ -432,34 +495,55 @@ class Prepared:
         except OSError:
             return False
 
-    def started(self, pid: int) -> None:
-        """bubblewrap runs as ``pid``: attach the allowlist proxy (then the command starts).
-        On failure the sandbox is killed before the command ever ran."""
-        if self.net is None:
+    def started(self, pid: int, rlimits: tuple[tuple[str, int], ...] = ()) -> None:
+        """bubblewrap runs as ``pid`` and its sandbox waits on the block fd, after every mount
+        and before the command: set ``rlimits`` on the sandbox's first process (the command
+        inherits them; doing it here rather than in a ``preexec_fn`` lets the spawn use vfork),
+        move it into the pids cgroup, attach the allowlist proxy, then release it. On any
+        failure the sandbox is killed before the command ever ran."""
+        if self.info_r < 0:
             return
+        child = 0
         try:
-            self.net.after_start(pid)
+            child = _sandbox_pid(self.info_r)
+            if child:  # else bubblewrap failed before the namespaces existed; its status says why
+                if rlimits:
+                    _set_rlimits(child, rlimits)
+                if self.cgroup:
+                    _join_cgroup(self.cgroup, child)
+                if self.net is not None:
+                    self.net.after_start(child)
+                os.write(self.block_w, b"1")
+        except (BrokenPipeError, ProcessLookupError):
+            pass  # the sandbox died before its command (bubblewrap's status says why)
         except BaseException:
+            # the sandbox's first process first: blocked before its exec, it is not yet bound to
+            # bubblewrap's life, and a closed block fd would let it go on to the command
+            if child:
+                _kill(child)
             _kill(pid)
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
             raise
+        finally:
+            for fd in (self.info_r, self.block_w):
+                os.close(fd)
+            self.info_r = self.block_w = -1
 
     def close(self) -> None:
         if self.net is not None:
             self.net.close()
             self.net = None
-        for fd in [*self.fds, self.status_r, self.seccomp_check]:
+        for fd in [*self.fds, self.status_r, self.seccomp_check, self.info_r, self.block_w]:
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
         self.fds = []
-        self.status_r = -1
-        self.seccomp_check = -1
+        self.status_r = self.seccomp_check = self.info_r = self.block_w = -1
         if self.cgroup:
             for _ in range(500):
                 try:
@@ -525,6 +609,12 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         prep.status_r = r
         prep.fds.append(w)
         tokens["{status-fd}"] = str(w)
+        prep.info_r, info_w = os.pipe()
+        block_r, prep.block_w = os.pipe()
+        os.set_inheritable(info_w, True)
+        os.set_inheritable(block_r, True)
+        prep.fds += [info_w, block_r]
+        tokens["{info-fd}"], tokens["{block-fd}"] = str(info_w), str(block_r)
     if plan.mode == "landlock":
         import json
         import tempfile
@@ -552,9 +642,6 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         from ._netns import Attachment
 
         prep.net = Attachment(plan.network, PROXY_PORT)
-        info_w, block_r = prep.net.child_fds()
-        prep.fds += [info_w, block_r]
-        tokens["{info-fd}"], tokens["{block-fd}"] = str(info_w), str(block_r)
     prep.argv = [tokens.get(a, a) for a in plan.argv]
     if "--ro-overlay" in plan.argv:
         ensure_empty_dirs(overlay_dirs(state_dir))
@@ -739,12 +826,20 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     outcome = Outcome()
     setup = prep.child_setup(plan.rlimits)
     start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # the child: limits, then bwrap (or the fallback launcher)
+    if setup is None:  # bubblewrap: no work in the child, so no fork of this interpreter
         try:
             # Python ignores SIGPIPE and SIGXFSZ for itself; the command gets the defaults
+            pid = os.posix_spawn(prep.argv[0], prep.argv, plan.env,
+                                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+        except OSError as exc:
+            raise SandboxError(f"cannot start {prep.argv[0]}: {exc.strerror}") from None
+    else:
+        pid = os.fork()
+    if pid == 0:  # the child: limits, then the fallback launcher (or the command itself)
+        try:
             for signum in (13, 25):  # SIGPIPE, SIGXFSZ
                 signal.signal(signum, signal.SIG_DFL)
+            assert setup is not None
             setup()
             if plan.mode == "none":
                 os.setsid()
@@ -757,7 +852,7 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     for fd in prep.fds:
         os.close(fd)
     prep.fds = []
-    prep.started(pid)
+    prep.started(pid, plan.rlimits)
     timed_out = False
 
     # Without a pid namespace (full-access, landlock) the command leads its own session: kill
@@ -847,7 +942,7 @@ def run_captured(
     for fd in prep.fds:
         os.close(fd)
     prep.fds = []
-    prep.started(proc.pid)
+    prep.started(proc.pid, plan.rlimits)
     deadline = start + plan.timeout if plan.timeout else None
     kept = Capture(plan.output_limit, capture, on_output)
     timed_out = False

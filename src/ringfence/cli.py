@@ -12,6 +12,8 @@ from .errors import PolicyError, RingfenceError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .approval.gate import Gate
     from .backends import Outcome
     from .plan import Plan
@@ -222,7 +224,7 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
         from .runner import run_plan
 
         try:
-            result = run_plan(plan, capture=True)
+            result = run_plan(plan, capture=True, before_start=passed.durable)
         except RingfenceError as exc:
             passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
                               exit_code=exc.exit_code, duration=0.0, limits_hit=(),
@@ -239,9 +241,10 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
         if sys.platform == "darwin":
             from .backends import macos
 
+            passed.durable()
             outcome = macos.exec_cli(plan, want_json)
         else:
-            outcome = _exec_linux(plan, want_json)
+            outcome = _exec_linux(plan, want_json, passed.durable)
     except RingfenceError as exc:
         passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
                           exit_code=exc.exit_code, duration=0.0, limits_hit=(),
@@ -268,15 +271,21 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
     return outcome.exit_code
 
 
-def _exec_linux(plan: Plan, want_json: bool) -> Outcome:
-    """Run with the terminal passed through (the command line's fast path)."""
+def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None]) -> Outcome:
+    """Run with the terminal passed through (the command line's fast path). ``before_start``
+    (the audit record's sync) is done while bubblewrap builds the sandbox."""
     if sys.platform == "linux":
         from . import _dirs
         from .backends import linux
         from .runner import start_checks
 
-        argv_exec = start_checks(plan)
-        prep = linux.prepare(plan, _dirs.state_dir())
+        try:
+            argv_exec = start_checks(plan)
+            prep = linux.prepare(plan, _dirs.state_dir())
+        except BaseException:
+            before_start()
+            raise
+        prep.before_release = before_start
         if plan.mode == "none":
             prep.argv = argv_exec
         saved_stdout = -1

@@ -165,10 +165,15 @@ def run(
 
     gate = open_gate(policy, command, cwd=cwd, escalation=escalation or NO_ESCALATION,
                      approver=sync_approver(approver), session=session or PROCESS_SESSION,
-                     audit=audit)
-    plan = make_plan(gate.policy, command, cwd=cwd)
+                     audit=audit, defer_sync=True)
     try:
-        result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output)
+        plan = make_plan(gate.policy, command, cwd=cwd)
+    except BaseException:
+        gate.durable()  # nothing ran, but the decision stays on record
+        raise
+    try:
+        result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output,
+                          before_start=gate.durable)
     except RingfenceError as exc:
         gate.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
                         exit_code=exc.exit_code, duration=0.0, limits_hit=(),
@@ -250,8 +255,13 @@ async def arun(
 
 
 def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
-             on_output: Callable[[str, bytes], None] | None = None) -> Result:
+             on_output: Callable[[str, bytes], None] | None = None,
+             before_start: Callable[[], None] | None = None) -> Result:
+    """Run a plan. ``before_start`` (the audit record's sync) is done before the command starts:
+    on Linux while bubblewrap builds the sandbox."""
     if sys.platform == "darwin":
+        if before_start is not None:
+            before_start()
         from .backends import macos
 
         outcome = macos.run_captured(plan, capture=capture, stdin=stdin, on_output=on_output)
@@ -264,7 +274,8 @@ def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
         return result_of(plan, outcome)
     if sys.platform != "linux":
         raise no_backend()
-    outcome = _run_linux(plan, capture=capture, stdin=stdin, on_output=on_output)
+    outcome = _run_linux(plan, capture=capture, stdin=stdin, on_output=on_output,
+                         before_start=before_start)
     if outcome.setup_failed:
         from .errors import SandboxError
 
@@ -291,13 +302,20 @@ def result_of(plan: Plan, outcome: Outcome) -> Result:
 
 
 def _run_linux(plan: Plan, *, capture: bool, stdin: bytes | None,
-               on_output: Callable[[str, bytes], None] | None) -> Outcome:
+               on_output: Callable[[str, bytes], None] | None,
+               before_start: Callable[[], None] | None = None) -> Outcome:
     if sys.platform == "linux":
         from . import _dirs
         from .backends import linux
 
-        argv = start_checks(plan)
-        prep = linux.prepare(plan, _dirs.state_dir())
+        try:
+            argv = start_checks(plan)
+            prep = linux.prepare(plan, _dirs.state_dir())
+        except BaseException:
+            if before_start is not None:
+                before_start()
+            raise
+        prep.before_release = before_start
         try:
             if plan.mode == "none":
                 prep.argv = argv

@@ -143,3 +143,60 @@ def test_landlock_mode_cannot_touch_the_audit_log(world: World, attack: str,
     control = ringfence.run(["/bin/sh", "-c", script], pol.replace(profile="full-access"),
                             approver=lambda r: True)
     assert control.exit_code == 0, control.stderr
+
+
+def _sync_times(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record when the audit log's records are made durable (the real fdatasync still runs);
+    CLOCK_MONOTONIC is the same clock inside the sandbox (no time namespace)."""
+    import time
+
+    from ringfence.audit import log
+
+    times: list[float] = []
+    real = log._datasync
+
+    def timed(fd: int) -> None:
+        real(fd)
+        times.append(time.monotonic())
+
+    monkeypatch.setattr(log, "_datasync", timed)
+    return times
+
+
+def test_decision_is_durable_before_the_command_starts(
+        in_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision record's sync overlaps bubblewrap building the sandbox; the command must
+    still start only after it. The command prints its own start on the same monotonic clock."""
+    import ringfence
+
+    times = _sync_times(monkeypatch)
+    code = "import time; print(time.monotonic())"
+    result = ringfence.run([sys.executable, "-c", code], workspace=str(in_world.workspace))
+    assert result.exit_code == 0, result.stderr
+    started = float(result.stdout)
+    assert len(times) == 2  # the decision, then the run
+    assert times[0] < started < times[1]
+
+
+def test_command_never_runs_when_the_decision_cannot_be_made_durable(
+        in_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack on fail-closed: a full disk or an I/O error while syncing the decision record
+    (which now happens while bubblewrap builds the sandbox) must stop the command before it
+    starts, as the synchronous write did."""
+    import time
+
+    import ringfence
+    from ringfence.audit import log
+
+    def broken(fd: int) -> None:
+        time.sleep(0.2)  # bubblewrap's outer process has released its side by now
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(log, "_datasync", broken)
+    flag = in_world.workspace / "ran"
+    with pytest.raises(ringfence.UnavailableError, match="audit log"):
+        ringfence.run([sys.executable, "-c", f"open({str(flag)!r}, 'w').close()"],
+                      workspace=str(in_world.workspace))
+    time.sleep(1.0)
+    assert not flag.exists()
+

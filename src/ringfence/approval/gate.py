@@ -216,6 +216,12 @@ class Gate:
             weaker=weaker, exit_code=exit_code, duration=duration, limits_hit=limits_hit,
             stderr=stderr, setup_failed=setup_failed, network=network))
 
+    def durable(self) -> None:
+        """Make the decision record durable (``open_gate(defer_sync=True)``); call it before the
+        command starts. Raises ``UnavailableError`` when it cannot be."""
+        if self.writer is not None:
+            self.writer.sync()
+
     def record_result(self, result: Result) -> None:
         self.record_run(mode=result.mode, layers=result.layers, weaker=result.weaker,
                         exit_code=result.exit_code, duration=result.duration,
@@ -233,8 +239,12 @@ def open_gate(
     session: SessionApprovals | None = None,
     audit: bool = True,
     cli: bool = False,
+    defer_sync: bool = False,
 ) -> Gate:
-    """Decide, ask if needed, record the decision. Raises ApprovalError when it may not run."""
+    """Decide, ask if needed, record the decision. Raises ApprovalError when it may not run.
+
+    ``defer_sync``: the record of a decision to run is written but made durable only by
+    ``Gate.durable()``, which the caller calls while the sandbox is being built."""
     from .engine import decide
 
     key: tuple[str, ...] | str = command if isinstance(command, str) else tuple(command)
@@ -285,7 +295,7 @@ def open_gate(
         raise ApprovalError(f"forbidden: {command_text(key)}: {decision.reason} "
                             f"[{decision.rule}]", decision)
     granted = apply_escalation(policy, escalation)  # reaching here means it was approved
-    seq = _record(writer, policy, key, decision, answer, approved_by, cwd)
+    seq = _record(writer, policy, key, decision, answer, approved_by, cwd, defer=defer_sync)
     return Gate(granted, key, decision, answer, approved_by, seq, writer)
 
 
@@ -331,13 +341,13 @@ def _answer(value: object, decision: Decision) -> str:
 
 
 def _record(writer: Any, policy: Policy, command: tuple[str, ...] | str, decision: Decision,
-            answer: str, approved_by: str, cwd: str | None) -> int:
+            answer: str, approved_by: str, cwd: str | None, *, defer: bool = False) -> int:
     if writer is None:
         return 0
     from ..audit.log import decision_record
 
     seq: int = writer.append(decision_record(policy, command, decision, answer=answer,
-                                             approved_by=approved_by, cwd=cwd))
+                                             approved_by=approved_by, cwd=cwd), defer=defer)
     return seq
 
 
@@ -425,7 +435,7 @@ def cli_gate(args: Args, policy: Policy, command: list[str] | str, cwd: str,
     asker = _LazyTerminal()
     try:
         return open_gate(policy, command, cwd=cwd, escalation=esc, approver=asker,
-                         session=terminal_session(), cli=True)
+                         session=terminal_session(), cli=True, defer_sync=True)
     finally:
         asker.close()
 

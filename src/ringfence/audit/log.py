@@ -164,13 +164,20 @@ class Writer:
     def __init__(self, directory: str | None = None, max_bytes: int = MAX_BYTES) -> None:
         self.directory = directory or audit_dir()
         self.max_bytes = max_bytes
+        self._pending: list[int] = []  # records written with ``defer=True``, not yet synced
 
-    def append(self, record: dict[str, Any]) -> int:
-        """Write ``record`` (without seq/prev: they are added) durably. Returns its seq."""
+    def append(self, record: dict[str, Any], *, defer: bool = False) -> int:
+        """Write ``record`` (without seq/prev: they are added) durably. Returns its seq.
+
+        ``defer=True`` writes it now and leaves making it durable to ``sync()``, which the
+        caller must call before relying on it (the command line and the library call it while
+        the sandbox is being built, before the command is released)."""
         if sys.platform == "win32":
             raise _no_windows()
         import fcntl
 
+        if not defer:
+            self.sync()  # what was deferred is durable before anything after it
         directory = self.directory
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -178,7 +185,7 @@ class Writer:
                            0o600)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                return self._append_locked(record)
+                return self._append_locked(record, defer)
             finally:
                 os.close(lock)  # releases the flock
         except OSError as exc:
@@ -190,7 +197,26 @@ class Writer:
                 "command is recorded there before it runs, so fix that directory (permissions, "
                 "free space, a symlink in its place) and try again") from None
 
-    def _append_locked(self, record: dict[str, Any]) -> int:
+    def sync(self) -> None:
+        """Make the records written with ``defer=True`` durable. Fails closed."""
+        pending, self._pending = self._pending, []
+        failed: OSError | None = None
+        for fd in pending:
+            try:
+                _datasync(fd)
+            except OSError as exc:
+                failed = failed or exc
+            finally:
+                os.close(fd)
+        if failed is not None:
+            from ..errors import UnavailableError
+
+            raise UnavailableError(
+                f"cannot write the audit log in {self.directory}: "
+                f"{failed.strerror or failed}; every command is recorded there before it "
+                "runs, so fix that directory and try again") from None
+
+    def _append_locked(self, record: dict[str, Any], defer: bool = False) -> int:
         if sys.platform == "win32":
             raise _no_windows()
         path = os.path.join(self.directory, ACTIVE)
@@ -225,7 +251,10 @@ class Writer:
             line = f'{{"seq":{seq}' + (f",{body}" if body else "") + f',"prev":"{prev}"}}'
             data = line.encode("ascii")
             os.write(fd, data + b"\n")
-            _datasync(fd)  # durable before the command starts or its result is returned
+            if defer:
+                self._pending.append(os.dup(fd))
+            else:
+                _datasync(fd)  # durable before the command starts or its result is returned
             self._write_head(seq, sha256_hex(data))
             return seq
         finally:

@@ -433,7 +433,8 @@ class Prepared:
     """Host-side state for one run: fds to pass, the cgroup, placeholders. ``close()`` undoes."""
 
     __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders_root", "state_dir",
-                 "lock_fd", "tmpdir", "seccomp_check", "net", "info_r", "block_w")
+                 "lock_fd", "tmpdir", "seccomp_check", "net", "info_r", "block_w",
+                 "before_release")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
@@ -448,6 +449,15 @@ class Prepared:
         self.net: Any = None  # backends._netns.Attachment in the allowlist mode
         self.info_r = -1  # bubblewrap's --info-fd (the sandbox's pid) ...
         self.block_w = -1  # ... and --block-fd (the command waits for a byte on it)
+        # what must be done before the command may start (the audit record's sync); done while
+        # bubblewrap builds the sandbox, or before the spawn where there is no block fd
+        self.before_release: Callable[[], None] | None = None
+
+    def before_spawn(self) -> None:
+        """Without a block fd to hold the command, ``before_release`` is done now."""
+        if self.info_r < 0 and self.before_release is not None:
+            release, self.before_release = self.before_release, None
+            release()
 
     def child_setup(self, rlimits: tuple[tuple[str, int], ...]) -> Callable[[], None] | None:
         """What runs in the forked child just before exec where there is no sandbox to hold
@@ -505,7 +515,16 @@ class Prepared:
             return
         child = 0
         try:
+            failed: BaseException | None = None
+            if self.before_release is not None:
+                release, self.before_release = self.before_release, None
+                try:
+                    release()  # meanwhile bubblewrap builds the sandbox
+                except BaseException as exc:
+                    failed = exc
             child = _sandbox_pid(self.info_r)
+            if failed is not None:
+                raise failed
             if child:  # else bubblewrap failed before the namespaces existed; its status says why
                 if rlimits:
                     _set_rlimits(child, rlimits)
@@ -825,6 +844,7 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     signal = _signal_module()
     outcome = Outcome()
     setup = prep.child_setup(plan.rlimits)
+    prep.before_spawn()
     start = time.monotonic()
     if setup is None:  # bubblewrap: no work in the child, so no fork of this interpreter
         try:
@@ -924,6 +944,7 @@ def run_captured(
 
     outcome = Outcome()
     piped = capture or on_output is not None
+    prep.before_spawn()
     start = time.monotonic()
     try:
         proc = subprocess.Popen(

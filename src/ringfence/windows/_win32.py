@@ -123,6 +123,19 @@ def lookup_account(name: str) -> str:
     return sid_to_string(ctypes.cast(sid, ctypes.c_void_p))
 
 
+def sd_from_sddl(sddl: str) -> bytes:
+    """The self-relative security descriptor for ``sddl`` (e.g. a WFP user condition)."""
+    psd = ctypes.c_void_p()
+    size = wintypes.ULONG()
+    _ok(advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(
+        wintypes.LPCWSTR(sddl), 1, ctypes.byref(psd), ctypes.byref(size)),
+        f"ConvertStringSecurityDescriptorToSecurityDescriptorW({sddl})")
+    try:
+        return ctypes.string_at(psd, size.value)
+    finally:
+        kernel32.LocalFree(psd)
+
+
 # ---------------------------------------------------------------------------------------------
 # Files: final paths, drive types, DACLs (never through a reparse point)
 

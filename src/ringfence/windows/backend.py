@@ -3,8 +3,7 @@ plan. Windows only.
 
 NOT YET RUN ON A REAL WINDOWS HOST (see the README's Windows section). What is proven on Linux
 is the plan, the path rules, the manifest and the access model; this module only applies them.
-Not written yet: the WFP filters (the plan lists them; setup refuses to claim them) and the
-network-proxy mode.
+Not written yet: the allowlist (network-proxy) mode, which the plan refuses.
 """
 
 from __future__ import annotations
@@ -14,10 +13,12 @@ import os
 import sys
 
 from ..errors import SandboxError, UnavailableError
+from . import _wfp
 from . import _win32 as w
 from . import paths as wp
 from .manifest import Action, Manifest, cleanup_actions, record, run_actions
 from .plan import GROUP_NAME, USER_NAMES, WindowsFacts, WindowsPlan, firewall_rules
+from .wfp import filter_specs, policy_state_problem
 
 assert sys.platform == "win32"
 
@@ -240,11 +241,9 @@ def setup() -> Manifest:
     if not w.is_elevated():
         raise UnavailableError("ringfence windows setup needs administrator rights; run it "
                                "from an elevated prompt (or accept the UAC prompt)")
-    state = _powershell("(New-Object -ComObject HNetCfg.FwPolicy2).LocalPolicyModifyState")
-    if state.strip() != "0":
-        raise UnavailableError(
-            f"group policy overrides local firewall rules (LocalPolicyModifyState {state}); "
-            "the offline user's network block would not apply; ask your administrator")
+    problem = policy_state_problem(local_policy_state())
+    if problem:
+        raise UnavailableError(problem)
     manifest = load_manifest() or Manifest(install_id=secrets.token_hex(16))
     w.add_group(GROUP_NAME, "ringfence sandbox users")
     passwords: dict[str, str] = {}
@@ -265,32 +264,52 @@ def setup() -> Manifest:
     with open(secrets_path(), "wb") as fh:
         fh.write(w.protect(json.dumps(passwords).encode()))
     offline_sid = dict((r, s) for r, _, s in users)["offline"]
+    rules = firewall_rules("off", offline_sid)
+    # WFP first, in one transaction, replacing what an earlier setup recorded; the manifest is
+    # saved right after so that cleanup knows every key even if a later step fails.
+    keys = _wfp.apply(filter_specs(rules, manifest.install_id), replace=manifest.wfp_filters)
+    manifest = manifest.replace(wfp_filters=tuple(keys), users=tuple(users),
+                                group=(GROUP_NAME, w.lookup_account(GROUP_NAME)))
+    save_manifest(manifest)
     names = []
-    for rule in firewall_rules("off", offline_sid):
+    for rule in rules:
         if rule.layer != "firewall":
-            continue  # WFP filters: not written yet (README)
+            continue
         _powershell(
             f"Remove-NetFirewallRule -DisplayName '{rule.name}' -ErrorAction SilentlyContinue; "
             f"New-NetFirewallRule -DisplayName '{rule.name}' -Direction Outbound -Action Block "
             f"-Protocol Any -Profile Any -LocalUser '{rule.user}' | Out-Null")
         names.append(rule.name)
-    manifest = Manifest(**{**{n: getattr(manifest, n) for n in Manifest.__slots__},
-                           "group": (GROUP_NAME, w.lookup_account(GROUP_NAME)),
-                           "users": tuple(users), "firewall": tuple(names),
-                           "dirs": tuple(dict.fromkeys([*manifest.dirs, sandbox_dir()])),
-                           "open_dirs": tuple(scan_open_dirs())})
-    save_manifest(manifest)
-    return manifest
+    done: Manifest = manifest.replace(
+        firewall=tuple(names), dirs=tuple(dict.fromkeys([*manifest.dirs, sandbox_dir()])),
+        open_dirs=tuple(scan_open_dirs()))
+    save_manifest(done)
+    return done
+
+
+def local_policy_state() -> str:
+    """INetFwPolicy2.LocalPolicyModifyState (0: local firewall rules apply)."""
+    try:
+        return _powershell("(New-Object -ComObject HNetCfg.FwPolicy2).LocalPolicyModifyState")
+    except SandboxError:
+        return ""  # unreadable: policy_state_problem says so
 
 
 def status() -> dict[str, object]:
     manifest = load_manifest()
+    gp_problem = policy_state_problem(local_policy_state())
     if manifest is None:
-        return {"set_up": False, "fix": "ringfence windows setup"}
+        return {"set_up": False, "fix": "ringfence windows setup",
+                "group_policy": gp_problem or "local firewall rules apply"}
+    present = dict(_wfp.present(manifest.wfp_filters))
+    missing = [k for k, ok in present.items() if not ok]
     return {"set_up": True, "users": [n for _, n, _ in manifest.users],
             "group": manifest.group[0], "firewall_rules": list(manifest.firewall),
             "aces": len(manifest.aces), "manifest": manifest_path(),
-            "wfp_filters": "not written yet"}
+            "wfp_filters": {"recorded": len(present), "present": len(present) - len(missing),
+                            "missing": missing},
+            "group_policy": gp_problem or "local firewall rules apply",
+            "ok": not gp_problem and not missing and bool(present)}
 
 
 def cleanup() -> list[str]:
@@ -301,7 +320,14 @@ def cleanup() -> list[str]:
     if manifest is None:
         return []
     problems: list[str] = []
-    for step in cleanup_actions(manifest):
+    steps = cleanup_actions(manifest)
+    filters = [s.detail for s in steps if s.op == "remove-filter"]
+    if filters:
+        try:
+            _wfp.remove(filters)
+        except SandboxError as exc:
+            problems.append(f"remove WFP filters {', '.join(filters)}: {exc}")
+    for step in steps:
         try:
             if step.op == "remove-ace":
                 action = "deny" if step.detail.startswith("(D;") else "allow"

@@ -345,7 +345,7 @@ def firewall_rules(network: str, offline_sid: str, *, proxy_port: int | None = N
     if proxy_port is not None:
         rules.insert(1, FirewallRule(
             name="ringfence offline: allow proxy", layer="wfp", direction="out",
-            action="permit", user=sd, protocol="tcp", remote="127.0.0.1, ::1",
+            action="permit", user=sd, protocol="tcp", remote="loopback",
             ports=str(proxy_port), why="the allowlist proxy; a higher weight than the blocks"))
     return tuple(rules)
 
@@ -475,6 +475,11 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
             layers=("environment scrubbed", "job object"),
             weaker=("full-access: no filesystem, network or process isolation",), **common,
         )
+
+    if policy.network == "allowlist":
+        raise UnavailableError(
+            "network allowlist is not available on Windows yet (the filtering proxy is not "
+            "wired to the sandbox users); use --network off, or --network on")
 
     # writable roots, each with its capability SID
     roots: list[str] = []

@@ -193,7 +193,7 @@ def _plan(args: Args, platform: str | None = None) -> Plan:
         return plan_for(platform, policy, args.command, cwd=cwd)
     from .runner import make_plan
 
-    return make_plan(policy, args.command, cwd=cwd)
+    return make_plan(policy, args.command, cwd=cwd, check=False)  # explain: shows refusals
 
 
 def cmd_run(argv: list[str]) -> int:

@@ -82,8 +82,15 @@ def _command(command: Sequence[str] | str) -> tuple[str, ...]:
     return tuple(command)
 
 
-def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None = None) -> Plan:
-    """The plan for ``command`` on this host (what ``ringfence explain`` prints)."""
+def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None = None,
+              check: bool = True) -> Plan:
+    """The plan for ``command`` on this host (what ``ringfence explain`` prints). ``check``:
+    refuse (UnavailableError) a policy this host cannot enforce; explain passes False and shows
+    ``unenforceable`` instead."""
+    if check:
+        problem = unenforceable(policy)
+        if problem:
+            raise UnavailableError(problem)
     if sys.platform == "linux":
         from .backends.linux import find_bwrap, gather_facts
         from .plan import plan_linux
@@ -99,6 +106,16 @@ def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None =
 
         return plan_macos(policy, _command(command), gather_macos(policy), cwd=cwd)
     raise no_backend()
+
+
+def unenforceable(policy: Policy) -> str | None:
+    """Why this host cannot enforce ``policy`` (fail closed), or None."""
+    if policy.limits.cpu_percent is not None and sys.platform != "win32":
+        return (f"[limits] cpu_percent = {policy.limits.cpu_percent} cannot be enforced on "
+                f"{sys.platform}: it needs a CPU cap on the whole tree (Windows' job object; on "
+                "Linux a delegated cgroup v2 cpu controller, which ringfence does not use yet); "
+                "remove the key from your policy to run here")
+    return None
 
 
 def no_backend() -> UnavailableError:

@@ -363,12 +363,13 @@ def job_limits(policy: Policy, *, cpu_rate_percent: int | None = None) -> JobLim
     for name in names:
         flags |= JOB_LIMIT[name]
     rate = None
-    if cpu_rate_percent is not None:
-        if not 1 <= cpu_rate_percent <= 100:
+    percent = lim.cpu_percent if cpu_rate_percent is None else cpu_rate_percent
+    if percent is not None:
+        if not 1 <= percent <= 100:
             from ..errors import PolicyError
 
-            raise PolicyError(f"cpu rate {cpu_rate_percent}%: use 1 to 100")
-        rate = cpu_rate_percent * 100  # JOBOBJECT_CPU_RATE_CONTROL: ENABLE|HARD_CAP, percent * 100
+            raise PolicyError(f"cpu rate {percent}%: use 1 to 100")
+        rate = percent * 100  # JOBOBJECT_CPU_RATE_CONTROL: ENABLE|HARD_CAP, percent * 100
     ui = tuple(UI_LIMITS)
     ui_flags = 0
     for name in ui:
@@ -436,7 +437,7 @@ def _root(path: str, what: str, facts: WindowsFacts, f: _Facts) -> str:
 # The plan.
 
 def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
-                 cwd: str | None = None, cpu_rate_percent: int | None = None) -> WindowsPlan:
+                 cwd: str | None = None) -> WindowsPlan:
     """The plan for one command on Windows. Raises PolicyError / UnavailableError (fail
     closed) for what the sandbox cannot guard."""
     from ..errors import PolicyError, UnavailableError
@@ -462,7 +463,7 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
     common: dict[str, Any] = {
         "command": tuple(command), "cwd": cwd_path, "timeout": policy.limits.timeout,
         "output_limit": policy.limits.output, "policy": policy,
-        "job": job_limits(policy, cpu_rate_percent=cpu_rate_percent),
+        "job": job_limits(policy),
     }
     if policy.profile == "full-access":
         env["RINGFENCE_SANDBOX"] = "1"
@@ -776,9 +777,12 @@ def render_windows_text(data: dict[str, Any]) -> str:
             lines.append(f"      user {r['user']}; {r['why']}")
     job = data["job"]
     lines += ["", f"job object: {', '.join(job['limits'])} ({job['limit_flags']:#x})"]
-    for name in ("active_processes", "process_memory", "process_time_100ns", "cpu_rate"):
+    for name in ("active_processes", "process_memory", "process_time_100ns"):
         if job[name] is not None:
             lines.append(f"  {name} = {job[name]}")
+    if job["cpu_rate"] is not None:
+        lines.append(f"  cpu_rate = {job['cpu_rate']} ({job['cpu_rate'] // 100}% of the machine, "
+                     "hard cap: JOBOBJECT_CPU_RATE_CONTROL_INFORMATION ENABLE|HARD_CAP)")
     lines.append(f"  ui restrictions: {', '.join(job['ui_restrictions'])} "
                  f"({job['ui_flags']:#x})")
     lines += ["", f"desktop: {data['desktop']}", "", "launch:"]

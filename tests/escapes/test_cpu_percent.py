@@ -6,11 +6,11 @@ from __future__ import annotations
 import sys
 
 import pytest
+from tests.conftest import World
 
 import ringfence
 from ringfence.errors import UnavailableError
 from ringfence.policy.model import Limits, Policy
-from tests.conftest import World
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="enforced on Windows")
 

@@ -1,4 +1,4 @@
-"""``[limits] cpu_percent``: a hard CPU cap on the whole tree (1–100). Checked like every key;
+"""``[limits] cpu_percent``: a hard CPU cap on the whole tree (1-100). Checked like every key;
 a project may only lower it."""
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ def test_none_means_no_cap(env: Env) -> None:  # noqa: F811
 def test_a_project_may_not_raise_or_remove_the_cap(env: Env, project: str) -> None:  # noqa: F811
     env.write_user("[limits]\ncpu_percent = 50\n")
     env.write_project(f"[limits]\n{project}\n")
-    with pytest.raises(PolicyError, match="limits.cpu_percent"):
+    with pytest.raises(PolicyError, match=r"limits\.cpu_percent"):
         env.resolve()
 
 
 def test_misspelt_key_is_refused(env: Env) -> None:  # noqa: F811
     env.write_user("[limits]\ncpu_precent = 50\n")
-    with pytest.raises(PolicyError, match="unknown key limits.'cpu_precent'"):
+    with pytest.raises(PolicyError, match="cpu_precent"):
         env.resolve()

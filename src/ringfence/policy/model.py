@@ -130,7 +130,7 @@ class Limits(Frozen):
     - ``output``: bytes of stdout and of stderr the library keeps when capturing.
     - ``tmp_size``: bytes the private /tmp may hold.
     - ``cpu_percent``: a hard cap on the CPU the whole tree may use, in percent of the machine
-      (1–100). Enforced on Windows (the job object's CPU rate control); on Linux and macOS
+      (1-100). Enforced on Windows (the job object's CPU rate control); on Linux and macOS
       ringfence refuses to run with it (no way to enforce it there yet).
     """
 

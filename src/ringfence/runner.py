@@ -183,6 +183,13 @@ def run(
     gate = open_gate(policy, command, cwd=cwd, escalation=escalation or NO_ESCALATION,
                      approver=sync_approver(approver), session=session or PROCESS_SESSION,
                      audit=audit)
+    if sys.platform == "win32":  # the Windows backend has its own plan (ringfence.windows)
+        from .windows.run import run_windows
+
+        result = run_windows(gate.policy, command, cwd=cwd, capture=capture, stdin=stdin,
+                             on_output=on_output)
+        gate.record_result(result)
+        return result
     plan = make_plan(gate.policy, command, cwd=cwd)
     try:
         result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output)

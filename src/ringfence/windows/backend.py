@@ -381,18 +381,46 @@ def _apply(actions: tuple[Action, ...]) -> None:
             w.write_aces(a.path, [_sddl_tuple(a.detail)], [])
 
 
-def run_plan(plan: WindowsPlan, facts: WindowsFacts) -> int:
-    """Apply the plan's ACEs (once), start the runner as the sandbox user in the job, wait."""
+def _job(plan: WindowsPlan) -> w.Handle:
+    return w.create_job(plan.job.limit_flags, plan.job.active_processes, plan.job.process_memory,
+                        plan.job.process_time_100ns, plan.job.ui_flags, plan.job.cpu_rate)
+
+
+def _wait_in_job(job: w.Handle, process: w.Handle, thread: w.Handle,
+                 timeout: float | None) -> tuple[int, bool]:
+    """Assign the suspended process to the job, resume it, wait: (exit code, timed out)."""
+    with process, thread:
+        w.assign(job, process)
+        w.resume(thread)
+        code = w.wait(process, timeout)
+        if code is None:
+            w.terminate_job(job, 1)
+            return 124, True
+        return code, False
+
+
+def run_plan(plan: WindowsPlan, facts: WindowsFacts, std: w.Std) -> tuple[int, bool]:
+    """Run the plan with ``std`` (inheritable stdin, stdout, stderr handles) as the command's
+    streams: (exit code, timed out). full-access: the caller's own token, still in the job
+    (limits, the tree dies with ringfence). Otherwise: apply the plan's ACEs (once), start the
+    runner as the sandbox user in the job, which starts the command with the restricted token."""
     import subprocess
     import tempfile
 
     if plan.token is None:
-        raise UnavailableError("full-access on Windows is not written yet; use "
-                               "workspace-write or read-only")
+        job = _job(plan)
+        try:
+            process, thread, _ = w.create_process(subprocess.list2cmdline(plan.command),
+                                                  plan.cwd, plan.env, std)
+            return _wait_in_job(job, process, thread, plan.timeout)
+        finally:
+            job.close()  # KILL_ON_JOB_CLOSE
     manifest = load_manifest()
     if manifest is None or plan.setup_needed:
-        raise UnavailableError("the Windows sandbox is not set up on this host; run "
-                               "ringfence windows setup (once, as administrator)")
+        from .plan import require_setup
+
+        require_setup(plan.replace(setup_needed=True))
+    assert manifest is not None
     before, after = run_actions(plan, facts.aces_present)
     _apply(before)
     save_manifest(record(manifest, plan, before))
@@ -407,21 +435,13 @@ def run_plan(plan: WindowsPlan, facts: WindowsFacts) -> int:
     fd, spec_path = tempfile.mkstemp(dir=run_dir, suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(spec, fh)
-    job = w.create_job(plan.job.limit_flags, plan.job.active_processes, plan.job.process_memory,
-                       plan.job.process_time_100ns, plan.job.ui_flags, plan.job.cpu_rate)
+    job = _job(plan)
     try:
         cmdline = subprocess.list2cmdline([facts.python, "-I", "-m", "ringfence.windows.runner",
                                            spec_path])
         process, thread, _ = w.create_process_with_logon(plan.user, password, cmdline,
-                                                         plan.cwd, plan.env)
-        with process, thread:
-            w.assign(job, process)
-            w.resume(thread)
-            code = w.wait(process, plan.timeout)
-            if code is None:
-                w.terminate_job(job, 1)
-                return 124
-            return code
+                                                         plan.cwd, plan.env, std)
+        return _wait_in_job(job, process, thread, plan.timeout)
     finally:
         job.close()  # KILL_ON_JOB_CLOSE: whatever is left dies here
         os.unlink(spec_path)

@@ -693,6 +693,17 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
     )
 
 
+def require_setup(plan: WindowsPlan) -> None:
+    """Fail closed before running a plan whose sandbox users do not exist yet."""
+    if plan.setup_needed:
+        from ..errors import UnavailableError
+
+        raise UnavailableError(
+            "the Windows sandbox is not set up on this host (no sandbox users, firewall rule or "
+            "WFP filters yet); run ringfence windows setup once, as administrator, or use "
+            "--profile full-access to run without the sandbox")
+
+
 # ---------------------------------------------------------------------------------------------
 # Explain.
 

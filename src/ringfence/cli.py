@@ -195,7 +195,7 @@ def _plan(args: Args, platform: str | None = None) -> Plan:
         return plan_for(platform, policy, args.command, cwd=cwd)
     from .runner import make_plan
 
-    return make_plan(policy, args.command, cwd=cwd)
+    return make_plan(policy, args.command, cwd=cwd, check=False)  # explain: shows refusals
 
 
 def cmd_run(argv: list[str]) -> int:
@@ -205,6 +205,8 @@ def cmd_run(argv: list[str]) -> int:
     args = parse(argv, _VALUE_OPTS, _FLAG_OPTS)
     policy, cwd = _policy(args)
     passed = cli_gate(args, policy, args.command, cwd)
+    if sys.platform == "win32":
+        return _run_windows(args, passed, cwd)
     plan = make_plan(passed.policy, args.command, cwd=cwd)
     code = _run_once(args, plan, passed)
     if code == 0 or passed.policy.approval_mode != "on-failure":
@@ -269,6 +271,26 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
     if outcome.limits_hit and not want_json:
         print(f"ringfence: limit hit: {', '.join(outcome.limits_hit)}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _run_windows(args: Args, passed: Gate, cwd: str) -> int:
+    """``ringfence run`` on Windows (output is written when the command has ended)."""
+    from .windows.run import run_windows
+
+    want_json = "--json" in args.flags
+    passed.durable()
+    result = run_windows(passed.policy, args.command, cwd=cwd,
+                         capture=want_json and "--capture" in args.flags)
+    passed.record_result(result)
+    if want_json:
+        report = result.to_json()
+        if result.stdout is not None:
+            report["stdout"] = result.stdout.decode(errors="replace")
+            report["stderr"] = (result.stderr or b"").decode(errors="replace")
+        _print_json(report)
+    elif result.limits_hit:
+        print(f"ringfence: limit hit: {', '.join(result.limits_hit)}", file=sys.stderr)
+    return result.exit_code
 
 
 def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None]) -> Outcome:

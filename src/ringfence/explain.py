@@ -31,6 +31,11 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
         "output_limit": plan.output_limit,
         "placeholders": list(plan.placeholders),
     }
+    from .runner import unenforceable
+
+    problem = unenforceable(plan.policy)
+    if problem:
+        data["unenforceable"] = problem  # ringfence run refuses this policy here
     if plan.seccomp is not None:
         block_inet, block_unix = plan.seccomp
         data["seccomp"] = [
@@ -72,7 +77,7 @@ def _plan_linux(policy: Policy, command: Sequence[str] | str, cwd: str | None) -
     if sys.platform != "linux":
         raise UnavailableError("explain --platform linux needs a Linux host (its facts come "
                                "from the kernel); run it on Linux")
-    return make_plan(policy, command, cwd=cwd)
+    return make_plan(policy, command, cwd=cwd, check=False)
 
 
 # ``explain --platform NAME``: the planner for each OS, from this host's files.
@@ -88,7 +93,7 @@ def plan_for(platform: str | None, policy: Policy, command: Sequence[str] | str,
     if platform is None:
         from .runner import make_plan
 
-        return make_plan(policy, command, cwd=cwd)
+        return make_plan(policy, command, cwd=cwd, check=False)
     planner = PLANNERS.get(platform)
     if planner is None:
         from .errors import PolicyError
@@ -104,6 +109,8 @@ def render_text(data: dict[str, Any]) -> str:
     lines = [f"mode: {data['mode']}", f"layers: {', '.join(data['layers']) or '-'}"]
     for item in data["weaker"]:
         lines.append(f"weaker: {item}")
+    if data.get("unenforceable"):
+        lines.append(f"refused: {data['unenforceable']}")
     policy = data["policy"]
     lines.append(f"profile: {policy['profile']}   network: {policy['network']}")
     lines.append(f"workspace: {policy['workspace']}")

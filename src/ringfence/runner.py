@@ -82,8 +82,15 @@ def _command(command: Sequence[str] | str) -> tuple[str, ...]:
     return tuple(command)
 
 
-def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None = None) -> Plan:
-    """The plan for ``command`` on this host (what ``ringfence explain`` prints)."""
+def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None = None,
+              check: bool = True) -> Plan:
+    """The plan for ``command`` on this host (what ``ringfence explain`` prints). ``check``:
+    refuse (UnavailableError) a policy this host cannot enforce; explain passes False and shows
+    ``unenforceable`` instead."""
+    if check:
+        problem = unenforceable(policy)
+        if problem:
+            raise UnavailableError(problem)
     if sys.platform == "linux":
         from .backends.linux import find_bwrap, gather_facts
         from .plan import plan_linux
@@ -99,6 +106,16 @@ def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None =
 
         return plan_macos(policy, _command(command), gather_macos(policy), cwd=cwd)
     raise no_backend()
+
+
+def unenforceable(policy: Policy) -> str | None:
+    """Why this host cannot enforce ``policy`` (fail closed), or None."""
+    if policy.limits.cpu_percent is not None and sys.platform != "win32":
+        return (f"[limits] cpu_percent = {policy.limits.cpu_percent} cannot be enforced on "
+                f"{sys.platform}: it needs a CPU cap on the whole tree (Windows' job object; on "
+                "Linux a delegated cgroup v2 cpu controller, which ringfence does not use yet); "
+                "remove the key from your policy to run here")
+    return None
 
 
 def no_backend() -> UnavailableError:
@@ -166,6 +183,14 @@ def run(
     gate = open_gate(policy, command, cwd=cwd, escalation=escalation or NO_ESCALATION,
                      approver=sync_approver(approver), session=session or PROCESS_SESSION,
                      audit=audit, defer_sync=True)
+    if sys.platform == "win32":  # the Windows backend has its own plan (ringfence.windows)
+        from .windows.run import run_windows
+
+        gate.durable()
+        result = run_windows(gate.policy, command, cwd=cwd, capture=capture, stdin=stdin,
+                             on_output=on_output)
+        gate.record_result(result)
+        return result
     try:
         plan = make_plan(gate.policy, command, cwd=cwd)
     except BaseException:

@@ -94,7 +94,7 @@ def test_to_dict_is_json_ready() -> None:
     assert d["writable"] == ["/x"]
     assert d["limits"] == {
         "timeout": 9, "memory": None, "max_processes": 4096, "cpu_seconds": None,
-        "file_size": 16 << 30, "output": 64 << 20, "tmp_size": 2 << 30,
+        "file_size": 16 << 30, "output": 64 << 20, "tmp_size": 2 << 30, "cpu_percent": None,
     }
     assert json.loads(json.dumps(d))["env_set"] == [["A", "1"]]
     assert d["protected"] == list(DEFAULT_PROTECTED)

@@ -70,7 +70,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "network_on": ({"network": "on"}, {}),
     "not_set_up": ({}, {"sids": {}, "install_id": ""}),
     "limits": ({"limits": Limits(timeout=30, memory=1 << 30, max_processes=64,
-                                 cpu_seconds=120)}, {}),
+                                 cpu_seconds=120, cpu_percent=50)}, {}),
     "env_options": ({"env_allow": ("GITHUB_TOKEN",), "env_set": {"CI": "1"}}, {}),
 }
 

@@ -34,7 +34,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-# key -> (kind, where it may come from). Kinds: str, strlist, strmap, bool, size, seconds, count.
+# key -> kind: str, strlist, strmap, bool, size, seconds, count, percent (1-100) ...
 _SCHEMA: dict[str, dict[str, str]] = {
     "": {"profile": "profile"},
     "filesystem": {"writable": "strlist", "deny_read": "strlist", "protected": "strlist"},
@@ -44,6 +44,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "limits": {
         "timeout": "seconds", "memory": "size", "max_processes": "count",
         "cpu_seconds": "count", "file_size": "size", "output": "size", "tmp_size": "size",
+        "cpu_percent": "percent",
     },
     "devices": {"gpu": "bool"},
     "sandbox": {"fallback": "fallback", "bwrap": "str"},
@@ -162,6 +163,13 @@ def _check(source: str, key: str, kind: str, value: Any) -> Any:
         return parse_size(value, what)
     if kind == "seconds":
         return parse_seconds(value, what)
+    if kind == "percent":
+        if isinstance(value, str) and value.strip().lower() in ("none", "unlimited"):
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+            raise PolicyError(f"{what}: expected a whole number from 1 to 100 (percent of the "
+                              f"machine's CPU), or none; got {value!r}")
+        return value
     return parse_count(value, what)
 
 

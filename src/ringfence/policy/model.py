@@ -129,10 +129,14 @@ class Limits(Frozen):
     - ``file_size``: the largest file a process may write (RLIMIT_FSIZE).
     - ``output``: bytes of stdout and of stderr the library keeps when capturing.
     - ``tmp_size``: bytes the private /tmp may hold.
+    - ``cpu_percent``: a hard cap on the CPU the whole tree may use, in percent of the machine
+      (1-100). Enforced on Windows (the job object's CPU rate control); on Linux and macOS
+      ringfence refuses to run with it (no way to enforce it there yet).
     """
 
     __slots__ = (
         "timeout", "memory", "max_processes", "cpu_seconds", "file_size", "output", "tmp_size",
+        "cpu_percent",
     )
     timeout: float | None
     memory: int | None
@@ -141,6 +145,7 @@ class Limits(Frozen):
     file_size: int | None
     output: int | None
     tmp_size: int | None
+    cpu_percent: int | None
     _defaults: ClassVar[Mapping[str, Any]] = {
         "timeout": None,
         "memory": None,
@@ -149,6 +154,7 @@ class Limits(Frozen):
         "file_size": 16 << 30,
         "output": 64 << 20,
         "tmp_size": 2 << 30,
+        "cpu_percent": None,
     }
 
     def narrowed_by(self, other: Limits) -> Limits:

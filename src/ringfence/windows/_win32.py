@@ -123,6 +123,19 @@ def lookup_account(name: str) -> str:
     return sid_to_string(ctypes.cast(sid, ctypes.c_void_p))
 
 
+def sd_from_sddl(sddl: str) -> bytes:
+    """The self-relative security descriptor for ``sddl`` (e.g. a WFP user condition)."""
+    psd = ctypes.c_void_p()
+    size = wintypes.ULONG()
+    _ok(advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(
+        wintypes.LPCWSTR(sddl), 1, ctypes.byref(psd), ctypes.byref(size)),
+        f"ConvertStringSecurityDescriptorToSecurityDescriptorW({sddl})")
+    try:
+        return ctypes.string_at(psd, size.value)
+    finally:
+        kernel32.LocalFree(psd)
+
+
 # ---------------------------------------------------------------------------------------------
 # Files: final paths, drive types, DACLs (never through a reparse point)
 
@@ -387,11 +400,48 @@ def environment_block(env: dict[str, str]) -> ctypes.Array[ctypes.c_wchar]:
     return ctypes.create_unicode_buffer(text + "\0")
 
 
-def create_process_with_logon(user: str, password: str, command_line: str, cwd: str,
-                              env: dict[str, str]) -> tuple[Handle, Handle, int]:
-    """The runner, started suspended as ``user`` (with its profile). (process, thread, pid)"""
+STARTF_USESTDHANDLES = 0x100
+Std = tuple[int, int, int]  # stdin, stdout, stderr handles (inheritable)
+
+
+def _startup(std: Std | None, desktop: str | None = None) -> STARTUPINFOW:
     si = STARTUPINFOW()
     si.cb = ctypes.sizeof(si)
+    if desktop:
+        si.lpDesktop = desktop
+    if std is not None:
+        si.dwFlags |= STARTF_USESTDHANDLES
+        si.hStdInput, si.hStdOutput, si.hStdError = std
+    return si
+
+
+def std_handles() -> Std:
+    """This process's standard handles (the runner passes them on to the command)."""
+    return (int(kernel32.GetStdHandle(wintypes.DWORD(-10 & 0xFFFFFFFF)) or 0),
+            int(kernel32.GetStdHandle(wintypes.DWORD(-11 & 0xFFFFFFFF)) or 0),
+            int(kernel32.GetStdHandle(wintypes.DWORD(-12 & 0xFFFFFFFF)) or 0))
+
+
+def create_process(command_line: str, cwd: str, env: dict[str, str], std: Std
+                   ) -> tuple[Handle, Handle, int]:
+    """A process with this process's own token (full-access), suspended, ``std`` inherited."""
+    si = _startup(std)
+    pi = PROCESS_INFORMATION()
+    cmd = ctypes.create_unicode_buffer(command_line)
+    _ok(kernel32.CreateProcessW(None, cmd, None, None, True,
+                                CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT,
+                                environment_block(env), cwd, ctypes.byref(si),
+                                ctypes.byref(pi)), "CreateProcessW")
+    return Handle(int(pi.hProcess or 0)), Handle(int(pi.hThread or 0)), int(pi.dwProcessId)
+
+
+def create_process_with_logon(user: str, password: str, command_line: str, cwd: str,
+                              env: dict[str, str], std: Std | None = None
+                              ) -> tuple[Handle, Handle, int]:
+    """The runner, started suspended as ``user`` (with its profile). (process, thread, pid).
+    ``std``: handles the secondary logon service duplicates into it (as .NET's Process.Start
+    does with a user name and redirected streams)."""
+    si = _startup(std)
     pi = PROCESS_INFORMATION()
     cmd = ctypes.create_unicode_buffer(command_line)
     _ok(advapi32.CreateProcessWithLogonW(
@@ -440,10 +490,8 @@ def restricted_token(flags: int, restricting_sids: list[str], default_dacl_sddl:
 
 
 def create_process_as_user(token: Handle, command_line: str, cwd: str, env: dict[str, str],
-                           desktop: str) -> tuple[Handle, Handle, int]:
-    si = STARTUPINFOW()
-    si.cb = ctypes.sizeof(si)
-    si.lpDesktop = desktop
+                           desktop: str, std: Std | None = None) -> tuple[Handle, Handle, int]:
+    si = _startup(std, desktop)
     pi = PROCESS_INFORMATION()
     cmd = ctypes.create_unicode_buffer(command_line)
     _ok(advapi32.CreateProcessAsUserW(

@@ -3,8 +3,7 @@ plan. Windows only.
 
 NOT YET RUN ON A REAL WINDOWS HOST (see the README's Windows section). What is proven on Linux
 is the plan, the path rules, the manifest and the access model; this module only applies them.
-Not written yet: the WFP filters (the plan lists them; setup refuses to claim them) and the
-network-proxy mode.
+Not written yet: the allowlist (network-proxy) mode, which the plan refuses.
 """
 
 from __future__ import annotations
@@ -14,10 +13,12 @@ import os
 import sys
 
 from ..errors import SandboxError, UnavailableError
+from . import _wfp
 from . import _win32 as w
 from . import paths as wp
 from .manifest import Action, Manifest, cleanup_actions, record, run_actions
 from .plan import GROUP_NAME, USER_NAMES, WindowsFacts, WindowsPlan, firewall_rules
+from .wfp import filter_specs, policy_state_problem
 
 assert sys.platform == "win32"
 
@@ -240,11 +241,9 @@ def setup() -> Manifest:
     if not w.is_elevated():
         raise UnavailableError("ringfence windows setup needs administrator rights; run it "
                                "from an elevated prompt (or accept the UAC prompt)")
-    state = _powershell("(New-Object -ComObject HNetCfg.FwPolicy2).LocalPolicyModifyState")
-    if state.strip() != "0":
-        raise UnavailableError(
-            f"group policy overrides local firewall rules (LocalPolicyModifyState {state}); "
-            "the offline user's network block would not apply; ask your administrator")
+    problem = policy_state_problem(local_policy_state())
+    if problem:
+        raise UnavailableError(problem)
     manifest = load_manifest() or Manifest(install_id=secrets.token_hex(16))
     w.add_group(GROUP_NAME, "ringfence sandbox users")
     passwords: dict[str, str] = {}
@@ -265,32 +264,52 @@ def setup() -> Manifest:
     with open(secrets_path(), "wb") as fh:
         fh.write(w.protect(json.dumps(passwords).encode()))
     offline_sid = dict((r, s) for r, _, s in users)["offline"]
+    rules = firewall_rules("off", offline_sid)
+    # WFP first, in one transaction, replacing what an earlier setup recorded; the manifest is
+    # saved right after so that cleanup knows every key even if a later step fails.
+    keys = _wfp.apply(filter_specs(rules, manifest.install_id), replace=manifest.wfp_filters)
+    manifest = manifest.replace(wfp_filters=tuple(keys), users=tuple(users),
+                                group=(GROUP_NAME, w.lookup_account(GROUP_NAME)))
+    save_manifest(manifest)
     names = []
-    for rule in firewall_rules("off", offline_sid):
+    for rule in rules:
         if rule.layer != "firewall":
-            continue  # WFP filters: not written yet (README)
+            continue
         _powershell(
             f"Remove-NetFirewallRule -DisplayName '{rule.name}' -ErrorAction SilentlyContinue; "
             f"New-NetFirewallRule -DisplayName '{rule.name}' -Direction Outbound -Action Block "
             f"-Protocol Any -Profile Any -LocalUser '{rule.user}' | Out-Null")
         names.append(rule.name)
-    manifest = Manifest(**{**{n: getattr(manifest, n) for n in Manifest.__slots__},
-                           "group": (GROUP_NAME, w.lookup_account(GROUP_NAME)),
-                           "users": tuple(users), "firewall": tuple(names),
-                           "dirs": tuple(dict.fromkeys([*manifest.dirs, sandbox_dir()])),
-                           "open_dirs": tuple(scan_open_dirs())})
-    save_manifest(manifest)
-    return manifest
+    done: Manifest = manifest.replace(
+        firewall=tuple(names), dirs=tuple(dict.fromkeys([*manifest.dirs, sandbox_dir()])),
+        open_dirs=tuple(scan_open_dirs()))
+    save_manifest(done)
+    return done
+
+
+def local_policy_state() -> str:
+    """INetFwPolicy2.LocalPolicyModifyState (0: local firewall rules apply)."""
+    try:
+        return _powershell("(New-Object -ComObject HNetCfg.FwPolicy2).LocalPolicyModifyState")
+    except SandboxError:
+        return ""  # unreadable: policy_state_problem says so
 
 
 def status() -> dict[str, object]:
     manifest = load_manifest()
+    gp_problem = policy_state_problem(local_policy_state())
     if manifest is None:
-        return {"set_up": False, "fix": "ringfence windows setup"}
+        return {"set_up": False, "fix": "ringfence windows setup",
+                "group_policy": gp_problem or "local firewall rules apply"}
+    present = dict(_wfp.present(manifest.wfp_filters))
+    missing = [k for k, ok in present.items() if not ok]
     return {"set_up": True, "users": [n for _, n, _ in manifest.users],
             "group": manifest.group[0], "firewall_rules": list(manifest.firewall),
             "aces": len(manifest.aces), "manifest": manifest_path(),
-            "wfp_filters": "not written yet"}
+            "wfp_filters": {"recorded": len(present), "present": len(present) - len(missing),
+                            "missing": missing},
+            "group_policy": gp_problem or "local firewall rules apply",
+            "ok": not gp_problem and not missing and bool(present)}
 
 
 def cleanup() -> list[str]:
@@ -301,7 +320,14 @@ def cleanup() -> list[str]:
     if manifest is None:
         return []
     problems: list[str] = []
-    for step in cleanup_actions(manifest):
+    steps = cleanup_actions(manifest)
+    filters = [s.detail for s in steps if s.op == "remove-filter"]
+    if filters:
+        try:
+            _wfp.remove(filters)
+        except SandboxError as exc:
+            problems.append(f"remove WFP filters {', '.join(filters)}: {exc}")
+    for step in steps:
         try:
             if step.op == "remove-ace":
                 action = "deny" if step.detail.startswith("(D;") else "allow"
@@ -355,18 +381,46 @@ def _apply(actions: tuple[Action, ...]) -> None:
             w.write_aces(a.path, [_sddl_tuple(a.detail)], [])
 
 
-def run_plan(plan: WindowsPlan, facts: WindowsFacts) -> int:
-    """Apply the plan's ACEs (once), start the runner as the sandbox user in the job, wait."""
+def _job(plan: WindowsPlan) -> w.Handle:
+    return w.create_job(plan.job.limit_flags, plan.job.active_processes, plan.job.process_memory,
+                        plan.job.process_time_100ns, plan.job.ui_flags, plan.job.cpu_rate)
+
+
+def _wait_in_job(job: w.Handle, process: w.Handle, thread: w.Handle,
+                 timeout: float | None) -> tuple[int, bool]:
+    """Assign the suspended process to the job, resume it, wait: (exit code, timed out)."""
+    with process, thread:
+        w.assign(job, process)
+        w.resume(thread)
+        code = w.wait(process, timeout)
+        if code is None:
+            w.terminate_job(job, 1)
+            return 124, True
+        return code, False
+
+
+def run_plan(plan: WindowsPlan, facts: WindowsFacts, std: w.Std) -> tuple[int, bool]:
+    """Run the plan with ``std`` (inheritable stdin, stdout, stderr handles) as the command's
+    streams: (exit code, timed out). full-access: the caller's own token, still in the job
+    (limits, the tree dies with ringfence). Otherwise: apply the plan's ACEs (once), start the
+    runner as the sandbox user in the job, which starts the command with the restricted token."""
     import subprocess
     import tempfile
 
     if plan.token is None:
-        raise UnavailableError("full-access on Windows is not written yet; use "
-                               "workspace-write or read-only")
+        job = _job(plan)
+        try:
+            process, thread, _ = w.create_process(subprocess.list2cmdline(plan.command),
+                                                  plan.cwd, plan.env, std)
+            return _wait_in_job(job, process, thread, plan.timeout)
+        finally:
+            job.close()  # KILL_ON_JOB_CLOSE
     manifest = load_manifest()
     if manifest is None or plan.setup_needed:
-        raise UnavailableError("the Windows sandbox is not set up on this host; run "
-                               "ringfence windows setup (once, as administrator)")
+        from .plan import require_setup
+
+        require_setup(plan.replace(setup_needed=True))
+    assert manifest is not None
     before, after = run_actions(plan, facts.aces_present)
     _apply(before)
     save_manifest(record(manifest, plan, before))
@@ -381,21 +435,13 @@ def run_plan(plan: WindowsPlan, facts: WindowsFacts) -> int:
     fd, spec_path = tempfile.mkstemp(dir=run_dir, suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(spec, fh)
-    job = w.create_job(plan.job.limit_flags, plan.job.active_processes, plan.job.process_memory,
-                       plan.job.process_time_100ns, plan.job.ui_flags, plan.job.cpu_rate)
+    job = _job(plan)
     try:
         cmdline = subprocess.list2cmdline([facts.python, "-I", "-m", "ringfence.windows.runner",
                                            spec_path])
         process, thread, _ = w.create_process_with_logon(plan.user, password, cmdline,
-                                                         plan.cwd, plan.env)
-        with process, thread:
-            w.assign(job, process)
-            w.resume(thread)
-            code = w.wait(process, plan.timeout)
-            if code is None:
-                w.terminate_job(job, 1)
-                return 124
-            return code
+                                                         plan.cwd, plan.env, std)
+        return _wait_in_job(job, process, thread, plan.timeout)
     finally:
         job.close()  # KILL_ON_JOB_CLOSE: whatever is left dies here
         os.unlink(spec_path)

@@ -14,7 +14,7 @@ USAGE = """\
 usage: ringfence windows setup      once, as administrator: sandbox users, group, firewall rule
        ringfence windows status     what setup made (from the manifest)
        ringfence windows cleanup    remove everything ringfence added (users, rules, ACEs)
-       ringfence windows run [OPTIONS] -- CMD   run CMD in the Windows sandbox
+       ringfence windows run [OPTIONS] -- CMD   the same as ringfence run (Windows)
 """
 
 
@@ -45,14 +45,6 @@ def main(argv: list[str]) -> int:
         for p in problems:
             print(f"ringfence: could not undo: {p}", file=sys.stderr)
         return 1 if problems else 0
-    from ..cli import _VALUE_OPTS, options_from, parse
-    from ..policy.load import resolve
-    from .plan import plan_windows
+    from ..cli import cmd_run
 
-    args = parse(argv[1:], _VALUE_OPTS, set())
-    if not args.command:
-        raise PolicyError("no command given; put it after --, e.g. ringfence windows run -- dir")
-    policy = resolve(options_from(args))
-    facts = backend.gather_facts(policy, scan=True)
-    plan = plan_windows(policy, args.command, facts)
-    return backend.run_plan(plan, facts)
+    return cmd_run(argv[1:])  # the same as ringfence run on Windows

@@ -40,7 +40,7 @@ class Manifest(Frozen):
     found by setup)."""
 
     __slots__ = ("version", "install_id", "group", "users", "firewall", "dirs", "aces",
-                 "scanned", "exceptions", "open_dirs")
+                 "scanned", "exceptions", "open_dirs", "wfp_filters")
     version: int
     install_id: str
     group: tuple[str, str]
@@ -51,9 +51,11 @@ class Manifest(Frozen):
     scanned: tuple[str, ...]
     exceptions: tuple[str, ...]
     open_dirs: tuple[str, ...]
+    wfp_filters: tuple[str, ...]
     _defaults: ClassVar[Mapping[str, Any]] = {
         "version": VERSION, "install_id": "", "group": ("", ""), "users": (), "firewall": (),
         "dirs": (), "aces": (), "scanned": (), "exceptions": (), "open_dirs": (),
+        "wfp_filters": (),
     }
 
     def to_json(self) -> dict[str, Any]:
@@ -62,11 +64,13 @@ class Manifest(Frozen):
             "users": [list(u) for u in self.users], "firewall": list(self.firewall),
             "dirs": list(self.dirs), "aces": [[a.path, a.sddl] for a in self.aces],
             "scanned": list(self.scanned), "exceptions": list(self.exceptions),
-            "open_dirs": list(self.open_dirs),
+            "open_dirs": list(self.open_dirs), "wfp_filters": list(self.wfp_filters),
         }
 
     @classmethod
     def from_json(cls, data: Any, source: str = "manifest") -> Manifest:
+        import uuid
+
         from ..errors import SandboxError
 
         try:
@@ -84,6 +88,7 @@ class Manifest(Frozen):
                 scanned=tuple(str(x) for x in data.get("scanned", ())),
                 exceptions=tuple(str(x) for x in data.get("exceptions", ())),
                 open_dirs=tuple(str(x) for x in data.get("open_dirs", ())),
+                wfp_filters=tuple(str(uuid.UUID(str(x))) for x in data.get("wfp_filters", ())),
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise SandboxError(f"{source}: not a ringfence manifest; it was changed by hand "
@@ -102,8 +107,9 @@ class Manifest(Frozen):
 
 class Action(Frozen):
     """One step: ``op`` is ``add-ace``, ``remove-ace``, ``create-placeholder``,
-    ``remove-placeholder``, ``remove-rule``, ``delete-user``, ``delete-group`` or
-    ``remove-dir``; ``detail`` the SDDL of the ACE or the name of the thing."""
+    ``remove-placeholder``, ``remove-rule``, ``remove-filter`` (a WFP filter key),
+    ``remove-sublayer``, ``delete-user``, ``delete-group`` or ``remove-dir``; ``detail`` the SDDL
+    of the ACE or the name of the thing."""
 
     __slots__ = ("op", "path", "detail")
     op: str
@@ -147,12 +153,18 @@ def record(manifest: Manifest, plan: WindowsPlan, done: Iterable[Action]) -> Man
 
 
 def cleanup_actions(manifest: Manifest) -> tuple[Action, ...]:
-    """Everything the manifest records, removed: ACEs deepest path first, then rules, users,
-    the group, and ringfence's directories."""
+    """Everything the manifest records, removed: ACEs deepest path first, then firewall rules,
+    WFP filters (each recorded key) and ringfence's sublayer, users, the group, and ringfence's
+    directories."""
     out = [Action(op="remove-ace", path=a.path, detail=a.sddl)
            for a in sorted(manifest.aces, key=lambda a: (-a.path.count("\\"), wp.key(a.path),
                                                           a.sddl))]
     out += [Action(op="remove-rule", path="", detail=name) for name in manifest.firewall]
+    out += [Action(op="remove-filter", path="", detail=key) for key in manifest.wfp_filters]
+    if manifest.wfp_filters:
+        from .wfp import SUBLAYER_KEY
+
+        out.append(Action(op="remove-sublayer", path="", detail=SUBLAYER_KEY))
     out += [Action(op="delete-user", path="", detail=name) for _, name, _ in manifest.users]
     if manifest.group[0]:
         out.append(Action(op="delete-group", path="", detail=manifest.group[0]))

@@ -345,7 +345,7 @@ def firewall_rules(network: str, offline_sid: str, *, proxy_port: int | None = N
     if proxy_port is not None:
         rules.insert(1, FirewallRule(
             name="ringfence offline: allow proxy", layer="wfp", direction="out",
-            action="permit", user=sd, protocol="tcp", remote="127.0.0.1, ::1",
+            action="permit", user=sd, protocol="tcp", remote="loopback",
             ports=str(proxy_port), why="the allowlist proxy; a higher weight than the blocks"))
     return tuple(rules)
 
@@ -363,12 +363,13 @@ def job_limits(policy: Policy, *, cpu_rate_percent: int | None = None) -> JobLim
     for name in names:
         flags |= JOB_LIMIT[name]
     rate = None
-    if cpu_rate_percent is not None:
-        if not 1 <= cpu_rate_percent <= 100:
+    percent = lim.cpu_percent if cpu_rate_percent is None else cpu_rate_percent
+    if percent is not None:
+        if not 1 <= percent <= 100:
             from ..errors import PolicyError
 
-            raise PolicyError(f"cpu rate {cpu_rate_percent}%: use 1 to 100")
-        rate = cpu_rate_percent * 100  # JOBOBJECT_CPU_RATE_CONTROL: ENABLE|HARD_CAP, percent * 100
+            raise PolicyError(f"cpu rate {percent}%: use 1 to 100")
+        rate = percent * 100  # JOBOBJECT_CPU_RATE_CONTROL: ENABLE|HARD_CAP, percent * 100
     ui = tuple(UI_LIMITS)
     ui_flags = 0
     for name in ui:
@@ -436,7 +437,7 @@ def _root(path: str, what: str, facts: WindowsFacts, f: _Facts) -> str:
 # The plan.
 
 def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
-                 cwd: str | None = None, cpu_rate_percent: int | None = None) -> WindowsPlan:
+                 cwd: str | None = None) -> WindowsPlan:
     """The plan for one command on Windows. Raises PolicyError / UnavailableError (fail
     closed) for what the sandbox cannot guard."""
     from ..errors import PolicyError, UnavailableError
@@ -462,7 +463,7 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
     common: dict[str, Any] = {
         "command": tuple(command), "cwd": cwd_path, "timeout": policy.limits.timeout,
         "output_limit": policy.limits.output, "policy": policy,
-        "job": job_limits(policy, cpu_rate_percent=cpu_rate_percent),
+        "job": job_limits(policy),
     }
     if policy.profile == "full-access":
         env["RINGFENCE_SANDBOX"] = "1"
@@ -475,6 +476,11 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
             layers=("environment scrubbed", "job object"),
             weaker=("full-access: no filesystem, network or process isolation",), **common,
         )
+
+    if policy.network == "allowlist":
+        raise UnavailableError(
+            "network allowlist is not available on Windows yet (the filtering proxy is not "
+            "wired to the sandbox users); use --network off, or --network on")
 
     # writable roots, each with its capability SID
     roots: list[str] = []
@@ -687,6 +693,17 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
     )
 
 
+def require_setup(plan: WindowsPlan) -> None:
+    """Fail closed before running a plan whose sandbox users do not exist yet."""
+    if plan.setup_needed:
+        from ..errors import UnavailableError
+
+        raise UnavailableError(
+            "the Windows sandbox is not set up on this host (no sandbox users, firewall rule or "
+            "WFP filters yet); run ringfence windows setup once, as administrator, or use "
+            "--profile full-access to run without the sandbox")
+
+
 # ---------------------------------------------------------------------------------------------
 # Explain.
 
@@ -771,9 +788,12 @@ def render_windows_text(data: dict[str, Any]) -> str:
             lines.append(f"      user {r['user']}; {r['why']}")
     job = data["job"]
     lines += ["", f"job object: {', '.join(job['limits'])} ({job['limit_flags']:#x})"]
-    for name in ("active_processes", "process_memory", "process_time_100ns", "cpu_rate"):
+    for name in ("active_processes", "process_memory", "process_time_100ns"):
         if job[name] is not None:
             lines.append(f"  {name} = {job[name]}")
+    if job["cpu_rate"] is not None:
+        lines.append(f"  cpu_rate = {job['cpu_rate']} ({job['cpu_rate'] // 100}% of the machine, "
+                     "hard cap: JOBOBJECT_CPU_RATE_CONTROL_INFORMATION ENABLE|HARD_CAP)")
     lines.append(f"  ui restrictions: {', '.join(job['ui_restrictions'])} "
                  f"({job['ui_flags']:#x})")
     lines += ["", f"desktop: {data['desktop']}", "", "launch:"]

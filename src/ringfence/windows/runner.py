@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     try:
         process, thread, _ = w.create_process_as_user(
             token, subprocess.list2cmdline(spec["command"]), spec["cwd"], spec["env"],
-            "WinSta0\\" + name)
+            "WinSta0\\" + name, w.std_handles())  # the streams ringfence handed the runner
         with process, thread:
             w.resume(thread)  # already in the runner's job: children inherit it
             code = w.wait(process, None)

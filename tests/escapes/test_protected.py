@@ -12,6 +12,7 @@ guard removed (``--profile full-access``) to show it would have worked.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -582,3 +583,71 @@ def test_memo_not_fooled_by_resetting_mtime(world: World) -> None:
     assert world.sandbox(edit).returncode != 0
     assert (sub / ".vscode" / "tasks.json").read_text() == "{}\n"
     assert world.unsandboxed(edit).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Directory placeholders come from a pool of spare directories in the state directory.
+
+def _pool(world: World) -> Path:
+    return Path(world.env["XDG_STATE_HOME"]) / "ringfence" / "placeholders" / "pool"
+
+
+def test_placeholders_return_to_the_pool_and_are_reused(world: World) -> None:
+    """After a run its directory placeholders are spares in the pool (not in the workspace);
+    the next run moves the same directories back in (same inodes) and protects as before."""
+    assert world.sandbox("true").returncode == 0
+    spares = {p.stat().st_ino for p in _pool(world).iterdir()}
+    assert len(spares) >= 8
+    assert sorted(os.listdir(world.workspace)) == []
+    ws = world.workspace
+    proc = _start(world, "touch ready; " + WAIT.format(go="go") +
+                  "; rm -f ready go; mkdir -p .vscode/x || echo REFUSED")
+    try:
+        _wait_for(ws / "ready")
+        inodes = {(ws / name).stat().st_ino for name in (".vscode", ".claude", ".envrc")}
+        modes = {stat.S_IMODE((ws / name).stat().st_mode) for name in (".vscode", ".envrc")}
+        (ws / "go").touch()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert inodes <= spares, (inodes, spares)
+    assert modes == {0o555}
+    assert "REFUSED" in out, err
+    assert sorted(os.listdir(ws)) == []
+
+
+def test_planted_spare_is_never_a_placeholder(world: World) -> None:
+    """Attack on the pool: a spare directory that is not empty (here, a planted hook script)
+    must never be moved into the workspace as a placeholder, where the host would see it as
+    ``.vscode`` or ``.git`` with content."""
+    assert world.sandbox("true").returncode == 0
+    for spare in _pool(world).iterdir():
+        (spare / "tasks.json").write_text('{"evil": 1}\n')
+    result = world.sandbox("true")
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(world.workspace)) == []
+    planted = [s for s in _pool(world).iterdir() if (s / "tasks.json").exists()]
+    assert len(planted) >= 8  # left where they were, untouched
+
+
+def test_release_does_not_follow_a_swapped_placeholder(world: World) -> None:
+    """A host process replaces a placeholder with a symlink to a directory elsewhere while the
+    command runs. Releasing the placeholder must not chmod, move or empty that directory (it
+    opens the name with O_NOFOLLOW and checks it is an empty directory first)."""
+    ws = world.workspace
+    target = world.outside / "private"
+    target.mkdir(mode=0o700)
+    proc = _start(world, "touch ready; " + WAIT.format(go="go"))
+    try:
+        _wait_for(ws / "ready")
+        (ws / ".vscode").rmdir()
+        (ws / ".vscode").symlink_to(target)
+        (ws / "go").touch()
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (ws / ".vscode").is_symlink()
+    assert target.is_dir() and stat.S_IMODE(target.stat().st_mode) == 0o700
+    assert not any(p.is_symlink() for p in _pool(world).iterdir())

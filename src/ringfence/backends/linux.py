@@ -753,6 +753,85 @@ def _lock(path: str, how: int) -> int:
     return fd
 
 
+# Directory placeholders come from a pool of spare empty directories in the state directory
+# and go back to it: a rename moves one in or out without allocating or freeing a block (on
+# ext4 ~0.014 ms, where mkdir + rmdir of an empty directory cost ~0.17 ms: ten placeholders a
+# run made that 1.7 ms). A workspace on another filesystem than the state directory gets
+# mkdir/rmdir as before (the rename fails with EXDEV). Spares are kept at 0755 in the private
+# pool (a directory must be writable to move it to another parent) and made 0555 once placed.
+POOL_MAX = 64
+
+
+def _pool(state_dir: str) -> str:
+    return os.path.join(state_dir, "placeholders", "pool")
+
+
+def _new_dir_placeholder(path: str, spares: list[str]) -> None:
+    """An empty directory (0555) at ``path``, which does not exist: a spare moved in, or a new
+    one. Raises FileExistsError when something is there already."""
+    if os.path.lexists(path):
+        # (rename would replace an empty directory; mkdir's answer is the one wanted)
+        raise FileExistsError(17, "File exists")
+    while spares:
+        spare = spares.pop()
+        try:
+            fd = os.open(spare, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if os.listdir(fd):
+                continue  # not empty: never used
+            os.rename(spare, path)
+            os.fchmod(fd, 0o555)  # the inode moved in, whatever the name points to now
+            return
+        except OSError as exc:
+            if exc.errno == 18:  # EXDEV: another filesystem; no spare will do
+                spares.clear()
+            elif exc.errno == 17 or exc.errno == 39:  # EEXIST, ENOTEMPTY: it appeared
+                raise FileExistsError(17, "File exists") from None
+        finally:
+            os.close(fd)
+    os.mkdir(path, 0o555)
+
+
+def _drop_dir_placeholder(path: str, pool: str, spares: int) -> int:
+    """Remove the directory placeholder at ``path`` if it is still an empty directory: back
+    to the pool (returns the pool's new size) or, failing that, rmdir."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return spares  # gone, or replaced by something that is not a directory: not ours
+    try:
+        if os.listdir(fd):
+            return spares  # someone put something in it: leave it (rmdir would fail too)
+        if spares < POOL_MAX:
+            try:
+                os.fchmod(fd, 0o755)
+                os.rename(path, os.path.join(pool, f"{os.getpid()}-{time.monotonic_ns()}"))
+                return spares + 1
+            except OSError:
+                pass
+        os.rmdir(path)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return spares
+
+
+def _spares(pool: str) -> list[str]:
+    try:
+        return [os.path.join(pool, name) for name in os.listdir(pool)]
+    except FileNotFoundError:
+        try:
+            os.makedirs(pool, mode=0o700, exist_ok=True)
+        except OSError:
+            pass
+        return []
+    except OSError:
+        return []
+
+
 def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...]) -> int:
     """Create the missing placeholders and take a shared hold on them; returns the hold's fd."""
     import fcntl
@@ -765,6 +844,7 @@ def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...]) 
         from ..plan import placeholder_is_file
 
         created = []
+        spares: list[str] | None = None
         for path in paths:
             try:
                 if placeholder_is_file(path):
@@ -773,7 +853,9 @@ def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...]) 
                     os.write(fd, placeholder_content(path))
                     os.close(fd)
                 else:
-                    os.mkdir(path, 0o555)
+                    if spares is None:
+                        spares = _spares(_pool(state_dir))
+                    _new_dir_placeholder(path, spares)
             except FileExistsError:
                 continue  # ours from another run (it is in the record already)
             except OSError as exc:
@@ -802,10 +884,14 @@ def _release_placeholders(state_dir: str, workspace: str, users: int) -> None:
             return  # another run still relies on them; the last one out removes them
         from ..plan import placeholder_is_file
 
+        pool = _pool(state_dir)
+        spares = -1
         for path in _record_lines(record):
             try:
                 if not placeholder_is_file(path):
-                    os.rmdir(path)  # fails unless it is still an empty directory
+                    if spares < 0:
+                        spares = len(_spares(pool))
+                    spares = _drop_dir_placeholder(path, pool, spares)
                 elif _is_ours(path):
                     os.unlink(path)
             except OSError:

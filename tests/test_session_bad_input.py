@@ -107,7 +107,7 @@ def _counts(world: World) -> dict[str, object]:
         "placeholder records": sorted(
             n for n in (os.listdir(state / "ringfence" / "placeholders")
                         if (state / "ringfence" / "placeholders").is_dir() else ())
-            if not n.endswith((".lock", ".users"))),
+            if not n.endswith((".lock", ".users")) and n != "pool"),  # pool: spare dirs
     }
 
 

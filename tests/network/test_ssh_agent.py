@@ -9,9 +9,12 @@ with the user's keys.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -296,3 +299,44 @@ def test_macos_refuses_the_agent() -> None:
 
     with pytest.raises(UnavailableError, match="not supported on macOS"):
         mac_plan({"network": "on", "ssh_agent": True})
+
+
+@pytest.fixture
+def real_agent(world: World) -> Iterator[Path]:
+    """A real ssh-agent on a socket outside the workspace, holding a key made for the test;
+    the private key file lies in the world's ~/.ssh, where the user keeps theirs."""
+    if not all(shutil.which(t) for t in ("ssh-agent", "ssh-add", "ssh-keygen")):
+        pytest.skip("needs ssh-agent, ssh-add and ssh-keygen (openssh-client)")
+    sock = world.outside / "real-agent.sock"
+    key = world.home / ".ssh" / "id_test"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f",
+                    str(key)], check=True)
+    out = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], check=True, capture_output=True,
+                         text=True).stdout
+    pid = int(out.split("SSH_AGENT_PID=")[1].split(";")[0])
+    try:
+        subprocess.run(["ssh-add", "-q", str(key)], check=True, capture_output=True,
+                       env={**os.environ, "SSH_AUTH_SOCK": str(sock)})
+        shutil.copy(f"{key}.pub", world.workspace / "id_test.pub")
+        world.env["SSH_AUTH_SOCK"] = str(sock)
+        yield key
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.escape
+def test_real_agent_signs_only_when_opted_in(world: World, real_agent: Path) -> None:
+    """Attack: a command with the network on has the user's real ssh-agent sign for it -- at
+    $SSH_AUTH_SOCK, or at the socket's host path if that is unset. Without --ssh-agent it
+    cannot; with it, it can (that is what the opt-in means). Either way the private key file
+    stays unreadable."""
+    sock = world.env["SSH_AUTH_SOCK"]
+    script = (f"echo data > msg; SSH_AUTH_SOCK=${{SSH_AUTH_SOCK:-{sock}}} "
+              f"ssh-keygen -Y sign -n file -f id_test.pub msg >/dev/null 2>&1 && echo SIGNED; "
+              f"grep -q 'PRIVATE KEY' {real_agent} 2>/dev/null && echo KEY || echo NO-KEY")
+    control = world.unsandboxed(script)  # the guard removed: the agent signs, the key reads
+    assert control.stdout.split() == ["SIGNED", "KEY"], control.stderr
+    hidden = world.sandbox(script, "--network", "on")
+    assert hidden.stdout.split() == ["NO-KEY"], hidden.stderr
+    shown = world.sandbox(script, "--network", "on", "--ssh-agent")
+    assert shown.stdout.split() == ["SIGNED", "NO-KEY"], shown.stderr

@@ -670,7 +670,7 @@ def _loopback_congestion(sock: socket.socket) -> None:
     """The command's side of a tunnel (127.0.0.1 in the sandbox's own namespace) never leaves
     the machine, so there is no congestion to control. A pacing algorithm such as BBR (a common
     default) still schedules every send with timers, which on loopback only costs CPU: here a
-    bulk transfer on loopback runs ~30% slower with BBR than with Reno. Reno is built into
+    bulk transfer on loopback runs ~25% slower with BBR than with Reno. Reno is built into
     every kernel and allowed to every user; the upstream side keeps the system's choice."""
     if _TCP_CONGESTION is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return

@@ -340,3 +340,11 @@ def test_real_agent_signs_only_when_opted_in(world: World, real_agent: Path) -> 
     assert hidden.stdout.split() == ["NO-KEY"], hidden.stderr
     shown = world.sandbox(script, "--network", "on", "--ssh-agent")
     assert shown.stdout.split() == ["SIGNED", "NO-KEY"], shown.stderr
+
+
+def test_windows_refuses_the_agent() -> None:
+    from tests.windows.test_plan import make
+    from tests.windows.test_plan import policy as win_policy
+
+    with pytest.raises(UnavailableError, match="not supported on Windows"):
+        make(win_policy(network="on", ssh_agent=True))

@@ -11,7 +11,7 @@ From one run it prints:
 - ``ringfence run`` start-up with the network off and with the allowlist (the proxy attached).
 
 The server, the proxy and the client are three processes (the proxy runs as it does under
-``ringfence run``: ringfence's own process, a thread with an asyncio loop).
+``ringfence run``: ringfence's own process, a thread running its own selectors loop).
 
     python bench/proxy.py [--runs N] [--size MB] [--conns N] [--json]
 """

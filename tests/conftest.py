@@ -108,6 +108,9 @@ def world() -> Iterator[World]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # in-process library calls keep their caches (parsed policies, public suffix answers)
+    # under the test root, never in the real user's state directory
+    os.environ["XDG_STATE_HOME"] = str(TEST_ROOT / "state")
     config.addinivalue_line("markers", "escape: tries a real escape against the real kernel")
 
 

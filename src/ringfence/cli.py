@@ -47,6 +47,8 @@ options (run and explain):
   --deny-domain HOST     refuse HOST even if allowed (repeatable)
   --allow-port N         a destination port besides 80 and 443 (repeatable)
   --network-preset pip|npm  allow the hosts pip or npm is configured to use (repeatable)
+  --ssh-agent            let the command use your ssh-agent ($SSH_AUTH_SOCK); needs
+                         --network allowlist or on
   --env-allow NAME       keep an environment variable that looks secret (repeatable)
   --timeout SECONDS      wall-clock limit; the whole tree is killed (e.g. 30, 10m)
   --memory SIZE          data memory per process (e.g. 512M, 4G)
@@ -77,7 +79,7 @@ _VALUE_OPTS = {
     "--allow-domain", "--deny-domain", "--allow-port", "--network-preset",
     "--approval-mode", "--allow", "--escalate", "--justification",
 }
-_FLAG_OPTS = {"--json", "--capture"}
+_FLAG_OPTS = {"--json", "--capture", "--ssh-agent"}
 
 
 class Args:
@@ -170,6 +172,7 @@ def options_from(args: Args) -> Options:
         bwrap=_one(args, "--bwrap"),
         approval_mode=choice("--approval-mode", APPROVAL_MODES),
         allow=tuple(args.values.get("--allow", ())),
+        ssh_agent=True if "--ssh-agent" in args.flags else None,
     )
 
 
@@ -386,7 +389,7 @@ def cmd_windows(argv: list[str]) -> int:
 def cmd_check(argv: list[str]) -> int:
     from .approval.cli import cmd_check as check
 
-    args = parse(argv, _VALUE_OPTS | {"--shell"}, {"--json"})
+    args = parse(argv, _VALUE_OPTS | {"--shell"}, {"--json", "--ssh-agent"})
     policy, cwd = _policy(args, need_command=False)
     return check(args, policy, cwd)
 

@@ -50,6 +50,9 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
         from .plan import PROXY_PORT
 
         data["network"] = {"proxy": f"127.0.0.1:{PROXY_PORT}", **plan.network.to_dict()}
+    if plan.ssh_agent is not None:
+        data["ssh_agent"] = {"host": plan.ssh_agent,
+                             "inside": plan.env.get("SSH_AUTH_SOCK", plan.ssh_agent)}
     return data
 
 
@@ -161,6 +164,10 @@ def render_text(data: dict[str, Any]) -> str:
         lines.append(f"  loopback/own addresses: {'allowed' if net['allow_local'] else 'refused'}"
                      f"; private/link-local: {'allowed' if net['allow_private'] else 'refused'}")
         lines.append("  (*.example.org matches names below example.org, not example.org)")
+    if data.get("ssh_agent"):
+        agent = data["ssh_agent"]
+        lines += ["", f"ssh-agent (network.ssh_agent): {agent['host']} is reachable inside as "
+                      f"{agent['inside']} (SSH_AUTH_SOCK); the command can sign with your keys"]
     lines += ["", "environment removed: " + (", ".join(data["environment_removed"]) or "-")]
     lines += ["environment set:"]
     lines += [f"  {k}={v}" for k, v in data["environment"].items()]

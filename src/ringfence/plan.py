@@ -116,13 +116,17 @@ class HostFacts(Frozen):
         return self.kinds.get(path, "missing")
 
 
+AGENT_WEAKER = ("the command can use your ssh-agent (network.ssh_agent): it can sign with your "
+                "keys, though not read them")
+
+
 class Plan(Frozen):
     """What a backend does for one command; nothing in it needs interpreting."""
 
     __slots__ = (
         "mode", "command", "argv", "env", "env_removed", "cwd", "rlimits", "seccomp",
         "landlock", "pids_cgroup", "timeout", "output_limit", "placeholders", "layers",
-        "weaker", "policy", "seatbelt", "network",
+        "weaker", "policy", "seatbelt", "network", "ssh_agent",
     )
     mode: str
     command: tuple[str, ...]
@@ -142,7 +146,9 @@ class Plan(Frozen):
     policy: Policy
     seatbelt: dict[str, Any] | None  # macOS: profile text and -D parameters (plan_macos)
     network: NetworkRules | None
-    _defaults: ClassVar[Mapping[str, Any]] = {"seatbelt": None, "network": None}
+    ssh_agent: str | None  # the host's agent socket handed in (network.ssh_agent)
+    _defaults: ClassVar[Mapping[str, Any]] = {"seatbelt": None, "network": None,
+                                              "ssh_agent": None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,10 +358,17 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     cwd = cwd or policy.workspace
     cache_root = os.path.join(facts.cache_dir, "sandbox")
     env, removed = sandbox_env(policy, facts, cache_root)
+    agent = None
+    if policy.ssh_agent:  # opted in: the one socket, at a fixed path inside (network/ssh_agent)
+        from .network.ssh_agent import AGENT_PATH, host_socket
+
+        agent = host_socket(facts)
+        env["SSH_AUTH_SOCK"] = agent if policy.profile == "full-access" else AGENT_PATH
+        removed = [name for name in removed if name != "SSH_AUTH_SOCK"]
     common: dict[str, Any] = {
         "command": tuple(command), "env": env, "env_removed": tuple(removed), "cwd": cwd,
         "timeout": policy.limits.timeout, "output_limit": policy.limits.output,
-        "policy": policy,
+        "policy": policy, "ssh_agent": agent,
     }
     if policy.network == "allowlist":
         if policy.profile == "full-access":
@@ -426,6 +439,10 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
                 f"cannot create the sandbox: {facts.userns}, and this kernel has no Landlock "
                 "for the fallback mode; enable user namespaces (see ringfence doctor)"
             )
+        if agent is not None:
+            from .network.ssh_agent import unsupported
+
+            raise unsupported("in the Landlock fallback (it cannot hand in a single socket)")
         return _plan_landlock(policy, facts, deny, writable, protected, pids_cgroup, common)
 
     args: list[str] = [
@@ -450,6 +467,10 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     for path in keep:
         if facts.kind(path) != "missing":
             args += ["--ro-bind", path, path]
+    if agent is not None:
+        from .network.ssh_agent import AGENT_PATH
+
+        args += ["--ro-bind", agent, AGENT_PATH]  # only this socket; its host path stays masked
     args += ["--remount-ro", "/run"]
     if policy.profile == "read-only" and any(_inside(policy.workspace, d) for d in REPLACED_DIRS):
         args += ["--ro-bind", policy.workspace, policy.workspace]  # visible under the new /tmp
@@ -520,7 +541,8 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     return Plan(
         mode="bwrap", argv=tuple(args), rlimits=_rlimits(policy, nproc=nproc_by_rlimit),
         seccomp=(policy.network == "off", False), landlock=None, pids_cgroup=pids_cgroup,
-        placeholders=tuple(placeholders), layers=tuple(layers), weaker=(), network=network,
+        placeholders=tuple(placeholders), layers=tuple(layers), network=network,
+        weaker=(AGENT_WEAKER,) if agent is not None else (),
         **common,
     )
 

@@ -249,6 +249,10 @@ def plan_macos(policy: Policy, command: Sequence[str], facts: MacFacts, *,
 
     if not command:
         raise PolicyError("no command given; put it after --, e.g. ringfence run -- pytest -q")
+    if policy.ssh_agent:
+        from .network.ssh_agent import unsupported
+
+        raise unsupported("on macOS yet")
     limits = policy.limits
     if limits.memory:
         raise UnavailableError(

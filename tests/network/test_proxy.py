@@ -414,3 +414,20 @@ def test_target_whose_connect_never_completes(proxy: Proxy, server: TCPServer) -
         for f in fillers:
             f.close()
         full.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_CONGESTION"), reason="Linux TCP_CONGESTION")
+def test_the_commands_loopback_side_uses_reno() -> None:
+    """The sandbox's side of a tunnel is loopback: no congestion to control, so the proxy
+    drops a pacing default (BBR) for Reno there; other addresses keep the system's choice."""
+    from ringfence.network.proxy import _loopback_congestion
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    cli = socket.create_connection(srv.getsockname())
+    conn, _ = srv.accept()
+    with srv, cli, conn:
+        _loopback_congestion(conn)
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0") \
+            == b"reno"
+        with socket.socket(socket.AF_UNIX) as unix:
+            _loopback_congestion(unix)  # not TCP: left alone, no error

@@ -14,8 +14,10 @@ A connection is decided twice:
    reserved addresses always. The proxy connects to exactly the address it checked.
 
 ``check_pattern`` validates one entry when the policy loads: no ``*`` alone, no ``*.com``
-(a wildcard needs at least two labels after ``*.``), no scheme, path, port or user, and a
-``*`` only as the whole first label. An empty allow list allows nothing.
+(a wildcard needs at least two labels after ``*.``), no wildcard over any other public suffix
+(``*.co.uk``, ``*.github.io``: the Public Suffix List, see ``network.suffixes``), no scheme,
+path, port or user, and a ``*`` only as the whole first label. An empty allow list allows
+nothing.
 """
 
 from __future__ import annotations
@@ -170,7 +172,22 @@ def check_pattern(entry: str, where: str = "allow") -> str:
     if wildcard and name.count(".") < 1:
         raise _error(f"network.{where}: {entry!r} is too broad (a whole top-level domain); "
                      "name a domain below it, e.g. *.example.org")
+    if wildcard and _public_suffix(name):
+        raise _error(f"network.{where}: {entry!r} is too broad: {name} is a public suffix "
+                     f"(anyone can register names below it); name a domain below it, e.g. "
+                     f"*.example.{name}")
     return f"*.{name}" if wildcard else name
+
+
+_SUFFIXES: dict[str, bool] = {}  # this process's answers (a policy is checked several times)
+
+
+def _public_suffix(name: str) -> bool:
+    if name not in _SUFFIXES:
+        from .suffixes import is_public_suffix
+
+        _SUFFIXES[name] = is_public_suffix(name)
+    return _SUFFIXES[name]
 
 
 def normalise_host(host: str) -> str | None:

@@ -39,7 +39,8 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "": {"profile": "profile"},
     "filesystem": {"writable": "strlist", "deny_read": "strlist", "protected": "strlist"},
     "network": {"mode": "network", "allow": "hosts", "deny": "hosts", "presets": "presets",
-                "ports": "ports", "allow_local": "bool", "allow_private": "bool"},
+                "ports": "ports", "allow_local": "bool", "allow_private": "bool",
+                "ssh_agent": "bool"},
     "environment": {"allow": "strlist", "deny": "strlist", "set": "strmap"},
     "limits": {
         "timeout": "seconds", "memory": "size", "max_processes": "count",
@@ -279,7 +280,7 @@ class Options:
         "profile", "policy_file", "workspace", "writable", "deny_read", "network",
         "env_allow", "timeout", "memory", "max_processes", "fallback", "bwrap",
         "use_user_config", "use_project_file", "allow_domains", "deny_domains", "ports",
-        "presets", "approval_mode", "allow",
+        "presets", "approval_mode", "allow", "ssh_agent",
     )
 
     def __init__(
@@ -305,6 +306,7 @@ class Options:
         presets: tuple[str, ...] = (),
         approval_mode: str | None = None,
         allow: tuple[str, ...] = (),
+        ssh_agent: bool | None = None,
     ) -> None:
         self.profile = profile
         self.policy_file = policy_file
@@ -326,6 +328,7 @@ class Options:
         self.presets = presets
         self.approval_mode = approval_mode
         self.allow = allow
+        self.ssh_agent = ssh_agent
 
 
 def _abspath(path: str, base: str) -> str:
@@ -362,6 +365,8 @@ def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str)
             if NETWORK_MODES.index(value) > NETWORK_MODES.index(state[key]):
                 raise PolicyError(f"{source}: network.mode = {value!r} widens it; {hint}")
             state[key] = value
+            if value == "off":
+                state["network.ssh_agent"] = False  # narrowed away with the network
         elif key.startswith("limits."):
             current = state.get(key, getattr(Limits(), key[7:]))
             if (value is None and current is not None) or (
@@ -398,6 +403,11 @@ def _narrow_network(state: dict[str, Any], key: str, value: Any, what: str, hint
     trusted layers allow (anything goes where the trusted mode is ``on``)."""
     from ..network.rules import DEFAULT_PORTS, matches
 
+    if key == "network.ssh_agent":  # never implied by any mode: the user's keys
+        if value:
+            raise PolicyError(f"{what} = true widens the policy; {hint}")
+        state[key] = False
+        return
     if prior_mode == "on" and key != "network.ports":
         state[key] = value
         return
@@ -510,6 +520,8 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
                        ("network.presets", options.presets)):
         if extra:
             state[key] = [*state.get(key, ()), *extra]
+    if options.ssh_agent is not None:
+        state["network.ssh_agent"] = options.ssh_agent
     if options.ports:
         from ..network.rules import DEFAULT_PORTS
 
@@ -574,6 +586,7 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         network_rules=rules,
         approval_mode=state["approvals.mode"],
         rules=tuple(state["rules"]),
+        ssh_agent=state.get("network.ssh_agent", False),
     )
 
 

@@ -180,6 +180,8 @@ class Policy(Frozen):
     - ``network``: ``off`` | ``allowlist`` | ``on``.
     - ``network_rules``: the allowlist (``ringfence.network.rules.NetworkRules``) when
       ``network`` is ``allowlist``; empty means nothing is allowed.
+    - ``ssh_agent``: make the host's ssh-agent (``$SSH_AUTH_SOCK``) reachable inside the
+      sandbox; only with ``network`` ``allowlist`` or ``on`` (see ``network.ssh_agent``).
     - ``env_allow``: names kept even though they look secret; ``env_deny``: names always removed;
       ``env_set``: (name, value) pairs set for the command.
     - ``limits``: see ``Limits``.
@@ -195,7 +197,7 @@ class Policy(Frozen):
         "profile", "workspace", "writable", "deny_read", "protected", "network",
         "env_allow", "env_deny", "env_set", "limits", "gpu", "fallback", "bwrap",
         "network_rules",
-        "approval_mode", "rules",
+        "approval_mode", "rules", "ssh_agent",
     )
     profile: str
     workspace: str
@@ -213,6 +215,7 @@ class Policy(Frozen):
     network_rules: NetworkRules | None
     approval_mode: str
     rules: tuple[Any, ...]
+    ssh_agent: bool
     _defaults: ClassVar[Mapping[str, Any]] = {
         "profile": "workspace-write",
         "writable": (),
@@ -229,6 +232,7 @@ class Policy(Frozen):
         "network_rules": None,
         "approval_mode": "on-request",
         "rules": (),
+        "ssh_agent": False,
     }
 
     def __init__(self, **values: Any) -> None:
@@ -267,6 +271,10 @@ class Policy(Frozen):
             from ..network.rules import NetworkRules
 
             object.__setattr__(self, "network_rules", NetworkRules())  # allows nothing
+        if self.ssh_agent and self.network == "off":
+            from ..network.ssh_agent import off_error
+
+            raise off_error()
 
     def writable_roots(self) -> tuple[str, ...]:
         """The workspace (unless read-only) and the extra roots, without duplicates."""

@@ -444,6 +444,10 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
 
     if not command:
         raise PolicyError("no command given; put it after --, e.g. ringfence run -- pytest -q")
+    if policy.ssh_agent:
+        from ..network.ssh_agent import unsupported
+
+        raise unsupported("on Windows yet")
     f = _Facts(facts)
     group = _sid(facts, "group")
     role = "offline" if policy.network == "off" else "online"

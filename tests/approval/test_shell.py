@@ -121,3 +121,41 @@ def test_a_substitution_never_runs_without_asking(outer: list[str], inner: list[
 def test_substitution_examples(text: str) -> None:
     d = decide(text, (), Context(mode="untrusted", workspace=WS, writable=(WS,), cwd=WS))
     assert d.verdict == "ask"
+
+
+# Found by fuzzing this module: tree-sitter-bash reads out of bounds on a "{" followed later by
+# a 4-byte UTF-8 character (tree-sitter/tree-sitter-bash#337); in a fresh process this text
+# crashes the parser more often than not (it depends on the memory layout).
+CRASHER = ('\U000edecewV\U0004860d\x0c\u05c4\u0aae\u2d5a\U000505f4\u2964\U000679ae\x05\U00104596\U00087af2\u0b16\u23b36B\U000c5980\u236a\U000a88e7Y\x96\u2e09\u2880\U00075fd2\t\U000e0aa07\U0007b6d3\u2346^Un\U0004ea17\u0f21\U0002007b\U00036326{\u2441\U0005f254\U00106eb4*_\u22f9Eo2\U0008db58\u1e6b C@\U0008d96c\u02e1ijnE\U000fe7f9\U000a9569')
+
+
+def test_text_that_crashes_the_parser_is_never_parsed() -> None:
+    """Attack on the approval engine's host process: shell text that makes tree-sitter-bash
+    read out of bounds kills the agent's process (a segmentation fault, not an exception).
+    Such text is flagged without being parsed. Eight fresh interpreters each parse it; without
+    the guard most of them die with SIGSEGV."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ringfence.approval import shell; "
+            "assert shell.UNREADABLE in shell.parse(sys.argv[1]).flags")
+    for _ in range(8):
+        done = subprocess.run([sys.executable, "-c", code, CRASHER], capture_output=True,
+                              timeout=60)
+        assert done.returncode == 0, (done.returncode, done.stderr[-300:])
+
+
+def test_unreadable_text_asks_even_when_allowed_as_a_whole() -> None:
+    """Nothing inside unparsed text was judged, so an allow rule for the whole text (an
+    "always" answer) does not make it run unasked where flagged text asks (untrusted mode, or
+    no sandbox): the always-ask list never saw it."""
+    from ringfence.approval.model import Rule
+
+    text = "{ rm -rf ~; } # \U0001f600"
+    assert shell.UNREADABLE in shell.parse(text).flags
+    rule = Rule(prefix=("/bin/sh", "-c", text), decision="allow")
+    d = decide(text, (rule,), Context(mode="untrusted", workspace=WS, writable=(WS,), cwd=WS))
+    assert d.verdict == "ask"
+    assert "cannot read it" in d.reason
+    bare = Context(mode="on-request", workspace=WS, writable=(WS,), cwd=WS, sandboxed=False)
+    assert decide(text, (), bare).verdict == "ask"

@@ -94,6 +94,8 @@ def _judge_text(text: str, rules: Sequence[Rule], ctx: Context, out: list[_Raw],
             covered = r.label()
             script.flags.clear()
             script.writes.clear()
+    if not script.read:  # nothing inside could be judged, so no rule covers it
+        script.flag(shell.UNREADABLE)
     for flag in script.flags:
         out.append(_Raw(("/bin/sh", "-c", text), "flag",
                         f"the shell text contains {flag}, so it is not automatically safe",

@@ -23,6 +23,7 @@ EXPANSION = "a variable or other expansion"
 CONTROL = "a loop, condition, function or subshell"
 HEREDOC_TO_INTERPRETER = "a here-document or here-string fed to an interpreter"
 SYNTAX_ERROR = "text that does not parse as bash"
+UNREADABLE = "text that does not parse safely (the bash parser cannot read it)"
 ASSIGNMENT = "a variable assignment"
 BACKGROUND = "a background job"
 
@@ -59,9 +60,10 @@ class Command:
 class Script:
     """What the engine needs to know about a piece of shell text."""
 
-    __slots__ = ("commands", "pipelines", "writes", "flags", "fed_interpreters")
+    __slots__ = ("commands", "pipelines", "writes", "flags", "fed_interpreters", "read")
 
     def __init__(self) -> None:
+        self.read = True  # False: not parsed at all (see _unsafe_for_the_parser)
         self.commands: list[Command] = []
         self.pipelines: list[list[Command | None]] = []
         self.writes: list[str | None] = []  # redirection targets; None when not literal
@@ -86,9 +88,27 @@ def _parser() -> Any:
     return _PARSER
 
 
+# bytes below 0xF0: deleting them leaves the lead bytes of 4-byte UTF-8 characters
+_BELOW_F0 = bytes(range(0xF0))
+
+
+def _unsafe_for_the_parser(src: bytes) -> bool:
+    """tree-sitter-bash (0.23 to 0.25 at least) reads out of bounds -- a segmentation fault
+    that takes the whole process down, depending on the memory layout -- on a ``{`` followed
+    anywhere later by a 4-byte UTF-8 character (tree-sitter/tree-sitter-bash#337). Such text
+    is not parsed: it is flagged, and the engine asks."""
+    brace = src.find(b"{")
+    return brace >= 0 and bool(src[brace:].translate(None, _BELOW_F0))
+
+
 def parse(text: str) -> Script:
     """The simple commands and risky constructs in ``text``. Never raises on bad input."""
     src = text.encode("utf-8", "surrogatepass")
+    if _unsafe_for_the_parser(src):
+        script = Script()
+        script.read = False
+        script.flag(UNREADABLE)
+        return script
     tree = _parser().parse(src)
     script = Script()
     root = tree.root_node

@@ -126,7 +126,12 @@ def test_substitution_examples(text: str) -> None:
 # Found by fuzzing this module: tree-sitter-bash reads out of bounds on a "{" followed later by
 # a 4-byte UTF-8 character (tree-sitter/tree-sitter-bash#337); in a fresh process this text
 # crashes the parser more often than not (it depends on the memory layout).
-CRASHER = ('\U000edecewV\U0004860d\x0c\u05c4\u0aae\u2d5a\U000505f4\u2964\U000679ae\x05\U00104596\U00087af2\u0b16\u23b36B\U000c5980\u236a\U000a88e7Y\x96\u2e09\u2880\U00075fd2\t\U000e0aa07\U0007b6d3\u2346^Un\U0004ea17\u0f21\U0002007b\U00036326{\u2441\U0005f254\U00106eb4*_\u22f9Eo2\U0008db58\u1e6b C@\U0008d96c\u02e1ijnE\U000fe7f9\U000a9569')
+CRASHER = (
+    "\U000edecewV\U0004860d\x0c\u05c4\u0aae\u2d5a\U000505f4\u2964\U000679ae\x05"
+    "\U00104596\U00087af2\u0b16\u23b36B\U000c5980\u236a\U000a88e7Y\x96\u2e09\u2880"
+    "\U00075fd2\t\U000e0aa07\U0007b6d3\u2346^Un\U0004ea17\u0f21\U0002007b\U00036326{"
+    "\u2441\U0005f254\U00106eb4*_\u22f9Eo2\U0008db58\u1e6b C@\U0008d96c\u02e1ijnE"
+    "\U000fe7f9\U000a9569")
 
 
 def test_text_that_crashes_the_parser_is_never_parsed() -> None:

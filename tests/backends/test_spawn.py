@@ -228,3 +228,20 @@ def test_resolve_command(cwd: Path) -> None:
     with pytest.raises(CommandError) as directory:
         resolve_command(str(cwd), ENV, str(cwd))
     assert directory.value.exit_code == 126
+
+
+def test_exec_group_does_not_pass_on_leaked_descriptors(cwd: Path) -> None:
+    """Attack: the caller left a descriptor inheritable (here a directory); the command must
+    not get it (through it, ``/proc/self/fd/N/...`` -- or openat on macOS -- reaches the host
+    directory past the sandbox's rules). Only stdin, stdout and stderr arrive."""
+    fd = os.open(cwd, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.set_inheritable(fd, True)
+        proc = subprocess.Popen([sys.executable, "-c", RUNNER, "0", "/bin/sh", "-c",
+                                 f"ls /proc/self/fd/{fd}/ >/dev/null 2>&1 && echo LEAKED"],
+                                cwd=cwd, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, close_fds=False)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        os.close(fd)
+    assert b"LEAKED" not in stdout, stderr

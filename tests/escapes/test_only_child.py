@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
 import sys
 
 import pytest
@@ -59,3 +60,28 @@ def test_library_run_leaves_the_caller_unconfined(world: World,
     assert target.read_text() == "written by the caller\n"
     (world.outside / "new.txt").write_bytes(b"y" * (2 << 20))  # past the child's file_size
     assert os.path.getsize(world.outside / "new.txt") == 2 << 20
+
+
+def test_descriptors_the_caller_leaked_do_not_reach_the_command(world: World) -> None:
+    """Attack: the agent's harness (or a shell) starts ``ringfence run`` with a descriptor left
+    inheritable -- here a directory holding a secret, outside everything the sandbox may read.
+    bubblewrap passes on what it inherits, and ``/proc/self/fd/N/secret`` would read the file
+    through the host's directory, past every mount. Only stdin, stdout and stderr may arrive."""
+    secret_dir = world.outside / "vault"
+    secret_dir.mkdir()
+    (secret_dir / "secret").write_text("TOP-SECRET\n")
+    fd = os.open(secret_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.set_inheritable(fd, True)
+        script = f"cat /proc/self/fd/{fd}/secret; ls /proc/self/fd"
+        result = subprocess.run(
+            [sys.executable, "-m", "ringfence", "run", "--", "/bin/sh", "-c", script],
+            cwd=world.workspace, env=world.env, capture_output=True, text=True, timeout=60,
+            stdin=subprocess.DEVNULL, close_fds=False)
+        control = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                                 timeout=60, stdin=subprocess.DEVNULL, close_fds=False)
+    finally:
+        os.close(fd)
+    assert "TOP-SECRET" in control.stdout  # the leak is real without the guard
+    assert "TOP-SECRET" not in result.stdout, result.stdout
+    assert str(fd) not in result.stdout.split()

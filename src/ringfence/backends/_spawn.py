@@ -106,6 +106,8 @@ def exec_group(argv: Sequence[str], env: dict[str, str], cwd: str,
             for signum in (13, 25):  # Python ignores SIGPIPE and SIGXFSZ; the command must not
                 signal.signal(signum, signal.SIG_DFL)
             os.setsid()  # its own session and group: no controlling terminal to inject into
+            # what the caller left inheritable (a host directory, a harness's pipe) stays here
+            os.closerange(3, max(65536, os.sysconf("SC_OPEN_MAX")))
             setup()
             os.chdir(cwd)
             os.execve(argv[0], list(argv), env)

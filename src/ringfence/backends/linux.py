@@ -925,12 +925,28 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
         outcome.network = prep.net.finish()
 
 
+def _keep_inherited_from_the_command(passed: list[int]) -> None:
+    """Mark close-on-exec every descriptor above 2 that is not ``passed``. The command line's
+    caller (a shell, an agent's harness) may have left descriptors inheritable; bubblewrap hands
+    whatever it inherits to the command, and a host directory or pipe reachable from inside
+    (``/proc/self/fd/N/...``) would undo the sandbox. (The library's spawn closes them itself.)"""
+    keep = set(passed)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listing's own descriptor, gone by now
+
+
 def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     """Run with the terminal passed through; returns when the command and its tree are gone."""
     signal = _signal_module()
     outcome = Outcome()
     setup = prep.child_setup(plan.rlimits)
     prep.before_spawn()
+    _keep_inherited_from_the_command(prep.fds)
     start = time.monotonic()
     if setup is None:  # bubblewrap: no work in the child, so no fork of this interpreter
         try:

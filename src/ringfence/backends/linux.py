@@ -931,7 +931,12 @@ def _keep_inherited_from_the_command(passed: list[int]) -> None:
     whatever it inherits to the command, and a host directory or pipe reachable from inside
     (``/proc/self/fd/N/...``) would undo the sandbox. (The library's spawn closes them itself.)"""
     keep = set(passed)
-    for name in os.listdir("/proc/self/fd"):
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError as exc:  # fail closed: without the list, a leaked descriptor could pass
+        raise SandboxError(f"cannot list this process's descriptors in /proc/self/fd: "
+                           f"{exc.strerror}; mount /proc") from None
+    for name in names:
         fd = int(name)
         if fd > 2 and fd not in keep:
             try:

@@ -54,12 +54,28 @@ class FakeAgent:
                 return
             with conn:
                 try:
-                    head = conn.recv(5)
-                    if len(head) == 5 and head[4] == REQUEST_IDENTITIES:
-                        self.asked += 1
-                        conn.sendall(struct.pack(">IBI", 5, IDENTITIES_ANSWER, 0))
+                    while True:  # a client may send several requests, each in pieces
+                        head = self._read(conn, 4)
+                        body = self._read(conn, struct.unpack(">I", head)[0]) if head else b""
+                        if not body:
+                            break
+                        if body[0] == REQUEST_IDENTITIES:
+                            self.asked += 1
+                            conn.sendall(struct.pack(">IBI", 5, IDENTITIES_ANSWER, 0))
+                        else:
+                            conn.sendall(struct.pack(">IB", 1, 5))  # SSH_AGENT_FAILURE
                 except OSError:
                     pass
+
+    @staticmethod
+    def _read(conn: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                return b""
+            data += chunk
+        return data
 
     def close(self) -> None:
         self.sock.close()

@@ -231,9 +231,7 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
         try:
             result = run_plan(plan, capture=True, before_start=passed.durable)
         except RingfenceError as exc:
-            passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
-                              exit_code=exc.exit_code, duration=0.0, limits_hit=(),
-                              setup_failed=True)
+            passed.record_failure(plan, exc)
             raise
         passed.record_result(result)
         report = result.to_json()
@@ -251,9 +249,7 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
         else:
             outcome = _exec_linux(plan, want_json, passed.durable)
     except RingfenceError as exc:
-        passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
-                          exit_code=exc.exit_code, duration=0.0, limits_hit=(),
-                          setup_failed=isinstance(exc, PolicyError) is False)
+        passed.record_failure(plan, exc, setup_failed=not isinstance(exc, PolicyError))
         raise
     passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
                       exit_code=125 if outcome.setup_failed else outcome.exit_code,

@@ -200,9 +200,7 @@ def run(
         result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output,
                           before_start=gate.durable)
     except RingfenceError as exc:
-        gate.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
-                        exit_code=exc.exit_code, duration=0.0, limits_hit=(),
-                        setup_failed=True)
+        gate.record_failure(plan, exc)
         raise
     gate.record_result(result)
     if (result.exit_code != 0 and approver is not None and result.mode != "none"

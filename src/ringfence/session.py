@@ -125,6 +125,17 @@ class _Running:
         """SIGKILL the command's process group."""
         self._engine.kill(self._p)
 
+    def _take(self, item: object) -> bool:
+        """Record the end (``done`` or ``error``); True for an output item to hand on."""
+        kind, value = cast("tuple[str, Any]", item)
+        if kind == "done":
+            self._result = value
+            return False
+        if kind == "error":
+            self._error = value
+            return False
+        return True
+
 
 class Command(_Running):
     """A command running in a session: feed ``write``, read by iterating, ``wait`` for the
@@ -146,16 +157,6 @@ class Command(_Running):
             item = self._queue.get()
             if self._take(item):
                 yield item  # type: ignore[misc]
-
-    def _take(self, item: object) -> bool:
-        kind, value = cast("tuple[str, Any]", item)
-        if kind == "done":
-            self._result = value
-            return False
-        if kind == "error":
-            self._error = value
-            return False
-        return True
 
     def wait(self, timeout: float | None = None) -> Result:
         """The ``Result`` once the command has ended (raises ``CommandError`` when it could not
@@ -340,16 +341,6 @@ class AsyncCommand(_Running):
                 pass  # the loop is closed: nobody is waiting any more
 
         super().__init__(engine, argv, cwd, sink, **kw)
-
-    def _take(self, item: object) -> bool:
-        kind, value = cast("tuple[str, Any]", item)
-        if kind == "done":
-            self._result = value
-            return False
-        if kind == "error":
-            self._error = value
-            return False
-        return True
 
     async def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]:
         if not self._p.stream:

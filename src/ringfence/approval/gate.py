@@ -216,6 +216,13 @@ class Gate:
             weaker=weaker, exit_code=exit_code, duration=duration, limits_hit=limits_hit,
             stderr=stderr, setup_failed=setup_failed, network=network))
 
+    def record_failure(self, plan: Any, exc: BaseException, *, setup_failed: bool = True
+                       ) -> None:
+        """Record a run of ``plan`` that ``exc`` stopped before it could start."""
+        self.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
+                        exit_code=getattr(exc, "exit_code", 125), duration=0.0,
+                        limits_hit=(), setup_failed=setup_failed)
+
     def durable(self) -> None:
         """Make the decision record durable (``open_gate(defer_sync=True)``); call it before the
         command starts. Raises ``UnavailableError`` when it cannot be."""

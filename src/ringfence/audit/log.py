@@ -158,6 +158,15 @@ def _last_whole(fd: int, size: int) -> bytes | None:
         chunk *= 4
 
 
+def _unwritable(directory: str, exc: OSError) -> Exception:
+    from ..errors import UnavailableError
+
+    return UnavailableError(
+        f"cannot write the audit log in {directory}: {exc.strerror or exc}; every command is "
+        "recorded there before it runs, so fix that directory (permissions, free space, a "
+        "symlink in its place) and try again")
+
+
 class Writer:
     """Appends records. One instance per process is enough; it opens files per append."""
 
@@ -189,13 +198,8 @@ class Writer:
             finally:
                 os.close(lock)  # releases the flock
         except OSError as exc:
-            from ..errors import UnavailableError
-
             # fail closed: a command whose decision cannot be recorded does not run
-            raise UnavailableError(
-                f"cannot write the audit log in {directory}: {exc.strerror or exc}; every "
-                "command is recorded there before it runs, so fix that directory (permissions, "
-                "free space, a symlink in its place) and try again") from None
+            raise _unwritable(directory, exc) from None
 
     def sync(self) -> None:
         """Make the records written with ``defer=True`` durable. Fails closed."""
@@ -209,12 +213,7 @@ class Writer:
             finally:
                 os.close(fd)
         if failed is not None:
-            from ..errors import UnavailableError
-
-            raise UnavailableError(
-                f"cannot write the audit log in {self.directory}: "
-                f"{failed.strerror or failed}; every command is recorded there before it "
-                "runs, so fix that directory and try again") from None
+            raise _unwritable(self.directory, failed) from None
 
     def _append_locked(self, record: dict[str, Any], defer: bool = False) -> int:
         if sys.platform == "win32":

@@ -15,6 +15,7 @@ OS errors become ``SandboxError`` / ``UnavailableError`` here, at the boundary.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -468,14 +469,12 @@ class Prepared:
         from ._spawn import child_setup
 
         limits = child_setup(rlimits)
-        procs = os.path.join(self.cgroup, "cgroup.procs") if self.cgroup else ""
+        cgroup = self.cgroup
 
         def setup() -> None:
             limits()
-            if procs:
-                fd = os.open(procs, os.O_WRONLY)
-                os.write(fd, str(os.getpid()).encode())
-                os.close(fd)
+            if cgroup:
+                _join_cgroup(cgroup, os.getpid())
 
         return setup
 
@@ -771,7 +770,7 @@ def _new_dir_placeholder(path: str, spares: list[str]) -> None:
     one. Raises FileExistsError when something is there already."""
     if os.path.lexists(path):
         # (rename would replace an empty directory; mkdir's answer is the one wanted)
-        raise FileExistsError(17, "File exists")
+        raise FileExistsError(errno.EEXIST, "File exists")
     while spares:
         spare = spares.pop()
         try:
@@ -785,10 +784,10 @@ def _new_dir_placeholder(path: str, spares: list[str]) -> None:
             os.fchmod(fd, 0o555)  # the inode moved in, whatever the name points to now
             return
         except OSError as exc:
-            if exc.errno == 18:  # EXDEV: another filesystem; no spare will do
+            if exc.errno == errno.EXDEV:  # another filesystem: no spare will do
                 spares.clear()
-            elif exc.errno == 17 or exc.errno == 39:  # EEXIST, ENOTEMPTY: it appeared
-                raise FileExistsError(17, "File exists") from None
+            elif exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # it appeared meanwhile
+                raise FileExistsError(errno.EEXIST, "File exists") from None
         finally:
             os.close(fd)
     os.mkdir(path, 0o555)

@@ -57,6 +57,17 @@ def gone(mark: str, within: float = 10.0) -> bool:
     return True
 
 
+def appears(mark: str, within: float = 10.0) -> bool:
+    """Whether a process with ``mark`` runs within ``within`` seconds (the shell writes its
+    pidfile a moment before it starts ``sleep``)."""
+    deadline = time.monotonic() + within
+    while not find(mark):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def wait_for(path: os.PathLike[str] | str, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not (os.path.exists(path) and os.path.getsize(path) > 0):
@@ -189,7 +200,7 @@ def test_sigkill_of_ringfence_kills_the_sandbox(world: World, marks: list[str]) 
                            f"echo $$ > pidfile; sleep {mark}")
     try:
         wait_for(pidfile)
-        assert find(mark)
+        assert appears(mark)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL
     finally:

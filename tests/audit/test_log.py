@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ringfence.audit import log
 from ringfence.audit.log import GENESIS, Writer, verify
@@ -54,6 +56,18 @@ def test_encoding_is_json(tmp_path: Path) -> None:
     got = json.loads(lines(tmp_path)[0])
     assert got["s"] == value["s"] and got["l"] == [1, [2]] and got["t"] == ["a"]
     assert got["inf"] is None and got["b"] is True and got["f"] == 0.25
+
+
+@given(st.text())
+@settings(max_examples=500, deadline=None)
+def test_string_encoding_matches_json(text: str) -> None:
+    """The plain-text shortcut quotes exactly what json.dumps(ensure_ascii=True) would."""
+    assert log._enc_str(text) == json.dumps(text)
+
+
+def test_string_encoding_escapes_what_json_must() -> None:
+    for text in ('a"b', "a\\b", "tab\t", "nul\x00", "del\x7f", "é", "\u2028", "😀", ""):
+        assert log._enc_str(text) == json.dumps(text)
 
 
 def test_edited_record_is_named(tmp_path: Path) -> None:

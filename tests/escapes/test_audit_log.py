@@ -178,6 +178,54 @@ def test_decision_is_durable_before_the_command_starts(
     assert times[0] < started < times[1]
 
 
+def test_run_record_is_durable_before_the_result_returns(
+        in_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run record is durable before ``run`` returns its result (a slow disk: each sync
+    takes 0.2 s; a result returned first, with the sync left to later or to another thread,
+    would find the second one missing)."""
+    import time
+
+    import ringfence
+    from ringfence.audit import log
+
+    times: list[float] = []
+    real = log._datasync
+
+    def slow(fd: int) -> None:
+        time.sleep(0.2)
+        real(fd)
+        times.append(time.monotonic())
+
+    monkeypatch.setattr(log, "_datasync", slow)
+    result = ringfence.run(["/bin/true"], workspace=str(in_world.workspace))
+    returned = time.monotonic()
+    assert result.exit_code == 0, result.stderr
+    assert len(times) == 2 and times[1] <= returned
+
+
+def test_run_record_that_cannot_be_made_durable_is_an_error(
+        in_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed after the run too: an I/O error syncing the run record reaches the caller
+    as UnavailableError, and the placeholders are still released."""
+    import ringfence
+    from ringfence.audit import log
+
+    calls: list[int] = []
+    real = log._datasync
+
+    def second_breaks(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(log, "_datasync", second_breaks)
+    with pytest.raises(ringfence.UnavailableError, match="audit log"):
+        ringfence.run(["/bin/true"], workspace=str(in_world.workspace))
+    assert len(calls) == 2
+    assert not (in_world.workspace / ".vscode").exists()  # a placeholder, released
+
+
 def test_command_never_runs_when_the_decision_cannot_be_made_durable(
         in_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """Attack on fail-closed: a full disk or an I/O error while syncing the decision record

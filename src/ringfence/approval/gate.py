@@ -107,8 +107,8 @@ def _terminal_session_path() -> str:
     from .._dirs import state_dir
 
     try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-            boot = fh.read().strip()
+        with open("/proc/sys/kernel/random/boot_id", "rb") as fh:
+            boot = fh.read().decode("ascii").strip()  # (no codec import, unlike encoding=)
     except OSError:
         boot = "boot"
     if sys.platform == "win32":

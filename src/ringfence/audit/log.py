@@ -258,7 +258,7 @@ class Writer:
                 seq, prev = head[0] + 1, head[1]
             body = encode(record)[1:-1]
             line = f'{{"seq":{seq}' + (f",{body}" if body else "") + f',"prev":"{prev}"}}'
-            data = line.encode()  # ASCII (encode() escapes everything else), as UTF-8 is
+            data = line.encode("ascii")
             os.write(fd, data + b"\n")
             if defer:
                 self._pending.append(os.dup(fd))
@@ -313,7 +313,7 @@ def policy_hash(policy: Policy) -> str:
     hit = _HASHES.get(id(policy))
     if hit is not None and hit[0] is policy:
         return hit[1]
-    digest = sha256_hex(encode(policy.to_dict()).encode())  # ASCII: encode() escapes the rest
+    digest = sha256_hex(encode(policy.to_dict()).encode("ascii"))
     _HASHES[id(policy)] = (policy, digest)
     return digest
 
@@ -516,8 +516,9 @@ def _fail(report: Report, path: str, number: int, message: str) -> Report:
 
 def _read_head(directory: str) -> tuple[int, str] | None:
     try:
-        with open(os.path.join(directory, "head"), encoding="ascii") as fh:
-            seq, digest = fh.read().split()
+        # bytes.decode("ascii") has no codec to import (open(encoding="ascii") costs ~0.2 ms)
+        with open(os.path.join(directory, "head"), "rb") as fh:
+            seq, digest = fh.read().decode("ascii").split()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             return None
         return int(seq), digest

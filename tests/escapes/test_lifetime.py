@@ -68,6 +68,14 @@ def appears(mark: str, within: float = 10.0) -> bool:
     return True
 
 
+def wait_for_file(path: os.PathLike[str] | str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
 def wait_for(path: os.PathLike[str] | str, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not (os.path.exists(path) and os.path.getsize(path) > 0):
@@ -207,6 +215,83 @@ def test_sigkill_of_ringfence_kills_the_sandbox(world: World, marks: list[str]) 
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)
+    assert gone(mark)
+
+
+_DIES_IN_THE_WINDOW = """
+import os, signal, sys
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # no handler, no cleanup: as an OOM kill or kill -9
+
+where, command = sys.argv[1], sys.argv[2:]
+if where == "rlimits":  # the sandbox's first process is known; its limits are not set yet
+    from ringfence.backends import linux
+    linux._set_rlimits = die
+else:  # "decision": the audit record's sync, while bubblewrap builds the sandbox
+    from ringfence.approval.gate import Gate
+    Gate.durable = die
+if os.environ.get("VIA_CLI"):
+    from ringfence.cli import main
+    main(["run", "--", *command])
+else:
+    import ringfence
+    ringfence.run(command, workspace=os.getcwd())
+"""
+
+
+@pytest.mark.parametrize("via_cli", [False, True], ids=["library", "cli"])
+@pytest.mark.parametrize("where", ["decision", "rlimits"])
+def test_killed_before_the_release_the_command_never_runs(
+        world: World, marks: list[str], where: str, via_cli: bool) -> None:
+    """Attack on the lifetime and the limits: the process running ringfence is killed
+    (SIGKILL) while the sandbox waits on the block fd, before its limits are set and before it
+    is released. bubblewrap's sandbox has no parent-death signal yet at that point, and it
+    goes on when the block fd reaches end of file: it would run the command with no limits,
+    no parent and no one to end it.
+    So the seccomp program, read right after the block fd, is sent only at the release: an
+    empty one is refused and bubblewrap exits. (Killed in the audit record's sync, or while
+    setting the limits.)"""
+    mark = marker()
+    marks.append(mark)
+    ran = world.workspace / "ran"
+    env = {**os.environ, **world.env, **({"VIA_CLI": "1"} if via_cli else {})}
+    command = ["/bin/sh", "-c", f"touch ran; exec sleep {mark}"]
+    err = world.base / "stderr"
+    with open(err, "wb") as fh:  # a file: the run's descriptors are not waited on
+        code = subprocess.call([sys.executable, "-c", _DIES_IN_THE_WINDOW, where, *command],
+                               cwd=world.workspace, env=env, stdout=subprocess.DEVNULL,
+                               stderr=fh, timeout=60)
+    assert code == -signal.SIGKILL, err.read_text()
+    time.sleep(1.0)  # what would have run has had its chance
+    assert not ran.exists()
+    assert gone(mark)  # neither the command nor a bubblewrap waiting with its argv
+    # control: the same script, not killed, runs the command
+    control = subprocess.Popen(
+        [sys.executable, "-c", _DIES_IN_THE_WINDOW.replace("os.kill(", "0 and os.kill("), where,
+         *command],
+        cwd=world.workspace, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_file(ran)
+    finally:
+        control.kill()
+        control.wait(timeout=10)
+    assert gone(mark)
+
+
+def test_output_callback_that_raises_ends_the_sandbox(
+        in_world: World, marks: list[str]) -> None:
+    """An ``on_output`` callback that raises ends the library call: the sandbox must end with
+    it, not run on with no one reading its output or waiting for it."""
+    mark = marker()
+    marks.append(mark)
+
+    def explode(stream: str, chunk: bytes) -> None:
+        raise RuntimeError("the caller's callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        ringfence.run(["/bin/sh", "-c", f"echo hi; exec sleep {mark}"], on_output=explode,
+                      workspace=str(in_world.workspace))
     assert gone(mark)
 
 

@@ -349,24 +349,30 @@ def _shipped_program(block_inet: bool, block_unix: bool) -> bytes | None:
         return None
 
 
-def _seccomp_pipe(block_inet: bool, block_unix: bool) -> tuple[int, int]:
-    """(fd for bwrap, fd we keep). bwrap reads the program after it has built every mount, just
-    before exec; if the program is still in the pipe when bwrap exits, setup failed."""
+def _seccomp_program(block_inet: bool, block_unix: bool) -> bytes:
     program = _shipped_program(block_inet, block_unix)
     if program is None:
         from ._seccomp import build_filter
 
         program = build_filter(block_inet=block_inet, block_unix=block_unix)
+    if len(program) > 4096:  # PIPE_BUF: one write, never seen in part (see Prepared.started)
+        raise SandboxError(f"the seccomp program is {len(program)} bytes, over the 4096 that "
+                           "one pipe write delivers whole")
+    return program
+
+
+def _seccomp_pipe() -> tuple[int, int, int]:
+    """(fd for bwrap, our write end, a non-blocking fd on bwrap's end). bwrap reads the program
+    to end of file after it has built every mount, just before exec: ``Prepared.started`` sends
+    it as the sandbox's release. If the program is still in the pipe when bwrap exits, setup
+    failed."""
     try:
-        r, w = os.pipe()  # the program (~1.3 KB) fits in the pipe buffer
-        os.write(w, program)
-        os.close(w)
-        keep = os.dup(r)
-        os.set_blocking(keep, False)
+        r, w = os.pipe()
+        keep = os.dup(r)  # (blocking: O_NONBLOCK would be bwrap's too, on the same open file)
         os.set_inheritable(r, True)
     except OSError as exc:
         raise SandboxError(f"cannot prepare the seccomp filter: {exc.strerror}") from None
-    return r, keep
+    return r, w, keep
 
 
 SETUP_TIMEOUT = 10.0  # how long bubblewrap may take to report the sandbox's pid
@@ -434,8 +440,8 @@ class Prepared:
     """Host-side state for one run: fds to pass, the cgroup, placeholders. ``close()`` undoes."""
 
     __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders_root", "state_dir",
-                 "lock_fd", "tmpdir", "seccomp_check", "net", "info_r", "block_w",
-                 "before_release")
+                 "lock_fd", "tmpdir", "seccomp_check", "seccomp_w", "seccomp_program", "net",
+                 "info_r", "block_w", "before_release")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
@@ -447,6 +453,8 @@ class Prepared:
         self.lock_fd = -1
         self.tmpdir = ""
         self.seccomp_check = -1
+        self.seccomp_w = -1  # the seccomp program is sent on it at the release (see started)
+        self.seccomp_program = b""
         self.net: Any = None  # backends._netns.Attachment in the allowlist mode
         self.info_r = -1  # bubblewrap's --info-fd (the sandbox's pid) ...
         self.block_w = -1  # ... and --block-fd (the command waits for a byte on it)
@@ -497,7 +505,10 @@ class Prepared:
         """Whether bwrap exited before loading the seccomp program (so before exec)."""
         if self.seccomp_check < 0:
             return False
+        if self.seccomp_program:
+            return True  # never sent: the sandbox ended (or was ended) before its release
         try:
+            os.set_blocking(self.seccomp_check, False)  # bubblewrap has exited by now
             return bool(os.read(self.seccomp_check, 1))
         except BlockingIOError:
             return False
@@ -508,22 +519,20 @@ class Prepared:
         """bubblewrap runs as ``pid`` and its sandbox waits on the block fd, after every mount
         and before the command: set ``rlimits`` on the sandbox's first process (the command
         inherits them; doing it here rather than in a ``preexec_fn`` lets the spawn use vfork),
-        move it into the pids cgroup, attach the allowlist proxy, then release it. On any
-        failure the sandbox is killed before the command ever ran."""
+        move it into the pids cgroup, attach the allowlist proxy, then release it (send its
+        seccomp program, see ``_send_seccomp``, and the block fd's byte). On any failure the
+        sandbox is killed before the command ever ran."""
         if self.info_r < 0:
             return
         child = 0
         try:
-            failed: BaseException | None = None
+            # the sandbox's pid first: bubblewrap reports it before it lets the sandbox go on to
+            # its mounts, and were this process to die before that report, bubblewrap would die
+            # writing it and leave its sandbox waiting for good (it never runs the command)
+            child = _sandbox_pid(self.info_r)
             if self.before_release is not None:
                 release, self.before_release = self.before_release, None
-                try:
-                    release()  # meanwhile bubblewrap builds the sandbox
-                except BaseException as exc:
-                    failed = exc
-            child = _sandbox_pid(self.info_r)
-            if failed is not None:
-                raise failed
+                release()  # meanwhile bubblewrap builds the sandbox
             if child:  # else bubblewrap failed before the namespaces existed; its status says why
                 if rlimits:
                     _set_rlimits(child, rlimits)
@@ -531,6 +540,7 @@ class Prepared:
                     _join_cgroup(self.cgroup, child)
                 if self.net is not None:
                     self.net.after_start(child)
+                self._send_seccomp()
                 os.write(self.block_w, b"1")
         except (BrokenPipeError, ProcessLookupError):
             pass  # the sandbox died before its command (bubblewrap's status says why)
@@ -546,22 +556,40 @@ class Prepared:
                 pass
             raise
         finally:
-            for fd in (self.info_r, self.block_w):
-                os.close(fd)
-            self.info_r = self.block_w = -1
+            for fd in (self.info_r, self.block_w, self.seccomp_w):
+                if fd >= 0:
+                    os.close(fd)
+            self.info_r = self.block_w = self.seccomp_w = -1
+
+    def _send_seccomp(self) -> None:
+        """The release proper. bubblewrap goes on from the block fd at end of file too, and
+        its sandbox has no parent-death signal yet while it waits there (it asks for one only
+        after): were this process killed before the release (SIGKILL: no handler runs), the
+        command would run with no limits and no one to end it. So the seccomp program, which
+        bubblewrap reads to end of file right after the block fd, is sent only now. Before
+        now, this process's end of the pipe closes with nothing sent, bubblewrap reads an
+        empty program, the kernel refuses it, and bubblewrap exits before the command. One
+        write of at most 4096 bytes (PIPE_BUF) is never seen in part."""
+        if self.seccomp_w < 0:
+            return
+        os.write(self.seccomp_w, self.seccomp_program)
+        os.close(self.seccomp_w)
+        self.seccomp_w = -1
+        self.seccomp_program = b""  # sent (setup_incomplete)
 
     def close(self) -> None:
         if self.net is not None:
             self.net.close()
             self.net = None
-        for fd in [*self.fds, self.status_r, self.seccomp_check, self.info_r, self.block_w]:
+        for fd in [*self.fds, self.status_r, self.seccomp_check, self.info_r, self.block_w,
+                   self.seccomp_w]:
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
         self.fds = []
-        self.status_r = self.seccomp_check = self.info_r = self.block_w = -1
+        self.status_r = self.seccomp_check = self.info_r = self.block_w = self.seccomp_w = -1
         if self.cgroup:
             for _ in range(500):
                 try:
@@ -618,7 +646,8 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
                                    ) from None
     tokens: dict[str, str] = {}
     if plan.seccomp is not None and plan.mode == "bwrap":
-        fd, prep.seccomp_check = _seccomp_pipe(*plan.seccomp)
+        prep.seccomp_program = _seccomp_program(*plan.seccomp)
+        fd, prep.seccomp_w, prep.seccomp_check = _seccomp_pipe()
         prep.fds.append(fd)
         tokens["{seccomp-fd}"] = str(fd)
     if plan.mode == "bwrap":
@@ -1069,37 +1098,51 @@ def run_captured(
     for fd in prep.fds:
         os.close(fd)
     prep.fds = []
-    prep.started(proc.pid, plan.rlimits)
-    deadline = start + plan.timeout if plan.timeout else None
-    kept = Capture(plan.output_limit, capture, on_output)
-    timed_out = False
-    feed_stdin(proc, stdin)
-    if piped:
-        sel = selectors.DefaultSelector()
-        assert proc.stdout is not None and proc.stderr is not None
-        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
-        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
-        open_streams = 2
-        while open_streams:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            events = sel.select(wait)
-            if deadline is not None and time.monotonic() >= deadline and not timed_out:
-                timed_out = True
-                _kill(proc.pid, plan.mode != "bwrap")
-            for key, _ in events:
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    open_streams -= 1
-                    continue
-                kept.add(key.data, chunk)
-        sel.close()
+    group = plan.mode != "bwrap"
     try:
-        status = _wait(proc, deadline)
-    except TimeoutError:
-        timed_out = True
-        _kill(proc.pid, plan.mode != "bwrap")
-        status = _wait(proc, None)
+        prep.started(proc.pid, plan.rlimits)
+        deadline = start + plan.timeout if plan.timeout else None
+        kept = Capture(plan.output_limit, capture, on_output)
+        timed_out = False
+        feed_stdin(proc, stdin)
+        if piped:
+            sel = selectors.DefaultSelector()
+            assert proc.stdout is not None and proc.stderr is not None
+            sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+            sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+            open_streams = 2
+            while open_streams:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                events = sel.select(wait)
+                if deadline is not None and time.monotonic() >= deadline and not timed_out:
+                    timed_out = True
+                    _kill(proc.pid, group)
+                for key, _ in events:
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        open_streams -= 1
+                        continue
+                    kept.add(key.data, chunk)
+            sel.close()
+        try:
+            status = _wait(proc, deadline)
+        except TimeoutError:
+            timed_out = True
+            _kill(proc.pid, group)
+            status = _wait(proc, None)
+    except BaseException:
+        # an interrupt, an on_output callback that raised: the run ends here, sandbox and all
+        if proc.returncode is None:
+            _kill(proc.pid, group)
+            try:
+                _wait(proc, None)
+            except ChildProcessError:  # ``started`` reaped it already
+                proc.returncode = -9
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        raise
     outcome.duration = time.monotonic() - start
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:

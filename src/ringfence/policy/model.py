@@ -47,6 +47,9 @@ DEFAULT_DENY_READ_HOME = (
     # keyrings and password stores
     ".local/share/keyrings", ".password-store", ".local/share/kwalletd", ".config/keepassxc",
     ".local/share/gnome-online-accounts",
+    # daemons' sockets outside /run (the sandbox may use unix sockets of its own, and a socket
+    # in a read-only place still accepts connections): password managers' SSH agents, Docker VMs
+    ".1password", ".bitwarden-ssh-agent.sock", ".colima", ".lima", ".rd",
     # shell and REPL histories
     ".bash_history", ".zsh_history", ".zhistory", ".histfile", ".sh_history",
     ".local/share/fish/fish_history", ".python_history", ".node_repl_history",

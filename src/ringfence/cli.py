@@ -49,6 +49,8 @@ options (run and explain):
   --network-preset pip|npm  allow the hosts pip or npm is configured to use (repeatable)
   --ssh-agent            let the command use your ssh-agent ($SSH_AUTH_SOCK); needs
                          --network allowlist or on
+  --no-unix-sockets      refuse unix-domain sockets inside (socketpair still works): no host
+                         socket the sandbox can see is reachable either
   --env-allow NAME       keep an environment variable that looks secret (repeatable)
   --timeout SECONDS      wall-clock limit; the whole tree is killed (e.g. 30, 10m)
   --memory SIZE          data memory per process (e.g. 512M, 4G)
@@ -79,7 +81,7 @@ _VALUE_OPTS = {
     "--allow-domain", "--deny-domain", "--allow-port", "--network-preset",
     "--approval-mode", "--allow", "--escalate", "--justification",
 }
-_FLAG_OPTS = {"--json", "--capture", "--ssh-agent"}
+_FLAG_OPTS = {"--json", "--capture", "--ssh-agent", "--no-unix-sockets"}
 
 
 class Args:
@@ -173,6 +175,7 @@ def options_from(args: Args) -> Options:
         approval_mode=choice("--approval-mode", APPROVAL_MODES),
         allow=tuple(args.values.get("--allow", ())),
         ssh_agent=True if "--ssh-agent" in args.flags else None,
+        unix_sockets=False if "--no-unix-sockets" in args.flags else None,
     )
 
 
@@ -385,7 +388,7 @@ def cmd_windows(argv: list[str]) -> int:
 def cmd_check(argv: list[str]) -> int:
     from .approval.cli import cmd_check as check
 
-    args = parse(argv, _VALUE_OPTS | {"--shell"}, {"--json", "--ssh-agent"})
+    args = parse(argv, _VALUE_OPTS | {"--shell"}, {"--json", "--ssh-agent", "--no-unix-sockets"})
     policy, cwd = _policy(args, need_command=False)
     return check(args, policy, cwd)
 

@@ -216,7 +216,7 @@ def main(argv: list[str]) -> int:
     from .cli import _VALUE_OPTS, options_from, parse
     from .policy.load import resolve
 
-    args = parse(argv, _VALUE_OPTS, {"--ssh-agent"})
+    args = parse(argv, _VALUE_OPTS, {"--ssh-agent", "--no-unix-sockets"})
     if args.command:
         raise PolicyError(f"ringfence mcp takes no command (got {args.command[0]!r}); the "
                           "client sends commands through the run tool")

@@ -538,9 +538,12 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         layers.append("pids cgroup")
     if network is not None:
         layers.append(f"allowlist proxy on 127.0.0.1:{PROXY_PORT} (the only way out)")
+    if not policy.unix_sockets:
+        layers.append("no unix sockets (socketpair only)")
     return Plan(
         mode="bwrap", argv=tuple(args), rlimits=_rlimits(policy, nproc=nproc_by_rlimit),
-        seccomp=(policy.network == "off", False), landlock=None, pids_cgroup=pids_cgroup,
+        seccomp=(policy.network == "off", not policy.unix_sockets), landlock=None,
+        pids_cgroup=pids_cgroup,
         placeholders=tuple(placeholders), layers=tuple(layers), network=network,
         weaker=(AGENT_WEAKER,) if agent is not None else (),
         **common,
@@ -603,8 +606,8 @@ def _plan_landlock(policy: Policy, facts: HostFacts, deny: list[str], writable: 
     return Plan(
         mode="landlock",
         argv=(facts.python, "-I", "-S", facts.fallback_exec, SPEC_FD),
-        rlimits=_rlimits(policy, nproc=True), seccomp=(policy.network == "off",
-                                                       policy.network == "off"),
+        rlimits=_rlimits(policy, nproc=True), seccomp=(
+            policy.network == "off", policy.network == "off" or not policy.unix_sockets),
         landlock=spec, pids_cgroup=pids_cgroup, placeholders=(),
         layers=("landlock", "seccomp", "no_new_privs", "no capabilities", "rlimits",
                 "new session", "the command dies with ringfence"),

@@ -110,6 +110,11 @@ def make_plan(policy: Policy, command: Sequence[str] | str, *, cwd: str | None =
 
 def unenforceable(policy: Policy) -> str | None:
     """Why this host cannot enforce ``policy`` (fail closed), or None."""
+    if not policy.unix_sockets and (sys.platform == "win32" or (
+            sys.platform == "darwin" and policy.network != "off")):
+        where = "Windows" if sys.platform == "win32" else "macOS with the network on"
+        return (f"network.unix_sockets = false (--no-unix-sockets) is not enforced on {where} "
+                "yet; remove it to run here")
     if policy.limits.cpu_percent is not None and sys.platform != "win32":
         return (f"[limits] cpu_percent = {policy.limits.cpu_percent} cannot be enforced on "
                 f"{sys.platform}: it needs a CPU cap on the whole tree (Windows' job object; on "

@@ -923,15 +923,17 @@ def test_import_and_build_pull_in_nothing_heavy() -> None:
 
 @pytest.mark.parametrize("arch", sorted(_seccomp.ARCHES))
 @pytest.mark.parametrize("block_inet", [True, False])
-def test_shipped_programs_match_the_rules(arch: str, block_inet: bool) -> None:
+@pytest.mark.parametrize("block_unix", [False, True])
+def test_shipped_programs_match_the_rules(arch: str, block_inet: bool, block_unix: bool
+                                          ) -> None:
     """The compiled programs shipped in backends/bpf/ (read at start-up instead of compiling)
     are exactly what the rules compile to now: an edit to seccomp.rules that is not recompiled
     would otherwise leave the sandbox with the old filter. Rewrite them with
     RINGFENCE_UPDATE_GOLDEN=1 after changing the rules."""
     from ringfence.backends.linux import shipped_program_path
 
-    path = Path(shipped_program_path(arch, block_inet, False))
-    program = _seccomp.build_filter(block_inet=block_inet, block_unix=False, arch=arch)
+    path = Path(shipped_program_path(arch, block_inet, block_unix))
+    program = _seccomp.build_filter(block_inet=block_inet, block_unix=block_unix, arch=arch)
     if os.environ.get("RINGFENCE_UPDATE_GOLDEN") == "1":
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(program)

@@ -313,6 +313,28 @@ def test_other_sockets_in_home_are_reachable_a_documented_limit(
     assert server.wait_seen() == [b"CONNECT stolen"]
 
 
+@pytest.mark.parametrize("network", ["off", "on"])
+def test_no_unix_sockets_reaches_no_host_socket(world: World, servers: list[Server],
+                                                network: str) -> None:
+    """``--no-unix-sockets``: the socket ringfence cannot hide (anywhere the command can see
+    and the user can write) is out of reach too, whatever the network mode; socketpair()
+    still works. The control is the same run without the option."""
+    sock_path = world.home / "some-daemon.sock"
+    server = unix_server(servers, str(sock_path))
+    code = CONNECT_UNIX + (
+        "a, b = socket.socketpair(); a.sendall(b'pair'); print('SOCKETPAIR', b.recv(4).decode())\n")
+    result = world.run("run", "--network", network, "--no-unix-sockets", "--", PY, "-c", code,
+                       str(sock_path), "NONE")
+    assert f"FAILED {errno.EPERM}" in result.stdout, result.stdout + result.stderr
+    assert "SOCKETPAIR pair" in result.stdout, result.stdout + result.stderr
+    time.sleep(0.2)
+    assert server.seen == []
+    control = world.run("run", "--network", network, "--", PY, "-c", code, str(sock_path),
+                        "NONE")
+    assert "CONNECTED HELLO" in control.stdout, control.stdout + control.stderr
+    assert server.wait_seen() == [b"CONNECT stolen"]
+
+
 def test_abstract_unix_socket(world: World, servers: list[Server]) -> None:
     """The command connects to an abstract unix socket (no file to mask: X11's
     ``@/tmp/.X11-unix/X0``, some agents and dbus): abstract names belong to the network

@@ -40,7 +40,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "filesystem": {"writable": "strlist", "deny_read": "strlist", "protected": "strlist"},
     "network": {"mode": "network", "allow": "hosts", "deny": "hosts", "presets": "presets",
                 "ports": "ports", "allow_local": "bool", "allow_private": "bool",
-                "ssh_agent": "bool"},
+                "ssh_agent": "bool", "unix_sockets": "bool"},
     "environment": {"allow": "strlist", "deny": "strlist", "set": "strmap"},
     "limits": {
         "timeout": "seconds", "memory": "size", "max_processes": "count",
@@ -280,7 +280,7 @@ class Options:
         "profile", "policy_file", "workspace", "writable", "deny_read", "network",
         "env_allow", "timeout", "memory", "max_processes", "fallback", "bwrap",
         "use_user_config", "use_project_file", "allow_domains", "deny_domains", "ports",
-        "presets", "approval_mode", "allow", "ssh_agent",
+        "presets", "approval_mode", "allow", "ssh_agent", "unix_sockets",
     )
 
     def __init__(
@@ -307,6 +307,7 @@ class Options:
         approval_mode: str | None = None,
         allow: tuple[str, ...] = (),
         ssh_agent: bool | None = None,
+        unix_sockets: bool | None = None,
     ) -> None:
         self.profile = profile
         self.policy_file = policy_file
@@ -329,6 +330,7 @@ class Options:
         self.approval_mode = approval_mode
         self.allow = allow
         self.ssh_agent = ssh_agent
+        self.unix_sockets = unix_sockets
 
 
 def _abspath(path: str, base: str) -> str:
@@ -407,6 +409,11 @@ def _narrow_network(state: dict[str, Any], key: str, value: Any, what: str, hint
         if value:
             raise PolicyError(f"{what} = true widens the policy; {hint}")
         state[key] = False
+        return
+    if key == "network.unix_sockets":  # false narrows, whatever the mode
+        if value and not state.get(key, True):
+            raise PolicyError(f"{what} = true widens the policy; {hint}")
+        state[key] = value
         return
     if prior_mode == "on" and key != "network.ports":
         state[key] = value
@@ -522,6 +529,8 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
             state[key] = [*state.get(key, ()), *extra]
     if options.ssh_agent is not None:
         state["network.ssh_agent"] = options.ssh_agent
+    if options.unix_sockets is not None:
+        state["network.unix_sockets"] = options.unix_sockets
     if options.ports:
         from ..network.rules import DEFAULT_PORTS
 
@@ -587,6 +596,7 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         approval_mode=state["approvals.mode"],
         rules=tuple(state["rules"]),
         ssh_agent=state.get("network.ssh_agent", False),
+        unix_sockets=state.get("network.unix_sockets", True),
     )
 
 

@@ -185,6 +185,9 @@ class Policy(Frozen):
       ``network`` is ``allowlist``; empty means nothing is allowed.
     - ``ssh_agent``: make the host's ssh-agent (``$SSH_AUTH_SOCK``) reachable inside the
       sandbox; only with ``network`` ``allowlist`` or ``on`` (see ``network.ssh_agent``).
+    - ``unix_sockets``: whether the command may create unix-domain sockets (default true: its
+      own servers, ``multiprocessing``); false refuses them (``socketpair`` still works), so no
+      host socket the sandbox can see is reachable either.
     - ``env_allow``: names kept even though they look secret; ``env_deny``: names always removed;
       ``env_set``: (name, value) pairs set for the command.
     - ``limits``: see ``Limits``.
@@ -200,7 +203,7 @@ class Policy(Frozen):
         "profile", "workspace", "writable", "deny_read", "protected", "network",
         "env_allow", "env_deny", "env_set", "limits", "gpu", "fallback", "bwrap",
         "network_rules",
-        "approval_mode", "rules", "ssh_agent",
+        "approval_mode", "rules", "ssh_agent", "unix_sockets",
     )
     profile: str
     workspace: str
@@ -219,6 +222,7 @@ class Policy(Frozen):
     approval_mode: str
     rules: tuple[Any, ...]
     ssh_agent: bool
+    unix_sockets: bool
     _defaults: ClassVar[Mapping[str, Any]] = {
         "profile": "workspace-write",
         "writable": (),
@@ -236,6 +240,7 @@ class Policy(Frozen):
         "approval_mode": "on-request",
         "rules": (),
         "ssh_agent": False,
+        "unix_sockets": True,
     }
 
     def __init__(self, **values: Any) -> None:
@@ -278,6 +283,12 @@ class Policy(Frozen):
             from ..network.ssh_agent import off_error
 
             raise off_error()
+        if self.ssh_agent and not self.unix_sockets:
+            from ..errors import PolicyError
+
+            raise PolicyError("network.ssh_agent (--ssh-agent) is a unix socket, and "
+                              "network.unix_sockets is false (--no-unix-sockets); drop one of "
+                              "the two")
 
     def writable_roots(self) -> tuple[str, ...]:
         """The workspace (unless read-only) and the extra roots, without duplicates."""

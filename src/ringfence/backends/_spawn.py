@@ -198,6 +198,31 @@ class Capture:
             outcome.stderr = bytes(self.buffers["stderr"])
 
 
+def watch_output(proc: Any) -> Any:
+    """A selector on ``proc``'s stdout and stderr pipes (each key's data: the stream's name)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+    sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+    return sel
+
+
+def read_ready(sel: Any, events: list[tuple[Any, int]], kept: Capture) -> int:
+    """Read what ``events`` (from ``sel.select``) say is ready into ``kept``; returns how many
+    of the streams reached end of file (unregistered)."""
+    ended = 0
+    for key, _ in events:
+        chunk = os.read(key.fd, 65536)
+        if not chunk:
+            sel.unregister(key.fileobj)
+            ended += 1
+            continue
+        kept.add(key.data, chunk)
+    return ended
+
+
 def feed_stdin(proc: Any, data: bytes | None) -> None:
     """Write ``data`` to the child's stdin from a thread (a full pipe must not block the
     reading of its output), then close it."""
@@ -229,7 +254,6 @@ def run_group(
 ) -> Outcome:
     """Run for the library: output captured (capped at ``output_limit``) and/or handed to
     ``on_output(stream, chunk)`` as it comes; or passed through when neither is asked."""
-    import selectors
     import subprocess
 
     from ..errors import SandboxError
@@ -264,10 +288,7 @@ def run_group(
 
     try:
         if piped:
-            sel = selectors.DefaultSelector()
-            assert proc.stdout is not None and proc.stderr is not None
-            sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
-            sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+            sel = watch_output(proc)
             open_streams = 2
             drain_until: float | None = None
             while open_streams:
@@ -281,13 +302,7 @@ def run_group(
                         drain_until = time.monotonic() + DRAIN_SECONDS
                 if drain_until is not None and now >= drain_until:
                     break  # something that left the group still holds the pipes
-                for key, _ in sel.select(POLL_SECONDS):
-                    chunk = os.read(key.fd, 65536)
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                        open_streams -= 1
-                        continue
-                    kept.add(key.data, chunk)
+                open_streams -= read_ready(sel, sel.select(POLL_SECONDS), kept)
             sel.close()
         while status is None:
             if deadline is not None and time.monotonic() >= deadline and not timed_out:

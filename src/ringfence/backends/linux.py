@@ -1072,10 +1072,9 @@ def run_captured(
 ) -> Outcome:
     """Run for the library: output captured (capped at the plan's output limit) and/or handed to
     ``on_output(stream, chunk)`` as it comes; or passed through when neither is asked."""
-    import selectors
     import subprocess
 
-    from ._spawn import Capture, feed_stdin
+    from ._spawn import Capture, feed_stdin, read_ready, watch_output
 
     outcome = Outcome()
     piped = capture or on_output is not None
@@ -1106,10 +1105,7 @@ def run_captured(
         timed_out = False
         feed_stdin(proc, stdin)
         if piped:
-            sel = selectors.DefaultSelector()
-            assert proc.stdout is not None and proc.stderr is not None
-            sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
-            sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+            sel = watch_output(proc)
             open_streams = 2
             while open_streams:
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -1117,13 +1113,7 @@ def run_captured(
                 if deadline is not None and time.monotonic() >= deadline and not timed_out:
                     timed_out = True
                     _kill(proc.pid, group)
-                for key, _ in events:
-                    chunk = os.read(key.fd, 65536)
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                        open_streams -= 1
-                        continue
-                    kept.add(key.data, chunk)
+                open_streams -= read_ready(sel, events, kept)
             sel.close()
         try:
             status = _wait(proc, deadline)

@@ -349,6 +349,27 @@ def _shipped_program(block_inet: bool, block_unix: bool) -> bytes | None:
         return None
 
 
+def _report_pipe() -> tuple[int, int]:
+    """(our read end, bubblewrap's end) of a pipe bubblewrap reports on (``--info-fd``,
+    ``--json-status-fd``). bubblewrap's end is the pipe opened again read-write, so that its
+    writes never meet a pipe without a reader: were this process killed before bubblewrap
+    writes its reports, bubblewrap would die of SIGPIPE there, before it lets its sandbox go on,
+    and leave that process waiting for good (it cannot be signalled once its parent is gone).
+    As it is, bubblewrap goes on, its sandbox reaches the release, finds no seccomp program
+    and exits. bubblewrap closes its end in the sandbox, so the command never gets it."""
+    r, w = os.pipe()
+    try:
+        theirs = os.open(f"/proc/self/fd/{w}", os.O_RDWR)
+    except OSError as exc:
+        os.close(r)
+        raise SandboxError(f"cannot reopen a pipe through /proc/self/fd: {exc.strerror}; "
+                           "mount /proc") from None
+    finally:
+        os.close(w)
+    os.set_inheritable(theirs, True)
+    return r, theirs
+
+
 def _seccomp_program(block_inet: bool, block_unix: bool) -> bytes:
     program = _shipped_program(block_inet, block_unix)
     if program is None:
@@ -651,17 +672,13 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         prep.fds.append(fd)
         tokens["{seccomp-fd}"] = str(fd)
     if plan.mode == "bwrap":
-        r, w = os.pipe()
-        os.set_inheritable(w, True)
-        prep.status_r = r
-        prep.fds.append(w)
-        tokens["{status-fd}"] = str(w)
-        prep.info_r, info_w = os.pipe()
+        prep.status_r, status_w = _report_pipe()
+        prep.info_r, info_w = _report_pipe()
         block_r, prep.block_w = os.pipe()
-        os.set_inheritable(info_w, True)
         os.set_inheritable(block_r, True)
-        prep.fds += [info_w, block_r]
-        tokens["{info-fd}"], tokens["{block-fd}"] = str(info_w), str(block_r)
+        prep.fds += [status_w, info_w, block_r]
+        tokens["{status-fd}"], tokens["{info-fd}"] = str(status_w), str(info_w)
+        tokens["{block-fd}"] = str(block_r)
     if plan.mode == "landlock":
         import json
         import tempfile

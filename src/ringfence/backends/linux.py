@@ -547,16 +547,13 @@ class Prepared:
             return
         child = 0
         try:
-            failed: BaseException | None = None
+            # the sandbox's pid first: bubblewrap reports it before it lets the sandbox go on to
+            # its mounts, and were this process to die before that report, bubblewrap would die
+            # writing it and leave its sandbox waiting for good (it never runs the command)
+            child = _sandbox_pid(self.info_r)
             if self.before_release is not None:
                 release, self.before_release = self.before_release, None
-                try:
-                    release()  # meanwhile bubblewrap starts and builds the sandbox
-                except BaseException as exc:
-                    failed = exc
-            child = _sandbox_pid(self.info_r)  # (known, so that a failure can kill it)
-            if failed is not None:
-                raise failed
+                release()  # meanwhile bubblewrap builds the sandbox
             if child:  # else bubblewrap failed before the namespaces existed; its status says why
                 if rlimits:
                     _set_rlimits(child, rlimits)

@@ -547,9 +547,9 @@ class Prepared:
             return
         child = 0
         try:
-            # the sandbox's pid first: bubblewrap reports it before it lets the sandbox go on to
-            # its mounts, and were this process to die before that report, bubblewrap would die
-            # writing it and leave its sandbox waiting for good (it never runs the command)
+            # the sandbox's pid first: bubblewrap reports it just before it lets the sandbox go
+            # on to its mounts, a moment in which this process dying (bubblewrap dies with it)
+            # would leave the sandbox waiting for good; the sync then overlaps the mounts
             child = _sandbox_pid(self.info_r)
             if self.before_release is not None:
                 release, self.before_release = self.before_release, None

@@ -243,21 +243,60 @@ def test_sigkill_of_ringfence_kills_the_sandbox(world: World, marks: list[str]) 
 
 
 _DIES_IN_THE_WINDOW = """
-import os, signal, sys
+import os, signal, sys, time
 
-def die(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)  # no handler, no cleanup: as an OOM kill or kill -9
+from ringfence.backends import linux
 
 where, command = sys.argv[1], sys.argv[2:]
+seen = {}
+real_sandbox_pid = linux._sandbox_pid
+
+
+def sandbox_pid(fd):
+    seen["child"] = real_sandbox_pid(fd)
+    return seen["child"]
+
+
+linux._sandbox_pid = sandbox_pid
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)  # no handler, no cleanup: as an OOM kill or kill -9
+
+
+def at_the_block(child):
+    # until the sandbox waits on the block fd: past bubblewrap's own start-up handshake, whose
+    # own window (bubblewrap killed with us there strands its sandbox) is not what is tested
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{child}/wchan") as fh:
+                if "pipe" in fh.read():
+                    return
+        except OSError:
+            return
+        time.sleep(0.001)
+
+
 if where == "rlimits":  # the sandbox's first process is known; its limits are not set yet
-    from ringfence.backends import linux
-    linux._set_rlimits = die
-elif where == "spawn":  # bubblewrap just started: it has not reported its sandbox yet
-    from ringfence.backends import linux
-    linux._sandbox_pid = die
+    def set_rlimits(pid, rlimits):
+        at_the_block(pid)
+        die()
+    linux._set_rlimits = set_rlimits
 elif where == "decision":  # the audit record's sync, while bubblewrap builds the sandbox
     from ringfence.approval.gate import Gate
-    Gate.durable = die
+
+    def durable(self):
+        at_the_block(seen["child"])
+        die()
+    Gate.durable = durable
+elif where == "spawn":  # bubblewrap just started, stopped before it reports its sandbox
+    def started(self, pid, rlimits=()):
+        os.kill(pid, signal.SIGSTOP)
+        with open(os.environ["BWRAP_PIDFILE"], "w") as fh:
+            fh.write(str(pid))
+        die()
+    linux.Prepared.started = started
 if os.environ.get("VIA_CLI"):
     from ringfence.cli import main
     main(["run", "--", *command])
@@ -278,14 +317,17 @@ def test_killed_before_the_release_the_command_never_runs(
     no parent and no one to end it.
     So the seccomp program, read right after the block fd, is sent only at the release: an
     empty one is refused and bubblewrap exits. (Killed in the audit record's sync, or while
-    setting the limits.) Killed even before bubblewrap has reported its sandbox ("spawn"),
-    bubblewrap must not die of SIGPIPE writing that report, which would leave its sandbox
-    waiting for good, holding the run's descriptors: its report pipes have a reader of their
-    own."""
+    setting the limits, once the sandbox waits at the block fd.) Killed even before bubblewrap
+    has reported its sandbox ("spawn": bubblewrap is stopped first and continued once its
+    parent is dead), bubblewrap must not die of SIGPIPE writing that report, which would leave
+    its sandbox waiting for good, holding the run's descriptors: its report pipes have a
+    reader of their own."""
     mark = marker()
     marks.append(mark)
     ran = world.workspace / "ran"
-    env = {**os.environ, **world.env, **({"VIA_CLI": "1"} if via_cli else {})}
+    pidfile = world.base / "bwrap.pid"
+    env = {**os.environ, **world.env, **({"VIA_CLI": "1"} if via_cli else {}),
+           "BWRAP_PIDFILE": str(pidfile)}
     command = ["/bin/sh", "-c", f"touch ran; exec sleep {mark}"]
     err = world.base / "stderr"
     with open(err, "wb") as fh:  # a file: the run's descriptors are not waited on
@@ -293,6 +335,8 @@ def test_killed_before_the_release_the_command_never_runs(
                                cwd=world.workspace, env=env, stdout=subprocess.DEVNULL,
                                stderr=fh, timeout=60)
     assert code == -signal.SIGKILL, err.read_text()
+    if where == "spawn":  # bubblewrap goes on only now, its parent gone
+        os.kill(int(pidfile.read_text()), signal.SIGCONT)
     time.sleep(1.0)  # what would have run has had its chance
     assert not ran.exists()
     assert gone(mark)  # the command

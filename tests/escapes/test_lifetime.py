@@ -28,22 +28,25 @@ def marker(seconds: int = 300) -> str:
     return f"{seconds}.{uuid.uuid4().int % 10**12:012d}"
 
 
-def find(mark: str) -> list[int]:
-    """Host pids of the processes whose argv contains ``mark``."""
-    found = []
+def _living() -> Iterator[tuple[int, bytes]]:
+    """(pid, raw command line) of every process on the host that is not a zombie."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/cmdline", "rb") as fh:
-                args = fh.read().split(b"\0")
+                line = fh.read()
             with open(f"/proc/{name}/stat") as fh:
                 state = fh.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if mark.encode() in args and state != "Z":
-            found.append(int(name))
-    return found
+        if state != "Z":
+            yield int(name), line
+
+
+def find(mark: str) -> list[int]:
+    """Host pids of the processes with ``mark`` as one of their arguments."""
+    return [pid for pid, line in _living() if mark.encode() in line.split(b"\0")]
 
 
 def left_with(mark: str, within: float) -> list[str]:
@@ -51,20 +54,8 @@ def left_with(mark: str, within: float) -> list[str]:
     the script, not only the ``sleep`` itself) still there after ``within`` seconds."""
     deadline = time.monotonic() + within
     while True:
-        found = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as fh:
-                    line = fh.read()
-                with open(f"/proc/{name}/stat") as fh:
-                    state = fh.read().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if mark.encode() in line and state != "Z":
-                words = line.replace(b"\0", b" ").decode(errors="replace")
-                found.append(f"{name}: {words}")
+        found = [f"{pid}: " + line.replace(b"\0", b" ").decode(errors="replace")
+                 for pid, line in _living() if mark.encode() in line]
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)

@@ -383,7 +383,7 @@ def _seccomp_program(block_inet: bool, block_unix: bool) -> bytes:
 
 
 def _seccomp_pipe() -> tuple[int, int, int]:
-    """(fd for bwrap, our write end, a non-blocking fd on bwrap's end). bwrap reads the program
+    """(fd for bwrap, our write end, our own fd on bwrap's end). bwrap reads the program
     to end of file after it has built every mount, just before exec: ``Prepared.started`` sends
     it as the sandbox's release. If the program is still in the pipe when bwrap exits, setup
     failed."""

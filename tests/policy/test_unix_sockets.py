@@ -61,3 +61,14 @@ def test_refused_where_it_is_not_enforced(monkeypatch: pytest.MonkeyPatch) -> No
     assert unenforceable(pol.replace(network="off")) is None  # Seatbelt refuses them there
     monkeypatch.setattr(sys, "platform", "win32")
     assert "not enforced on Windows" in (unenforceable(pol) or "")
+
+
+def test_the_windows_run_refuses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Windows entry point (which does not go through ``make_plan``) refuses it too,
+    before it looks at the host: fail closed, not a sandbox that lets host sockets through."""
+    from ringfence.errors import UnavailableError
+    from ringfence.windows.run import run_windows
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(UnavailableError, match="not enforced on Windows"):
+        run_windows(Policy(workspace="/w", unix_sockets=False), ["cmd"])

@@ -59,7 +59,15 @@ def _facts(policy: Policy) -> WindowsFacts:
 def run_windows(policy: Policy, command: Sequence[str] | str, *, cwd: str | None = None,
                 capture: bool = True, stdin: bytes | None = None,
                 on_output: Callable[[str, bytes], None] | None = None) -> Result:
-    """Run ``command`` in the Windows sandbox (see ``ringfence.run``)."""
+    """Run ``command`` in the Windows sandbox (see ``ringfence.run``). Refuses a policy this
+    backend cannot enforce, as ``runner.make_plan`` does on Linux and macOS."""
+    from ..runner import unenforceable
+
+    problem = unenforceable(policy)
+    if problem:
+        from ..errors import UnavailableError
+
+        raise UnavailableError(problem)
     facts = _facts(policy)
     plan = prepare(policy, command, facts, cwd=cwd)
     return _execute(plan, facts, capture=capture, stdin=stdin, on_output=on_output)

@@ -304,9 +304,18 @@ def sandbox_env(policy: Policy, facts: HostFacts | MacFacts, cache_root: str
         if name in env and name not in policy.env_allow:
             del env[name]
             removed.append(name)
-    env.update({
-        "TMPDIR": "/tmp",
-        "RINGFENCE_SANDBOX": "1",
+    env.update({"TMPDIR": "/tmp", "RINGFENCE_SANDBOX": "1"})
+    # Only workspace-write writes the sandbox's cache. Every other profile gets the user's own
+    # caches: a full-access run (or an approved rerun without the sandbox) pointed at a cache
+    # that sandboxed commands can write would run what they planted there.
+    if policy.profile == "workspace-write":
+        env.update(_cache_env(cache_root))
+    env.update(policy.env_set)
+    return env, sorted(set(removed))
+
+
+def _cache_env(cache_root: str) -> dict[str, str]:
+    return {
         "XDG_CACHE_HOME": os.path.join(cache_root, "xdg"),
         "PIP_CACHE_DIR": os.path.join(cache_root, "pip"),
         "npm_config_cache": os.path.join(cache_root, "npm"),
@@ -315,9 +324,7 @@ def sandbox_env(policy: Policy, facts: HostFacts | MacFacts, cache_root: str
         "GOCACHE": os.path.join(cache_root, "go", "build"),
         "UV_CACHE_DIR": os.path.join(cache_root, "uv"),
         "POETRY_CACHE_DIR": os.path.join(cache_root, "poetry"),
-    })
-    env.update(policy.env_set)
-    return env, sorted(set(removed))
+    }
 
 
 def _rlimits(policy: Policy, *, nproc: bool) -> tuple[tuple[str, int], ...]:

@@ -11,7 +11,6 @@ workspace-write may use that cache; every other profile gets the user's own cach
 from __future__ import annotations
 
 import pytest
-
 from tests.conftest import World
 
 CACHE_VARS = ("XDG_CACHE_HOME", "PIP_CACHE_DIR", "npm_config_cache", "YARN_CACHE_FOLDER",

@@ -12,6 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from tests.conftest import World
 
 # The interpreter itself, not a venv's symlink to it (a venv under /tmp is not visible inside).
@@ -181,3 +182,23 @@ def test_host_tmp_invisible(world: World) -> None:
         assert marker.name in control.stdout and "FAKE-HOST-TMP" in control.stdout
     finally:
         marker.unlink(missing_ok=True)
+
+
+AGENT_SECRETS = (".codex/auth.json", ".claude/.credentials.json", ".claude.json",
+                 ".gemini/oauth_creds.json", ".gemini/.env", ".config/github-copilot/hosts.json",
+                 ".config/glab-cli/config.yml", ".config/rclone/rclone.conf",
+                 ".cache/huggingface/token", ".huggingface/token",
+                 ".local/share/opencode/auth.json", ".cursor/mcp.json")
+
+
+@pytest.mark.parametrize("where", AGENT_SECRETS)
+def test_coding_agents_and_tools_logins_unreadable(world: World, where: str) -> None:
+    """A command reads the login of the coding agent that started it (Codex's ``auth.json``,
+    Claude Code's ``.credentials.json``, Gemini's OAuth file, Copilot's token) or another
+    tool's token file and prints it, for the agent to pass on or to write into the
+    workspace. The file reads as nothing; the full-access control prints it."""
+    path = world.home / where
+    path.parent.mkdir(parents=True, exist_ok=True)
+    marker = f"FAKE-TOKEN-{where}"
+    path.write_text(marker + "\n")
+    _leaks(world, f"cat '{path}'", marker)

@@ -39,7 +39,12 @@ DEFAULT_DENY_READ_HOME = (
     ".config/hub", ".cargo/credentials", ".cargo/credentials.toml", ".gem/credentials",
     ".m2/settings.xml", ".gradle/gradle.properties", ".vault-token", ".terraform.d",
     ".config/op", ".pgpass", ".my.cnf", ".boto", ".s3cfg", ".config/doctl", ".oci",
-    ".config/sops", ".config/age",
+    ".config/sops", ".config/age", ".config/rclone", ".config/glab-cli",
+    ".cache/huggingface/token", ".huggingface/token",
+    # coding agents' own logins and API keys (and MCP server settings, which hold tokens)
+    ".codex/auth.json", ".claude/.credentials.json", ".claude.json", ".gemini/oauth_creds.json",
+    ".gemini/.env", ".config/github-copilot", ".local/share/opencode/auth.json",
+    ".cursor/mcp.json",
     # browser profiles
     ".mozilla", ".config/google-chrome", ".config/chromium", ".config/BraveSoftware",
     ".config/microsoft-edge", ".config/vivaldi", ".config/opera", ".librewolf",

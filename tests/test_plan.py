@@ -171,7 +171,9 @@ GOLDEN_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "gpu": ({"gpu": True}, {"kinds": {**KINDS, "/dev/dri": "dir", "/dev/nvidiactl": "other",
                                        "/dev/nvidia0": "other"}}),
-    "root_with_pids_cgroup": ({}, {"uid": 0, "pids_cgroup": "/sys/fs/cgroup/user.slice"}),
+    "root_with_pids_cgroup": ({}, {"uid": 0, "pids_cgroup": "/sys/fs/cgroup/user.slice",
+                                   "kinds": {**KINDS, "/proc/sys": "dir", "/proc/irq": "dir",
+                                             "/proc/bus": "dir"}}),
     "root_without_process_limit": ({"limits": Limits(max_processes=None)}, {"uid": 0}),
     "landlock_fallback": (
         {"fallback": "landlock"},
@@ -419,6 +421,18 @@ def test_root_needs_a_pids_cgroup_for_the_process_limit() -> None:
     assert not any(name == "RLIMIT_NPROC" for name, _ in plan.rlimits)
     plan = plan_linux(policy(limits=Limits(max_processes=None)), CMD, facts(uid=0))
     assert plan.pids_cgroup is None
+
+
+def test_root_gets_host_kernel_settings_read_only() -> None:
+    """As root, /proc/sys and friends are bound read-only (root's uid is the host's inside);
+    an ordinary user's sandbox cannot write them anyway and pays no mount for them."""
+    kinds = {**KINDS, "/proc/sys": "dir", "/proc/sysrq-trigger": "file", "/proc/irq": "dir"}
+    plan = plan_linux(policy(), CMD, facts(uid=0, pids_cgroup="/sys/fs/cgroup/x", kinds=kinds))
+    for path in ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq"):
+        assert ("--ro-bind", path, path) in ops(plan.argv)
+    assert not any("/proc/bus" in op for op in ops(plan.argv))
+    plan = plan_linux(policy(), CMD, facts(kinds=kinds))
+    assert not any("/proc/sys" in op for op in ops(plan.argv))
 
 
 def test_ordinary_user_limits_processes_by_rlimit() -> None:

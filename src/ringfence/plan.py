@@ -73,6 +73,7 @@ def placeholder_is_file(path: str) -> bool:
 MAX_TOP_ENTRIES = 4096
 MAX_SUBDIRS = 64
 RACY_NS = 2_000_000_000
+PROC_COVER = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 SOCKET_ENV = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "XDG_RUNTIME_DIR",
               "PULSE_SERVER", "WAYLAND_DISPLAY", "CONTAINER_HOST")
 
@@ -460,6 +461,14 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         args.append("--unshare-net")
     args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
              "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    if facts.uid == 0:
+        # root's uid maps to the host's root inside, and the kernel lets the host's root write
+        # /proc/sys (core_pattern: a program the kernel runs as root outside every namespace),
+        # sysrq-trigger and irq affinities by file mode alone, no capability needed. bwrap's
+        # --proc covers these only when it finds them writable, and /proc/sys is mode 555.
+        for path in PROC_COVER:
+            if facts.kind(path) != "missing":
+                args += ["--ro-bind", path, path]
     if policy.gpu:
         for dev in GPU_DEVICES:
             if facts.kind(dev) != "missing":

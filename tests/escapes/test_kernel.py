@@ -173,3 +173,32 @@ def test_process_vm_readv_own_child(world: World) -> None:
     assert result.stdout.strip() == f"errno={errno.EPERM}", result.stdout + result.stderr
     control = py(world, PROCESS_VM_CODE, "--profile", "full-access")
     assert control.stdout.strip() == "CHILD-SECRET-0123456789", control.stdout + control.stderr
+
+
+HOST_WIDE = ("/proc/sys/kernel/core_pattern", "/proc/sys/kernel/printk_ratelimit_burst",
+             "/proc/sys/vm/drop_caches", "/proc/irq/default_smp_affinity", "/proc/sysrq-trigger")
+
+
+def test_host_kernel_settings_not_writable(world: World) -> None:
+    """Run by root, the command writes ``/proc/sys/kernel/core_pattern`` (``|/workspace/evil``:
+    the kernel then runs that program as the host's root, outside every namespace and filter,
+    the next time any process crashes), or ``drop_caches``, ``sysrq-trigger``, an irq's
+    affinity. The kernel grants those writes to uid 0 by file mode alone, with no capability,
+    and root's uid maps to the host's root inside. Opening each for writing (and writing
+    nothing: the test never changes a setting) fails in the sandbox; as root, the control
+    opens them without the sandbox."""
+    code = f"""
+import os
+for path in {HOST_WIDE!r}:
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+        print("WRITABLE", path)
+    except OSError as exc:
+        print("refused", path, exc.errno)
+"""
+    result = py(world, code)
+    assert result.returncode == 0, result.stderr
+    assert "WRITABLE" not in result.stdout, result.stdout
+    if os.geteuid() == 0:
+        control = py(world, code, "--profile", "full-access")
+        assert "WRITABLE /proc/sys/kernel/core_pattern" in control.stdout, control.stdout

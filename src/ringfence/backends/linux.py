@@ -105,6 +105,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     from .. import _dirs
     from ..plan import (
         GPU_DEVICES,
+        PROC_COVER,
         RUN_KEEP,
         RUN_KEEP_NETWORK,
         SOCKET_ENV,
@@ -123,6 +124,8 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     paths += [*RUN_KEEP, *RUN_KEEP_NETWORK]
     if policy.gpu:
         paths += GPU_DEVICES
+    if uid == 0:
+        paths += PROC_COVER
     protected: list[tuple[str, str]] = []
     for root in policy.writable_roots():
         memo, memo_file = _load_scan_memo(state, root, policy.protected)

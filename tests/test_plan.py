@@ -633,6 +633,9 @@ def test_find_protected_repository_with_worktrees_and_submodules(tmp_path: Path)
     assert not any(p.startswith(os.path.join(r, "README") + "/") for p in paths)
 
 
+BARE = "keeps git from taking the root for a bare repository"
+
+
 def test_find_protected_linked_worktree(tmp_path: Path) -> None:
     main = tmp_path / "main"
     _mk(main / ".git" / "hooks")
@@ -658,7 +661,7 @@ def test_find_protected_relative_gitdir_and_garbage(tmp_path: Path) -> None:
     root = tmp_path / "w"
     _mk(root / ".git", "not a gitdir line\n")
     found = dict(find_protected(str(root), [".envrc"]))
-    assert found == {str(root / ".envrc"): "protected name"}
+    assert found == {str(root / ".envrc"): "protected name", str(root / "HEAD"): BARE}
 
 
 def test_find_protected_missing_root(tmp_path: Path) -> None:
@@ -666,6 +669,7 @@ def test_find_protected_missing_root(tmp_path: Path) -> None:
     assert find_protected(str(root), [".envrc", ".git/hooks"]) == [
         (str(root / ".envrc"), "protected name"),
         (str(root / ".git/hooks"), "protected name"),
+        (str(root / "HEAD"), BARE),
     ]
 
 
@@ -676,8 +680,24 @@ def test_find_protected_custom_names_and_duplicates(tmp_path: Path) -> None:
     assert found == [
         (str(root / ".envrc"), "protected name"),
         (str(root / "Makefile"), "protected name"),
+        (str(root / "HEAD"), BARE),
         (str(root / "a" / "Makefile"), "protected name"),
     ]
+
+
+def test_find_protected_head_at_the_top(tmp_path: Path) -> None:
+    """HEAD at the top of every root (so git cannot take the root for a bare repository); where
+    the root has one, its git files too, as the root may be a git directory itself."""
+    root = tmp_path / "w"
+    _mk(root / "sub" / ".envrc", "")
+    found = dict(find_protected(str(root), [".envrc"]))
+    assert found[str(root / "HEAD")] == BARE
+    assert str(root / "config") not in found
+    assert str(root / "sub" / "HEAD") not in found  # the top only
+    _mk(root / "HEAD", "ref: refs/heads/main\n")
+    found = dict(find_protected(str(root), [".envrc"]))
+    for name in ("hooks", "config", "config.worktree", "commondir"):
+        assert found[str(root / name)] == "git internals"
 
 
 def test_deny_read_inside_another_deny_read_path() -> None:

@@ -226,6 +226,15 @@ def find_protected(root: str, names: Sequence[str],
     tops = sorted(set(names))
     for name in tops:
         out.append((os.path.join(root, name), "protected name"))
+    # Where .git is missing or not a repository (say, its HEAD was broken), git takes the
+    # directory itself for a bare repository if it has HEAD, objects/ and refs/: a planted
+    # config there (core.fsmonitor) would run on the host's next `git status`. A HEAD that
+    # cannot be created or changed stops that; where the root has one, the root may itself be
+    # a git directory, so its hooks and config are protected too.
+    head = os.path.join(root, "HEAD")
+    out.append((head, "keeps git from taking the root for a bare repository"))
+    if _kind(head) != "missing":
+        out += [(os.path.join(root, n), "git internals") for n in GIT_PROTECTED]
     dotgit = os.path.join(root, ".git")
     gitdir = _read_gitdir(dotgit) if os.path.isfile(dotgit) else None
     if gitdir is not None:

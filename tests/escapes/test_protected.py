@@ -29,6 +29,7 @@ HOOK = "#!/bin/sh\necho HOOK-RAN > \"$(git rev-parse --show-toplevel)/hook-ran\"
 
 def _git_env(world: World) -> dict[str, str]:
     return {**os.environ, **world.env, "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CEILING_DIRECTORIES": str(world.base),  # never the project's own repository
             "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.invalid",
             "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
 
@@ -316,6 +317,47 @@ def test_git_commondir_redirect(world: World) -> None:
     assert not host_commit()
     assert world.unsandboxed(script).returncode == 0
     assert host_commit()  # the control: the redirect really runs the planted hook
+
+
+def _bare_repository_attack(world: World, marker: Path, *, break_dotgit: bool) -> str:
+    """Make the workspace's top a bare repository (HEAD, objects/, refs/ and a config whose
+    core.worktree is the workspace and whose core.fsmonitor is the payload)."""
+    broken = "mv .git/HEAD .git/HEAD.orig; " if break_dotgit else ""
+    config = ("[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n"
+              f"\\tworktree = {world.workspace}\\n"
+              f"\\tfsmonitor = \\\"echo PWNED > {marker}; false\\\"\\n")
+    return (f"{broken}echo 'ref: refs/heads/main' > HEAD && mkdir -p objects refs && "
+            f"printf \"{config}\" > config")
+
+
+@pytest.mark.parametrize("break_dotgit", [True, False], ids=["broken-dotgit", "no-dotgit"])
+def test_bare_repository_at_the_top(world: World, break_dotgit: bool) -> None:
+    """The command breaks ``.git/HEAD`` (writable: commits change it), or there is no ``.git``
+    at all, and creates ``HEAD``, ``objects/``, ``refs/`` and a ``config`` at the top. git then
+    takes the workspace itself for a bare repository, and that config's ``core.fsmonitor``
+    runs on the user's next plain ``git status`` there, on the host. ``HEAD`` at the top of a
+    writable root cannot be created (nor changed, where it exists)."""
+    if break_dotgit:
+        world.git_init()
+    marker = world.outside / "pwned"
+    script = _bare_repository_attack(world, marker, break_dotgit=break_dotgit)
+    world.sandbox(script)
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert not marker.exists(), "the host's git status ran the planted fsmonitor"
+    assert not (world.workspace / "HEAD").exists()
+    assert world.unsandboxed(script).returncode == 0
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert marker.exists()  # the control: the bare-repository trick really runs the payload
+
+
+def test_existing_head_at_the_top_keeps_root_git_files(world: World) -> None:
+    """A writable root that has a ``HEAD`` (a bare repository used as the workspace, or a
+    project file so named) may itself be a git directory: its ``hooks``, ``config``,
+    ``commondir`` and ``config.worktree`` are protected like those in ``.git``."""
+    (world.workspace / "HEAD").write_text("ref: refs/heads/main\n")
+    attacks = ["echo x > HEAD", "mkdir hooks", "echo '[core]' > config", "echo . > commondir"]
+    _each_refused(world, attacks)
+    _each_works_unsandboxed(world, attacks)
 
 
 # ---------------------------------------------------------------------------------------------

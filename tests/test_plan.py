@@ -337,11 +337,16 @@ def test_missing_protected_names_get_placeholders() -> None:
     assert ("--ro-bind", "/dev/null", WS + "/.envrc") not in o
 
 
-def test_git_placeholder_needs_an_existing_grandparent() -> None:
+def test_placeholder_at_the_highest_missing_ancestor() -> None:
+    """A protected path whose parents are missing too (a core.hooksPath of tools/git/hooks
+    in a workspace without tools/): the highest missing ancestor inside the root is covered,
+    so nothing can be created on the way down."""
     prot = ((WS + "/nothere/.git/hooks", "protected name"),)
     plan = plan_linux(policy(writable=()), CMD, facts(protected_paths=prot))
+    assert plan.placeholders == (WS + "/nothere",)
+    prot = (("/elsewhere/a/b", "protected name"),)  # outside every writable root: left alone
+    plan = plan_linux(policy(writable=()), CMD, facts(protected_paths=prot))
     assert plan.placeholders == ()
-    assert not any("nothere" in a for a in plan.argv)
 
 
 def test_protected_path_outside_every_writable_root_is_left_alone_when_missing() -> None:

@@ -211,6 +211,30 @@ def _git_nested(gitdir: str, depth: int = 2) -> list[str]:
     return found
 
 
+def _git_config_named(root: str, gitdir: str) -> list[tuple[str, str]]:
+    """What the repository's config (and the user's global git config) names inside ``root``
+    that the host's git runs or reads: the hooks directory (``core.hooksPath``, protected
+    whether it exists or not), included config files and commands' scripts (when they exist:
+    a placeholder for a missing one would be a directory, which git cannot read)."""
+    from ._gitconfig import named_paths
+
+    common = gitdir
+    try:
+        with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as fh:
+            common = os.path.normpath(os.path.join(gitdir, fh.readline().strip()))
+    except OSError:
+        pass
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = [os.path.join(common, "config"), os.path.join(gitdir, "config.worktree"),
+             os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config")]
+    out = []
+    for path, why, is_dir in named_paths(root, files, home):
+        if is_dir or _kind(path) in ("file", "link"):
+            out.append((path, why))
+    return out
+
+
 def find_protected(root: str, names: Sequence[str],
                    memo: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """(path, why) for every protected path of one writable root, as deep as documented above.
@@ -241,7 +265,10 @@ def find_protected(root: str, names: Sequence[str],
         out.append((dotgit, "points git at its directory"))
         out += [(p, "git internals") for p in _git_internal(gitdir) + _git_nested(gitdir)]
     elif os.path.isdir(dotgit):
+        gitdir = dotgit
         out += [(p, "git internals") for p in _git_nested(dotgit)]
+    if gitdir is not None:
+        out += _git_config_named(root, gitdir)
     subdirs: list[os.DirEntry[str]] = []
     try:
         with os.scandir(root) as it:
@@ -517,6 +544,9 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
             parent = os.path.dirname(parent)
     for pin in sorted(pins, key=len):
         args += ["--bind", pin, pin]
+    def owner_of(path: str) -> str:
+        return next((r for r in writable if _inside(path, r)), "/")
+
     for path, _ in protected:
         kind = facts.kind(path)
         inside = any(_inside(path, r) for r in writable)
@@ -527,10 +557,14 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         elif kind == "placeholder" or facts.kind(os.path.dirname(path)) == "dir":
             placeholders.append(path)
         elif facts.kind(os.path.dirname(path)) in ("missing", "placeholder"):
-            # e.g. .git/hooks without .git: cover the missing parent itself, so no repository
-            # (and no hook) can be created there. (A parent that is a file, like the .git file
-            # of a worktree, needs nothing: nothing can be created below a file.)
+            # e.g. .git/hooks without .git: cover the highest missing ancestor itself, so no
+            # repository (and no hook) can be created there. (A parent that is a file, like the
+            # .git file of a worktree, needs nothing: nothing can be created below a file.)
             parent = os.path.dirname(path)
+            while (facts.kind(os.path.dirname(parent)) in ("missing", "placeholder")
+                   and _inside(os.path.dirname(parent), owner_of(parent))
+                   and os.path.dirname(parent) != owner_of(parent)):
+                parent = os.path.dirname(parent)
             if facts.kind(os.path.dirname(parent)) == "dir" and parent not in placeholders:
                 placeholders.append(parent)
     for path in placeholders:

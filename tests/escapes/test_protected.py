@@ -361,6 +361,86 @@ def test_existing_head_at_the_top_keeps_root_git_files(world: World) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Files the repository's config names: hooks directory, included config, commands' scripts.
+
+def _host_commit(world: World) -> None:
+    (world.workspace / "change.txt").write_text(str(time.monotonic()))
+    _git(world, "add", "change.txt", cwd=world.workspace)
+    _git(world, "commit", "-q", "-m", "user's commit", cwd=world.workspace, check=False)
+
+
+def test_husky_hooks_path(world: World) -> None:
+    """husky sets ``core.hooksPath = .husky/_``, a directory git ignores: the command rewrites
+    ``.husky/_/pre-commit``, ``git status`` shows nothing, and the user's next ``git commit``
+    on the host runs it. The directory the config names is read-only."""
+    world.git_init()
+    hooks = world.workspace / ".husky" / "_"
+    hooks.mkdir(parents=True)
+    (hooks / ".gitignore").write_text("*\n")
+    (hooks / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
+    (hooks / "pre-commit").chmod(0o755)
+    _git(world, "config", "core.hooksPath", ".husky/_", cwd=world.workspace)
+    script = f"printf '{HOOK}' > .husky/_/pre-commit"
+    world.sandbox(script)
+    _host_commit(world)
+    assert not (world.workspace / "hook-ran").exists(), "the planted husky hook ran"
+    assert world.unsandboxed(script).returncode == 0
+    _host_commit(world)
+    assert (world.workspace / "hook-ran").exists()  # the control
+
+
+def test_missing_hooks_path_cannot_be_created(world: World) -> None:
+    """``core.hooksPath`` names a directory that does not exist yet (husky not installed):
+    the command cannot create it, nor any missing directory above it, with a hook in it."""
+    world.git_init()
+    _git(world, "config", "core.hooksPath", "tools/git/hooks", cwd=world.workspace)
+    script = f"mkdir -p tools/git/hooks && printf '{HOOK}' > tools/git/hooks/pre-commit && " \
+             "chmod +x tools/git/hooks/pre-commit"
+    world.sandbox(script)
+    assert not (world.workspace / "tools").exists()
+    assert world.unsandboxed(script).returncode == 0
+    _host_commit(world)
+    assert (world.workspace / "hook-ran").exists()  # the control
+
+
+def test_included_config_file(world: World) -> None:
+    """The project asks its developers to ``git config include.path ../.gitconfig``: that file
+    is read as part of ``.git/config``, so a ``core.fsmonitor`` the command adds to it would run
+    on the host's next ``git status``. It is read-only."""
+    world.git_init()
+    (world.workspace / ".gitconfig").write_text("[diff]\n\trenames = true\n")
+    _git(world, "config", "include.path", "../.gitconfig", cwd=world.workspace)
+    marker = world.outside / "pwned"
+    script = (f"printf '[core]\\n\\tfsmonitor = \"echo PWNED > {marker}; false\"\\n' "
+              ">> .gitconfig")
+    world.sandbox(script)
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert not marker.exists(), "the host's git read the planted include"
+    assert world.unsandboxed(script).returncode == 0
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert marker.exists()  # the control
+
+
+def test_script_a_git_setting_runs(world: World) -> None:
+    """The repository's ``core.fsmonitor`` is a script of the project's (``tools/watch.sh``):
+    the command rewrites the script, and git runs it on the host's next ``git status``."""
+    world.git_init()
+    tools = world.workspace / "tools"
+    tools.mkdir()
+    (tools / "watch.sh").write_text("#!/bin/sh\nexit 1\n")
+    (tools / "watch.sh").chmod(0o755)
+    _git(world, "config", "core.fsmonitor", "tools/watch.sh", cwd=world.workspace)
+    marker = world.outside / "pwned"
+    script = f"printf '#!/bin/sh\\necho PWNED > {marker}\\nexit 1\\n' > tools/watch.sh"
+    world.sandbox(script)
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert not marker.exists(), "the host's git ran the rewritten script"
+    assert world.unsandboxed(script).returncode == 0
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert marker.exists()  # the control
+
+
+# ---------------------------------------------------------------------------------------------
 # Other layouts: linked worktrees, a .git file pointing into the workspace, nested repositories.
 
 def _worktree(world: World, main: Path) -> Path:

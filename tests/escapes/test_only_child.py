@@ -85,3 +85,80 @@ def test_descriptors_the_caller_leaked_do_not_reach_the_command(world: World) ->
     assert "TOP-SECRET" in control.stdout  # the leak is real without the guard
     assert "TOP-SECRET" not in result.stdout, result.stdout
     assert str(fd) not in result.stdout.split()
+
+
+def _cli(world: World, script: str, *options: str, **streams: object
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ringfence", "run", *options, "--", "/bin/sh", "-c", script],
+        cwd=world.workspace, env=world.env, text=True, timeout=60, **streams)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("profile", ["workspace-write", "full-access"])
+def test_standard_input_file_cannot_be_reopened_for_writing(world: World, profile: str) -> None:
+    """Attack: the user runs ``ringfence run -- python3 - < ~/bin/tool.py`` (or any command
+    with its input from a file outside the workspace). ``/proc/self/fd/0`` reopens that file
+    with the file's own permissions -- writable -- past the sandbox's read-only mounts, and
+    the command rewrites the tool the user later runs unsandboxed. The command gets a pipe
+    instead, fed from the file, and still reads the same bytes. (full-access: the control.)"""
+    target = world.outside / "tool.py"
+    target.write_text("print('ORIGINAL')\n")
+    with open(target, "rb") as stdin:
+        result = _cli(world, "echo PWNED > /proc/self/fd/0 2>/dev/null; cat", "--profile",
+                      profile, stdin=stdin, capture_output=True)
+    if profile == "full-access":
+        assert target.read_text() == "PWNED\n"  # the reopen works without the guard
+        return
+    assert target.read_text() == "print('ORIGINAL')\n", "the command rewrote its input file"
+    assert "print('ORIGINAL')" in result.stdout  # the input still arrives
+
+
+READ_FD1 = """
+import os, sys
+try:
+    fd = os.open("/proc/self/fd/1", os.O_RDONLY | os.O_NONBLOCK)
+    sys.stderr.write("READ:" + os.read(fd, 4096).decode(errors="replace"))
+except OSError as exc:
+    sys.stderr.write(f"refused: {exc}")
+os.open("/proc/self/fd/1", os.O_WRONLY | os.O_TRUNC | os.O_NONBLOCK)
+print("appended")
+"""
+
+
+def test_log_file_given_as_output_cannot_be_read_or_truncated(world: World) -> None:
+    """Attack: an agent's harness appends each command's output to its log (``>> agent.log``,
+    which holds earlier output, tokens included). ``/proc/self/fd/1`` reopened for reading
+    gives the whole log, and reopened with ``O_TRUNC`` wipes it. The command's output goes
+    through a pipe into the log instead: it can neither read nor truncate the file, and its
+    own output, stdout and stderr, lands in the log as it would have."""
+    log = world.outside / "agent.log"
+    log.write_text("earlier output: TOKEN-FROM-EARLIER\n")
+    script = f"'{PY}' -c '{READ_FD1}' 2>&1; echo to-stderr >&2"
+    with open(log, "ab") as out:
+        _cli(world, script, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    text = log.read_text()
+    assert text.startswith("earlier output: TOKEN-FROM-EARLIER\n"), "the log was truncated"
+    assert "READ:earlier" not in text, "the command read the log"
+    assert "appended" in text and "to-stderr" in text
+    control = world.outside / "control.log"
+    control.write_text("earlier output: TOKEN-FROM-EARLIER\n")
+    with open(control, "ab") as out:
+        _cli(world, script, "--profile", "full-access", stdin=subprocess.DEVNULL, stdout=out,
+             stderr=out)
+    assert "TOKEN-FROM-EARLIER" not in control.read_text().split("READ:")[0]  # truncated
+
+
+def test_library_output_file_cannot_be_reopened(world: World) -> None:
+    """The same through the library: a harness whose own stdout is a log file calls
+    ``ringfence.run(capture=False)``; the command inherits a pipe, not the log."""
+    log = world.outside / "harness.log"
+    log.write_text("harness secret: TOKEN-FROM-EARLIER\n")
+    code = ("import ringfence, sys; "
+            f"r = ringfence.run([{PY!r}, '-c', {READ_FD1!r}], workspace={str(world.workspace)!r},"
+            " capture=False); sys.exit(r.exit_code)")
+    with open(log, "ab") as out:
+        subprocess.run([sys.executable, "-c", code], cwd=world.workspace, env=world.env,
+                       stdout=out, stderr=out, timeout=60, check=False)
+    text = log.read_text()
+    assert text.startswith("harness secret: TOKEN-FROM-EARLIER\n"), text
+    assert "READ:harness" not in text and "appended" in text, text

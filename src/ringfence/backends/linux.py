@@ -1000,12 +1000,14 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     setup = prep.child_setup(plan.rlimits)
     prep.before_spawn()
     _keep_inherited_from_the_command(prep.fds)
+    streams = _guard_streams(plan, (0, 1, 2))
     start = time.monotonic()
     if setup is None:  # bubblewrap: no work in the child, so no fork of this interpreter
         try:
             # Python ignores SIGPIPE and SIGXFSZ for itself; the command gets the defaults
             pid = os.posix_spawn(prep.argv[0], prep.argv, plan.env,
-                                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+                                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                                 file_actions=streams.spawn_actions() if streams else ())
         except OSError as exc:
             raise SandboxError(f"cannot start {prep.argv[0]}: {exc.strerror}") from None
     else:
@@ -1015,6 +1017,10 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
             for signum in (13, 25):  # SIGPIPE, SIGXFSZ
                 signal.signal(signum, signal.SIG_DFL)
             assert setup is not None
+            if streams is not None:
+                for n, fd in streams.child.items():
+                    if fd != n:
+                        os.dup2(fd, n)
             setup()
             if plan.mode == "none":
                 os.setsid()
@@ -1027,6 +1033,8 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     for fd in prep.fds:
         os.close(fd)
     prep.fds = []
+    if streams is not None:
+        streams.started()
     prep.started(pid, plan.rlimits)
     timed_out = False
 
@@ -1061,6 +1069,8 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     _, status = os.waitpid(pid, 0)
     if plan.timeout:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    if streams is not None:
+        streams.finish()
     outcome.duration = time.monotonic() - start
     _finish(plan, prep, status, outcome)
     if timed_out:
@@ -1068,6 +1078,24 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     if stopped_by:
         outcome.exit_code = 128 + stopped_by  # ringfence itself was told to stop
     return outcome
+
+
+def _guard_streams(plan: Plan, fds: tuple[int, ...]) -> Any:
+    """Pipes for the standard streams among ``fds`` that are files (see ``_streams``): in the
+    sandbox the command could reopen them through /proc/self/fd with more rights. (Landlock,
+    in the fallback, refuses such a reopen; full-access needs no guard.)"""
+    if plan.mode != "bwrap":
+        return None
+    for fd in fds:  # the usual case (a terminal, pipes) without importing anything
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue
+        if mode & 0o170000 not in (0o010000, 0o020000, 0o140000):  # FIFO, char device, socket
+            from ._streams import guard
+
+            return guard(fds)
+    return None
 
 
 def _kill(pid: int, group: bool = False) -> None:
@@ -1099,24 +1127,29 @@ def run_captured(
     outcome = Outcome()
     piped = capture or on_output is not None
     prep.before_spawn()
+    streams = None if piped else _guard_streams(plan, (1, 2))
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
             prep.argv,
             env=plan.env,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE if piped else None,
-            stderr=subprocess.PIPE if piped else None,
+            stdout=subprocess.PIPE if piped else streams.child[1] if streams else None,
+            stderr=subprocess.PIPE if piped else streams.child[2] if streams else None,
             pass_fds=tuple(prep.fds),
             preexec_fn=prep.child_setup(plan.rlimits),
             start_new_session=plan.mode == "none",
             close_fds=True,
         )
     except OSError as exc:
+        if streams is not None:
+            streams.finish()
         raise SandboxError(f"cannot start {prep.argv[0]}: {exc.strerror}") from None
     for fd in prep.fds:
         os.close(fd)
     prep.fds = []
+    if streams is not None:
+        streams.started()
     group = plan.mode != "bwrap"
     try:
         prep.started(proc.pid, plan.rlimits)
@@ -1153,6 +1186,8 @@ def run_captured(
             if stream is not None:
                 stream.close()
         raise
+    if streams is not None:
+        streams.finish()
     outcome.duration = time.monotonic() - start
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:

@@ -151,3 +151,19 @@ def test_npm_preset_without_npm_fails_closed() -> None:
     env = {"PATH": str(Path(sys.executable).parent / "no-such-dir")}
     with pytest.raises(UnavailableError, match="npm"):
         expand(["npm"], env)
+
+
+def test_npm_preset_ignores_the_projects_npmrc(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: a sandboxed command (or the cloned repository itself) writes ``.npmrc`` with
+    ``registry=http://evil.test/`` into the workspace; npm run from there reads it, and the
+    next run's ``--network-preset npm`` would allow the attacker's host. Only the user's and
+    the system's npm configuration count."""
+    if not shutil.which("npm"):
+        pytest.skip("npm is not installed on this machine")
+    (tmp_path / "package.json").write_text("{}\n")
+    (tmp_path / ".npmrc").write_text("registry=http://evil.test/\n")
+    monkeypatch.chdir(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("npm_config_")}
+    hosts = [host for _, host in expand(["npm"], env)]
+    assert hosts and "evil.test" not in hosts

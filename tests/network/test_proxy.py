@@ -9,6 +9,7 @@ the proxy keeps serving everyone else. Each refusal test would fail if its guard
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -431,3 +432,104 @@ def test_the_commands_loopback_side_uses_reno() -> None:
             == b"reno"
         with socket.socket(socket.AF_UNIX) as unix:
             _loopback_congestion(unix)  # not TCP: left alone, no error
+
+
+# ---------------------------------------------------------------------------------------------
+# Resource bounds: a client cannot make the proxy start threads without end, or end its loop.
+
+def test_name_lookups_run_on_a_bounded_pool(server: TCPServer) -> None:
+    """Attack: a command opens hundreds of connections to allowed names whose lookups hang.
+    Each lookup used to get a thread of its own, without bound, until the user's process
+    limit (which the sandbox's own threads count against) stopped thread creation and the
+    error ended the proxy's loop for every run in the process. Lookups now share at most
+    MAX_WORKERS threads; once they return, the proxy serves as before."""
+    from ringfence.network import _loop
+
+    gate = threading.Event()
+    active, most = [0], [0]
+    lock = threading.Lock()
+
+    def resolve(host: str, port: int) -> list[str]:
+        if host == "slow.test":
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            gate.wait(20)
+            with lock:
+                active[0] -= 1
+        return ["127.0.0.1"]
+
+    def lookup_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "ringfence-proxy-lookup"}
+
+    before = lookup_threads()
+    p = Proxy(resolver=resolve, header_timeout=5.0, connect_timeout=5.0,
+              own_addresses=()).start()
+    socks = []
+    try:
+        setup = Setup(p, rules_for(server, allow=["slow.test", "web.test"]))
+        for _ in range(3 * _loop.MAX_WORKERS):
+            s = setup.connect()
+            s.sendall(f"CONNECT slow.test:{server.port} HTTP/1.1\r\n\r\n".encode())
+            socks.append(s)
+        deadline = time.monotonic() + 5
+        while most[0] < _loop.MAX_WORKERS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert most[0] == _loop.MAX_WORKERS
+        assert len(lookup_threads() - before) == _loop.MAX_WORKERS
+        gate.set()
+        still_serving(setup, server)
+    finally:
+        gate.set()
+        for s in socks:
+            s.close()
+        p.stop()
+    deadline = time.monotonic() + 5  # the pool ends with its proxy
+    while lookup_threads() - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not lookup_threads() - before
+
+
+def test_loop_survives_when_no_thread_can_be_started(server: TCPServer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process is at its thread limit when the first lookup comes: that connection ends
+    (its client sees it closed), the proxy's loop goes on, and serves the next one."""
+    from ringfence.network import _loop
+
+    def no_threads(target: object, name: str) -> None:
+        raise RuntimeError("can't start new thread")
+
+    p = Proxy(resolver=lambda host, port: HOSTS.get(host, []), header_timeout=2.0,
+              connect_timeout=2.0, own_addresses=()).start()
+    try:
+        setup = Setup(p, rules_for(server))
+        monkeypatch.setattr(_loop, "_start_thread", no_threads)
+        with setup.connect() as s:
+            s.sendall(f"CONNECT web.test:{server.port} HTTP/1.1\r\n\r\n".encode())
+            answer = recv_all(s)
+        assert not answer.startswith(b"HTTP/1.1 200")
+        monkeypatch.undo()
+        assert p.thread is not None and p.thread.is_alive()
+        still_serving(setup, server)
+    finally:
+        monkeypatch.undo()
+        p.stop()
+
+
+def test_acquire_replaces_a_proxy_whose_loop_ended() -> None:
+    """Were the shared proxy's loop ever to end, later runs in the process got a dead proxy
+    (no network, no error). ``acquire`` starts a fresh one instead."""
+    first = proxy_mod.acquire()
+    try:
+        assert first.loop is not None and first.thread is not None
+        first.loop.call_soon_threadsafe(first.loop.stop)
+        first.thread.join(5)
+        second = proxy_mod.acquire()
+        try:
+            assert second is not first
+            assert second.thread is not None and second.thread.is_alive()
+        finally:
+            proxy_mod.release()
+    finally:
+        proxy_mod.release()

@@ -25,6 +25,8 @@ import threading
 import time
 from collections import deque
 
+MAX_WORKERS = 16  # threads for blocking work (name lookups), started as needed
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -80,6 +82,10 @@ class Task:
             self.callbacks.append(fn)
 
 
+def _start_thread(target: Callable[[], None], name: str) -> None:
+    threading.Thread(target=target, name=name, daemon=True).start()
+
+
 class Loop:
     def __init__(self) -> None:
         self.sel = selectors.DefaultSelector()
@@ -95,6 +101,15 @@ class Loop:
         self.sel.register(self.wake_r, selectors.EVENT_READ)
         self.running = False
         self.tasks: set[Task] = set()
+        # blocking work ("thread" requests: name lookups) runs on at most MAX_WORKERS threads:
+        # a client cannot make the proxy start threads without bound (and fail when the user's
+        # process limit is reached, which the sandbox's own threads count against)
+        self.jobs: deque[Callable[[], None]] = deque()
+        self.jobs_ready = threading.Condition(self.lock)
+        self.workers = 0
+        self.idle = 0
+        self.errors = 0  # callbacks that raised (the loop goes on; see run)
+        self.closed = False
 
     # -- descriptors ----------------------------------------------------------------------
 
@@ -233,9 +248,44 @@ class Loop:
 
                     self.call_soon_threadsafe(back)
 
-                threading.Thread(target=work, daemon=True).start()
+                try:
+                    self._submit(work)
+                except RuntimeError as error:  # no thread could be started: this task fails
+                    exc = error
+                    continue
                 return
             exc = RuntimeError(f"unknown request {kind!r}")
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        with self.lock:
+            self.jobs.append(job)
+            start = self.idle == 0 and self.workers < MAX_WORKERS
+            if start:
+                self.workers += 1
+            else:
+                self.jobs_ready.notify()
+        if start:
+            try:
+                _start_thread(self._worker, "ringfence-proxy-lookup")
+            except RuntimeError:
+                with self.lock:
+                    self.workers -= 1
+                    if self.workers == 0:  # nobody will ever run it
+                        self.jobs.remove(job)
+                        raise
+
+    def _worker(self) -> None:
+        while True:
+            with self.lock:
+                self.idle += 1
+                while not self.jobs and not self.closed:
+                    self.jobs_ready.wait()
+                self.idle -= 1
+                if not self.jobs:  # closed: the pool ends with its loop
+                    self.workers -= 1
+                    return
+                job = self.jobs.popleft()
+            job()
 
     def _finish(self, task: Task, result: Any, error: BaseException | None) -> None:
         task.done = True
@@ -250,48 +300,60 @@ class Loop:
     # -- running ---------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Run until ``stop``. A callback that raises is a bug in one connection's handling:
+        counted, and the loop goes on serving everyone else."""
         self.running = True
         while self.running:
-            timeout: float | None = None
-            if self.ready:
-                timeout = 0
-            elif self.timers:
-                timeout = max(0.0, self.timers[0][0] - time.monotonic())
-            for key, mask in self.sel.select(timeout):
-                fd = key.fd
-                if fd == self.wake_r.fileno():
-                    try:
-                        while self.wake_r.recv(4096):
-                            pass
-                    except (BlockingIOError, OSError):
+            try:
+                self._run_once()
+            except Exception:  # never let one connection end the proxy
+                self.errors += 1
+
+    def _run_once(self) -> None:
+        timeout: float | None = None
+        if self.ready:
+            timeout = 0
+        elif self.timers:
+            timeout = max(0.0, self.timers[0][0] - time.monotonic())
+        for key, mask in self.sel.select(timeout):
+            fd = key.fd
+            if fd == self.wake_r.fileno():
+                try:
+                    while self.wake_r.recv(4096):
                         pass
-                    continue
-                handlers = self.handlers.get(fd)
-                if handlers is None:
-                    continue
-                if mask & selectors.EVENT_READ and handlers[0] is not None:
-                    handlers[0]()
-                handlers = self.handlers.get(fd)
-                if mask & selectors.EVENT_WRITE and handlers is not None and handlers[1]:
-                    handlers[1]()
-            with self.lock:
-                calls, self.calls = self.calls, deque()
-            for cb in calls:
-                cb()
-            now = time.monotonic()
-            while self.timers and self.timers[0][0] <= now:
-                entry = heapq.heappop(self.timers)
-                if not entry[3]:
-                    entry[2]()
-            for _ in range(len(self.ready)):
-                task, value, exc, token = self.ready.popleft()
-                if not task.done and token == task.token:
-                    self._step(task, value, exc)
+                except (BlockingIOError, OSError):
+                    pass
+                continue
+            handlers = self.handlers.get(fd)
+            if handlers is None:
+                continue
+            if mask & selectors.EVENT_READ and handlers[0] is not None:
+                handlers[0]()
+            handlers = self.handlers.get(fd)
+            if mask & selectors.EVENT_WRITE and handlers is not None and handlers[1]:
+                handlers[1]()
+        with self.lock:
+            calls, self.calls = self.calls, deque()
+        for cb in calls:
+            cb()
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            entry = heapq.heappop(self.timers)
+            if not entry[3]:
+                entry[2]()
+        for _ in range(len(self.ready)):
+            task, value, exc, token = self.ready.popleft()
+            if not task.done and token == task.token:
+                self._step(task, value, exc)
 
     def stop(self) -> None:
         self.running = False
 
     def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.jobs.clear()
+            self.jobs_ready.notify_all()
         self.sel.close()
         self.wake_r.close()
         self.wake_w.close()

@@ -60,8 +60,12 @@ def _run(argv: list[str], env: Mapping[str, str]) -> str | None:
     import subprocess
 
     try:
+        # from "/": npm reads a project's .npmrc from the directory it runs in (and the
+        # nearest package.json above it), which a sandboxed command can write, so the
+        # workspace could add its own host to the allowlist; only the user's and the
+        # system's configuration count
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=dict(env),
-                              stdin=subprocess.DEVNULL, check=False)
+                              stdin=subprocess.DEVNULL, check=False, cwd="/")
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout if proc.returncode == 0 else None

@@ -176,7 +176,11 @@ class Proxy:
                 finished.set()
 
         self.loop.call_soon_threadsafe(call)
-        finished.wait(timeout)
+        if not finished.wait(timeout):
+            from ..errors import SandboxError
+
+            raise SandboxError("the allowlist proxy did not answer (its thread is stuck or "
+                               "gone); run the command again")
         if errors:
             raise errors[0]
 
@@ -482,10 +486,10 @@ class Proxy:
         if literal is not None:
             return [literal]
         resolver = self.resolver
-        if resolver is not None:
-            return list(resolver(host, port))
 
         def lookup() -> list[str]:
+            if resolver is not None:  # the test hook: on the same threads as real lookups
+                return list(resolver(host, port))
             try:
                 infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except OSError:
@@ -798,6 +802,8 @@ def acquire(resolver: Resolver | None = None) -> Proxy:
     """The shared proxy, started on first use; every ``acquire`` needs one ``release``."""
     global _shared, _users
     with _lock:
+        if _shared is not None and (_shared.thread is None or not _shared.thread.is_alive()):
+            _shared = None  # its loop ended (it never should): start a fresh one
         if _shared is None:
             _shared = Proxy(resolver=resolver or _hosts_file_resolver()).start()
         _users += 1

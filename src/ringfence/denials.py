@@ -82,7 +82,7 @@ _LIMIT_FIELD = {"timeout": "timeout", "output": "output", "cpu": "cpu_seconds",
                 "memory": "memory"}
 _LIMIT_WORDS = {
     "timeout": "it ran past the time limit and was killed",
-    "output": "its output passed the output limit and it was stopped",
+    "output": "its output passed the output limit; what came after it was not kept",
     "cpu": "it used up its CPU time limit (SIGXCPU)",
     "file_size": "it tried to write a file larger than the file size limit (SIGXFSZ)",
     "max_processes": "it hit the limit on processes and threads",

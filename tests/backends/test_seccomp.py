@@ -252,6 +252,7 @@ PROBES: dict[tuple[str, str], tuple[Callable[[], tuple[int, int]], int]] = {
         lambda: _personality(0x0040000), errno.EPERM),  # ADDR_NO_RANDOMIZE
     ("ioctl", "arg1=TIOCSTI"): (lambda: _ioctl_on_own_pty(termios.TIOCSTI), errno.EPERM),
     ("ioctl", "arg1=TIOCLINUX"): (lambda: _ioctl_on_own_pty(0x541C), errno.EPERM),
+    ("socket", "arg0=AF_VSOCK"): (lambda: _socket(40), errno.EPERM),
     ("socket", "arg0!=AF_UNIX"): (lambda: _socket(socket.AF_INET), errno.EAFNOSUPPORT),
     ("socket", "arg0=AF_UNIX"): (lambda: _socket(socket.AF_UNIX), errno.EPERM),
 }

@@ -298,6 +298,7 @@ def test_silent_client_does_not_block_others(proxy: Proxy, server: TCPServer) ->
     b"GET / HTTP/1.1\r\n\r\n",  # not a proxy request
     b"CONNECT nohost HTTP/1.1\r\n\r\n",  # no port
     b"CONNECT web.test:99999 HTTP/1.1\r\n\r\n",
+    "CONNECT web.test:\u00b2 HTTP/1.1\r\n\r\n".encode(),  # a digit to str.isdigit, not int()
     b"GET http://web.test/ SPDY/9\r\n\r\n",
 ])
 def test_garbage(proxy: Proxy, server: TCPServer, garbage: bytes,

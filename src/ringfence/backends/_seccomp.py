@@ -81,6 +81,7 @@ _ERRNOS = {"EPERM": 1, "EACCES": 13, "ENOSYS": 38, "EAFNOSUPPORT": 97}
 # Names the rules file may use in conditions. All are the same on x86_64 and aarch64.
 _CONSTANTS = {
     "AF_UNIX": 1,
+    "AF_VSOCK": 40,
     "TIOCSTI": 0x5412,
     "TIOCLINUX": 0x541C,
     "CLONE_NEWTIME": 0x00000080,

@@ -727,7 +727,7 @@ def _split_hostport(text: str, default: int | None) -> tuple[str, int]:
         if default is None:
             raise _BadInput(f"CONNECT target {text[:80]!r} has no port")
         return host, default
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise _BadInput(f"bad port in {text[:80]!r}")
     return host, int(port_text)
 

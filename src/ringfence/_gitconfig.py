@@ -14,7 +14,10 @@ Bounded: only the repository's own config files, the user's global ones, and wha
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 MAX_FILES = 16
 MAX_BYTES = 1 << 20

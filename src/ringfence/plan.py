@@ -509,6 +509,11 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         for dev in GPU_DEVICES:
             if facts.kind(dev) != "missing":
                 args += ["--dev-bind", dev, dev]
+    # bwrap's /dev is a tmpfs of half the RAM, and /dev/shm a directory in it: shared memory
+    # gets its own tmpfs bounded like /tmp, and the rest of /dev is read-only (its device
+    # nodes still work), so neither can take the machine's memory
+    args += ["--size", str(limits.tmp_size or 2 << 30), "--tmpfs", "/dev/shm",
+             "--remount-ro", "/dev"]
     args += ["--size", str(limits.tmp_size or 2 << 30), "--tmpfs", "/tmp"]
     if facts.kind("/var/tmp") == "dir":
         args += ["--size", str(limits.tmp_size or 2 << 30), "--tmpfs", "/var/tmp"]

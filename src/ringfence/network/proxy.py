@@ -143,13 +143,14 @@ class Proxy:
         self.thread: threading.Thread | None = None
         self.listeners: list[Listener] = []
         self.open_connections = 0
+        self.per_run = MAX_PER_RUN  # connections one listener may hold open (set by start)
 
     # -- lifecycle (called from other threads) ---------------------------------------------
 
     def start(self) -> Proxy:
         if self.thread is not None:
             return self
-        _raise_nofile()
+        self.per_run = _raise_nofile()
         self.loop = loop = Loop()
 
         def main() -> None:
@@ -277,7 +278,16 @@ class Proxy:
     def _accept(self, listener: Listener) -> Gen:
         assert self.loop is not None
         loop = self.loop
+        full = False
         while not listener.closed:
+            if len(listener.tasks) >= self.per_run:  # this run holds its share: wait
+                if not full:
+                    _warn("ringfence proxy: a run holds %d connections, its most at once; "
+                          "new ones wait", len(listener.tasks))
+                full = True
+                yield from _loop.sleep(0.05)
+                continue
+            full = False
             try:
                 conn, _ = yield from _loop.accept(listener.sock)
             except OSError as exc:
@@ -776,18 +786,28 @@ def _ipv6(raw: str) -> Any:
     return ipaddress.IPv6Address(int(raw, 16))
 
 
-def _raise_nofile() -> None:
-    """Each proxied connection holds two sockets; lift the soft fd limit to the hard one."""
+def _raise_nofile() -> int:
+    """Each proxied connection holds two sockets (and up to two pipes); lift the soft fd
+    limit to the hard one. Returns how many connections one run may hold open at once: at
+    most MAX_PER_RUN, and few enough that a quarter of the descriptors can serve them, so
+    one run cannot use up those of ringfence's process (its other runs, its own files)."""
     if sys.platform == "win32":
-        return
+        return MAX_PER_RUN
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
         except (OSError, ValueError):
             pass
+    if soft == resource.RLIM_INFINITY:
+        return MAX_PER_RUN
+    return max(16, min(MAX_PER_RUN, soft // 4 // 6))
+
+
+MAX_PER_RUN = 1024
 
 
 # ---------------------------------------------------------------------------------------------

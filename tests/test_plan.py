@@ -22,6 +22,7 @@ from ringfence.errors import PolicyError, UnavailableError
 from ringfence.explain import explain_plan
 from ringfence.network.rules import NetworkRules
 from ringfence.plan import (
+    GATE_SCRIPT,
     GPU_DEVICES,
     RUN_KEEP_NETWORK,
     SECCOMP_FD,
@@ -62,6 +63,7 @@ ENVIRON = {
 }
 
 KINDS = {
+    "/bin/sh": "file",  # the start gate's shell
     # secrets in $HOME (the rest of DEFAULT_DENY_READ_HOME is missing on this host)
     "/home/u/.ssh": "dir",
     "/home/u/.aws": "dir",
@@ -234,7 +236,7 @@ def test_bwrap_basics() -> None:
     plan = default_plan()
     assert plan.mode == "bwrap"
     assert plan.argv[0] == BWRAP
-    assert plan.argv[-3:] == ("--", *CMD)
+    assert plan.argv[-7:] == ("--", "/bin/sh", "-c", GATE_SCRIPT, "ringfence-gate", *CMD)
     o = ops(plan.argv)
     for flag in ("--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-net",
                  "--die-with-parent", "--new-session"):
@@ -786,3 +788,15 @@ def test_find_protected_looks_first_where_it_found_something(tmp_path: Path) -> 
         _mk(root / f"a{i:03d}")
     assert str(root / "pkg" / ".envrc") in dict(find_protected(str(root), [".envrc"], memo))
     assert str(root / "pkg" / ".envrc") not in dict(find_protected(str(root), [".envrc"]))
+
+
+def test_start_gate() -> None:
+    """The command is exec'd by the start gate's shell, which waits for ringfence's word on a
+    pipe (see backends.linux.Prepared.started); a host without /bin/sh runs it directly."""
+    argv = default_plan().argv
+    tail = list(argv[argv.index("--") + 1:])
+    assert tail[:4] == ["/bin/sh", "-c", GATE_SCRIPT, "ringfence-gate"]
+    assert tail[4:] == list(CMD)
+    kinds = {k: v for k, v in KINDS.items() if k != "/bin/sh"}
+    argv = plan_linux(policy(), CMD, facts(kinds=kinds)).argv
+    assert list(argv[argv.index("--") + 1:]) == list(CMD)

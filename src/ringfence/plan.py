@@ -73,6 +73,12 @@ def placeholder_is_file(path: str) -> bool:
 MAX_TOP_ENTRIES = 4096
 MAX_SUBDIRS = 64
 RACY_NS = 2_000_000_000
+# The start gate (see backends.linux.Prepared.started): the command is exec'd by a shell that
+# first waits for ringfence's word on a pipe, which ringfence gives only once the sandbox's first
+# process has asked to die with bubblewrap. Killed before that, ringfence's end closes, the read
+# fails, and the sandbox ends without running the command.
+GATE_SHELL = "/bin/sh"
+GATE_SCRIPT = 'read -r _ </proc/self/fd/{gate-fd} && exec "$@" {gate-close}; exit 125'
 PROC_COVER = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 SOCKET_ENV = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "XDG_RUNTIME_DIR",
               "PULSE_SERVER", "WAYLAND_DISPLAY", "CONTAINER_HOST")
@@ -600,8 +606,11 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     if policy.network == "allowlist":
         assert policy.network_rules is not None
         network = policy.network_rules.replace(preset_hosts=facts.preset_hosts)
+    gate: list[str] = []
+    if facts.kind(GATE_SHELL) != "missing":
+        gate = [GATE_SHELL, "-c", GATE_SCRIPT, "ringfence-gate"]
     args += ["--chdir", cwd, "--seccomp", SECCOMP_FD, "--json-status-fd", STATUS_FD,
-             "--", *command]
+             "--", *gate, *command]
     layers = ["user, pid, ipc, uts and mount namespaces" +
               (", network namespace" if policy.network != "on" else ""),
               "no capabilities", "no_new_privs", "seccomp", "rlimits",

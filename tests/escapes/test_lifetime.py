@@ -281,6 +281,18 @@ elif where == "decision":  # the audit record's sync, while bubblewrap builds th
         at_the_block(seen["child"])
         die()
     Gate.durable = durable
+elif where == "release":  # just after the release, before the sandbox asked to die with us
+    real_send = linux.Prepared._send_seccomp
+
+    def send(self):
+        child = seen["child"]
+        at_the_block(child)
+        os.kill(child, signal.SIGSTOP)  # so it cannot get as far as its parent-death signal
+        with open(os.environ["BWRAP_PIDFILE"], "w") as fh:
+            fh.write(str(child))
+        real_send(self)
+        die()
+    linux.Prepared._send_seccomp = send
 elif where == "spawn":  # bubblewrap just started, stopped before it reports its sandbox
     def started(self, pid, rlimits=()):
         os.kill(pid, signal.SIGSTOP)
@@ -298,7 +310,7 @@ else:
 
 
 @pytest.mark.parametrize("via_cli", [False, True], ids=["library", "cli"])
-@pytest.mark.parametrize("where", ["spawn", "decision", "rlimits"])
+@pytest.mark.parametrize("where", ["spawn", "decision", "rlimits", "release"])
 def test_killed_before_the_release_the_command_never_runs(
         world: World, marks: list[str], where: str, via_cli: bool) -> None:
     """Attack on the lifetime and the limits: the process running ringfence is killed
@@ -312,7 +324,12 @@ def test_killed_before_the_release_the_command_never_runs(
     has reported its sandbox ("spawn": bubblewrap is stopped first and continued once its
     parent is dead), bubblewrap must not die of SIGPIPE writing that report, which would leave
     its sandbox waiting for good, holding the run's descriptors: its report pipes have a
-    reader of their own."""
+    reader of their own.
+    Killed just after the release ("release": the sandbox's first process is stopped at the
+    block fd, released, and continued once ringfence is dead), the sandbox's first process
+    asks to die with bubblewrap too late, bubblewrap being gone already: the command would
+    run on with no timeout and no one to end it. It waits at the start gate instead, whose
+    word never comes, and the sandbox ends."""
     mark = marker()
     marks.append(mark)
     ran = world.workspace / "ran"
@@ -326,7 +343,7 @@ def test_killed_before_the_release_the_command_never_runs(
                                cwd=world.workspace, env=env, stdout=subprocess.DEVNULL,
                                stderr=fh, timeout=60)
     assert code == -signal.SIGKILL, err.read_text()
-    if where == "spawn":  # bubblewrap goes on only now, its parent gone
+    if where in ("spawn", "release"):  # it goes on only now, ringfence gone
         os.kill(int(pidfile.read_text()), signal.SIGCONT)
     time.sleep(1.0)  # what would have run has had its chance
     assert not ran.exists()

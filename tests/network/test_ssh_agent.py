@@ -276,7 +276,9 @@ def test_plan_binds_only_the_socket_before_run_goes_read_only() -> None:
     argv = list(plan.argv)
     bind = argv.index(AGENT_PATH)
     assert argv[bind - 2:bind + 1] == ["--ro-bind", SOCK, AGENT_PATH]
-    assert bind < argv.index("--remount-ro")
+    run_read_only = next(i for i in range(len(argv) - 1)
+                         if argv[i:i + 2] == ["--remount-ro", "/run"])
+    assert bind < run_read_only
     assert plan.env["SSH_AUTH_SOCK"] == AGENT_PATH
     assert plan.ssh_agent == SOCK
     hidden = plan_linux(policy(network="on"), ["true"], f)

@@ -104,6 +104,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     """Read what the planner needs from this host. Bounded: never walks the workspace."""
     from .. import _dirs
     from ..plan import (
+        GATE_SHELL,
         GPU_DEVICES,
         PROC_COVER,
         RUN_KEEP,
@@ -121,7 +122,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     config, state, cache = _dirs.config_dir(), _dirs.state_dir(), _dirs.cache_dir()
     paths: list[str] = [os.path.join(home, p) for p in DEFAULT_DENY_READ_HOME]
     paths += [config, state, *policy.deny_read, "/var/run", "/var/tmp", home + "/.cargo"]
-    paths += [*RUN_KEEP, *RUN_KEEP_NETWORK]
+    paths += [*RUN_KEEP, *RUN_KEEP_NETWORK, GATE_SHELL]
     if policy.gpu:
         paths += GPU_DEVICES
     if uid == 0:
@@ -402,6 +403,37 @@ def _seccomp_pipe() -> tuple[int, int, int]:
 SETUP_TIMEOUT = 10.0  # how long bubblewrap may take to report the sandbox's pid
 
 
+# wait4 on the architectures ringfence builds seccomp programs for
+_WAIT4 = {"x86_64": 61, "aarch64": 260}
+
+
+def _wait_until_bound(pid: int, timeout: float = SETUP_TIMEOUT) -> None:
+    """Return once the sandbox's first process ``pid`` waits for its children (wait4): it asks
+    for its parent-death signal just before, so from then on this process dying (and
+    bubblewrap with it) ends the sandbox. Until this returns the command waits at the start
+    gate. The kernel says so in /proc/PID/syscall, or failing that in /proc/PID/wchan."""
+    wait4 = str(_WAIT4.get(os.uname().machine, -2)).encode()
+    deadline = time.monotonic() + timeout
+    pause = 0.0001
+    while True:
+        try:
+            with open(f"/proc/{pid}/syscall", "rb") as fh:
+                if fh.read(32).split(b" ", 1)[0] == wait4:
+                    return
+            with open(f"/proc/{pid}/wchan", "rb") as fh:
+                if fh.read(64) == b"do_wait":
+                    return
+        except FileNotFoundError:
+            raise ProcessLookupError(pid) from None  # the sandbox ended before its command
+        except OSError:
+            return  # the kernel does not say: the gate opens now (the README's limitation)
+        if time.monotonic() > deadline:
+            raise SandboxError("the sandbox's first process never got ready to run the "
+                               "command; run ringfence doctor")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.002)
+
+
 def _sandbox_pid(info_r: int) -> int:
     """The pid (in our namespace) of the sandbox's first process, from bubblewrap's
     ``--info-fd`` JSON; 0 when bubblewrap closed it without one (it failed first)."""
@@ -465,7 +497,7 @@ class Prepared:
 
     __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders_root", "state_dir",
                  "lock_fd", "tmpdir", "seccomp_check", "seccomp_w", "seccomp_program", "net",
-                 "info_r", "block_w", "before_release")
+                 "info_r", "block_w", "before_release", "gate_w")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
@@ -482,6 +514,7 @@ class Prepared:
         self.net: Any = None  # backends._netns.Attachment in the allowlist mode
         self.info_r = -1  # bubblewrap's --info-fd (the sandbox's pid) ...
         self.block_w = -1  # ... and --block-fd (the command waits for a byte on it)
+        self.gate_w = -1  # the start gate: the word that lets the command start (see started)
         # what must be done before the command may start (the audit record's sync); done while
         # bubblewrap builds the sandbox, or before the spawn where there is no block fd
         self.before_release: Callable[[], None] | None = None
@@ -566,6 +599,9 @@ class Prepared:
                     self.net.after_start(child)
                 self._send_seccomp()
                 os.write(self.block_w, b"1")
+                if self.gate_w >= 0:
+                    _wait_until_bound(child)
+                    os.write(self.gate_w, b"go\n")
         except (BrokenPipeError, ProcessLookupError):
             pass  # the sandbox died before its command (bubblewrap's status says why)
         except BaseException:
@@ -580,10 +616,10 @@ class Prepared:
                 pass
             raise
         finally:
-            for fd in (self.info_r, self.block_w, self.seccomp_w):
+            for fd in (self.info_r, self.block_w, self.seccomp_w, self.gate_w):
                 if fd >= 0:
                     os.close(fd)
-            self.info_r = self.block_w = self.seccomp_w = -1
+            self.info_r = self.block_w = self.seccomp_w = self.gate_w = -1
 
     def _send_seccomp(self) -> None:
         """The release proper. bubblewrap goes on from the block fd at end of file too, and
@@ -606,7 +642,7 @@ class Prepared:
             self.net.close()
             self.net = None
         for fd in [*self.fds, self.status_r, self.seccomp_check, self.info_r, self.block_w,
-                   self.seccomp_w]:
+                   self.seccomp_w, self.gate_w]:
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -614,6 +650,7 @@ class Prepared:
                     pass
         self.fds = []
         self.status_r = self.seccomp_check = self.info_r = self.block_w = self.seccomp_w = -1
+        self.gate_w = -1
         if self.cgroup:
             for _ in range(500):
                 try:
@@ -647,6 +684,24 @@ class Prepared:
         return False
 
 
+def _fill(arg: str, tokens: dict[str, str]) -> str:
+    for token, value in tokens.items():
+        arg = arg.replace(token, value)
+    return arg
+
+
+def fcntl_dupfd_low(fd: int) -> int:
+    """A copy of ``fd`` at the lowest free number from 3 (close-on-exec), or ``fd`` itself
+    when that is no lower."""
+    import fcntl
+
+    low = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    if low < fd:
+        return low
+    os.close(low)
+    return fd
+
+
 def prepare(plan: Plan, state_dir: str) -> Prepared:
     """Everything the host does before starting the command. Fails closed."""
     prep = Prepared()
@@ -669,6 +724,18 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
                 raise SandboxError(f"cannot create the sandbox cache {base}: {exc.strerror}"
                                    ) from None
     tokens: dict[str, str] = {}
+    if plan.mode == "bwrap" and any("{gate-fd}" in a for a in plan.argv):
+        # first, so that its number is low: the shell can close only descriptors 0-9 by
+        # number, and the command should get nothing but its standard streams
+        gate_r, prep.gate_w = os.pipe()
+        low = fcntl_dupfd_low(gate_r)
+        if low != gate_r:
+            os.close(gate_r)
+            gate_r = low
+        os.set_inheritable(gate_r, True)
+        prep.fds.append(gate_r)
+        tokens["{gate-fd}"] = str(gate_r)
+        tokens["{gate-close}"] = f"{gate_r}<&-" if gate_r <= 9 else ""
     if plan.seccomp is not None and plan.mode == "bwrap":
         prep.seccomp_program = _seccomp_program(*plan.seccomp)
         fd, prep.seccomp_w, prep.seccomp_check = _seccomp_pipe()
@@ -710,6 +777,8 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
 
         prep.net = Attachment(plan.network, PROXY_PORT)
     prep.argv = [tokens.get(a, a) for a in plan.argv]
+    if "{gate-fd}" in tokens:
+        prep.argv = [_fill(a, tokens) if "{gate-" in a else a for a in prep.argv]
     if "--ro-overlay" in plan.argv:
         ensure_empty_dirs(overlay_dirs(state_dir))
     if plan.pids_cgroup:

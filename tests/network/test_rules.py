@@ -141,3 +141,15 @@ def test_bad_values() -> None:
         NetworkRules(ports=[True])
     with pytest.raises(PolicyError):
         NetworkRules(presets=["everything"])
+
+
+def test_names_idna_2003_and_2008_spell_differently_are_refused() -> None:
+    """``straße.example.org`` becomes ``strasse.example.org`` under IDNA 2003 (Python's codec)
+    but ``xn--strae-oqa.example.org`` under IDNA 2008, which curl and browsers send: a deny
+    entry would miss the host clients reach, and an allow entry would allow another one. Such
+    entries are refused (write the xn-- form); names both agree on are kept."""
+    for entry in ("straße.example.org", "faß.de", "*.straße.example.org"):
+        with pytest.raises(PolicyError):
+            check_pattern(entry)
+    assert check_pattern("münchen.de") == "xn--mnchen-3ya.de"
+    assert check_pattern("xn--strae-oqa.example.org") == "xn--strae-oqa.example.org"

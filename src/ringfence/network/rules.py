@@ -125,9 +125,15 @@ def _check_name(name: str) -> str | None:
     name = name.lower().removesuffix(".")
     if not name.isascii():
         try:
-            name = name.encode("idna").decode("ascii")
+            ascii_name = name.encode("idna").decode("ascii")
+            # IDNA 2003 (Python's codec) maps some letters away (ß to ss, final sigma, joiners)
+            # where IDNA 2008, which clients use, keeps them: the two name different hosts, so
+            # a name that does not survive the round trip is refused, not guessed at
+            if ascii_name.encode("ascii").decode("idna") != name:
+                return None
         except UnicodeError:
             return None
+        name = ascii_name
     if not name or len(name) > 253:
         return None
     for label in name.split("."):
@@ -168,7 +174,11 @@ def check_pattern(entry: str, where: str = "allow") -> str:
                      "(*.example.org)")
     name = _check_name(rest)
     if name is None:
-        raise _error(f"network.{where}: {entry!r} is not a valid host name")
+        hint = ""
+        if not raw.isascii():
+            hint = ("; its letters (ß, ς, joiners) mean another host under IDNA 2003 than "
+                    "under IDNA 2008, so write the xn-- form clients send")
+        raise _error(f"network.{where}: {entry!r} is not a valid host name{hint}")
     if wildcard and name.count(".") < 1:
         raise _error(f"network.{where}: {entry!r} is too broad (a whole top-level domain); "
                      "name a domain below it, e.g. *.example.org")

@@ -167,3 +167,32 @@ def test_npm_preset_ignores_the_projects_npmrc(tmp_path: Path,
     env = {k: v for k, v in os.environ.items() if not k.lower().startswith("npm_config_")}
     hosts = [host for _, host in expand(["npm"], env)]
     assert hosts and "evil.test" not in hosts
+
+
+@pytest.mark.parametrize("program", ["python3", "npm"])
+def test_presets_never_run_a_program_from_a_writable_root(tmp_path: Path, program: str) -> None:
+    """Attack: the workspace holds a virtualenv (or ``node_modules/.bin``) that is first on the
+    user's PATH; a sandboxed command rewrites its ``python3`` (or a ``.pth`` file, or ``npm``)
+    and the next ``--network-preset`` run would execute it on the host, unsandboxed, to read
+    the package manager's configuration. Programs inside the writable roots are passed over
+    for the next one on PATH."""
+    root = tmp_path / "ws"
+    bin_dir = root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    ran = tmp_path / "ran"
+    fake = bin_dir / program
+    fake.write_text(f"#!/bin/sh\ntouch '{ran}'\necho https://evil.example.com/\n")
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("PIP_", "NPM_"))}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    preset = "pip" if program == "python3" else "npm"
+    try:
+        hosts = [h for _, h in expand([preset], env, avoid=[str(root)])]
+    except UnavailableError:
+        hosts = []  # nothing else on PATH: refused, which is fine
+    assert not ran.exists(), f"ringfence ran the workspace's {program}"
+    assert "evil.example.com" not in hosts
+    from ringfence.network.presets import _which
+
+    assert _which(program, env, ()) == str(fake)  # control: first on PATH, it would be run
+    assert _which(program, env, (str(root),)) != str(fake)

@@ -161,7 +161,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     if policy.network == "allowlist" and policy.network_rules and policy.network_rules.presets:
         from ..network.presets import expand
 
-        preset_hosts = expand(policy.network_rules.presets, env)
+        preset_hosts = expand(policy.network_rules.presets, env, policy.writable_roots())
 
     return HostFacts(
         home=home, uid=uid, environ=env, bwrap=bwrap, kinds=kinds, realpaths=realpaths,

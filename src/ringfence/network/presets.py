@@ -71,39 +71,65 @@ def _run(argv: list[str], env: Mapping[str, str]) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def pip_hosts(environ: Mapping[str, str]) -> list[str]:
+def _outside(program: str, avoid: Iterable[str]) -> bool:
+    """Whether ``program`` lies outside every directory in ``avoid`` (the writable roots): one
+    inside could have been changed by a sandboxed command (a virtualenv's ``python3`` and its
+    ``.pth`` files, ``node_modules/.bin/npm``), and ringfence runs it on the host."""
+    for path in {os.path.abspath(program), os.path.realpath(program)}:
+        if any(path == root or path.startswith(root.rstrip("/") + "/") for root in avoid):
+            return False
+    return True
+
+
+def _which(name: str, environ: Mapping[str, str], avoid: tuple[str, ...]) -> str | None:
+    """The first ``name`` on PATH outside ``avoid``: its directory too (a virtualenv's
+    ``bin/python3`` is a link to a Python outside it, but runs the virtualenv's packages)."""
     import shutil
 
-    candidates = [sys.executable]
-    found = shutil.which("python3", path=environ.get("PATH"))
+    for directory in environ.get("PATH", os.defpath).split(os.pathsep):
+        found = shutil.which(name, path=directory) if directory else None
+        if found and _outside(found, avoid) and _outside(
+                os.path.dirname(os.path.dirname(os.path.abspath(found))), avoid):
+            return found
+    return None
+
+
+def pip_hosts(environ: Mapping[str, str], avoid: Iterable[str] = ()) -> list[str]:
+    avoid = tuple(avoid)
+    candidates = []
+    if _outside(os.path.dirname(os.path.dirname(os.path.abspath(sys.executable))), avoid):
+        candidates.append(sys.executable)
+    found = _which("python3", environ, avoid)
     if found:
         candidates.append(found)
     for python in dict.fromkeys(candidates):
         out = _run([python, "-I", "-c", _PIP_SCRIPT], environ)
         if out is not None:
             return [h for h in (_host_of(u) for u in out.splitlines()) if h]
-    raise UnavailableError("network preset pip: no Python with pip found to read its "
+    raise UnavailableError("network preset pip: no Python with pip found (outside the writable "
+                           "roots, whose programs a command could have changed) to read its "
                            "configuration; install pip, or list the index host under allow")
 
 
-def npm_hosts(environ: Mapping[str, str]) -> list[str]:
-    import shutil
-
-    npm = shutil.which("npm", path=environ.get("PATH"))
+def npm_hosts(environ: Mapping[str, str], avoid: Iterable[str] = ()) -> list[str]:
+    npm = _which("npm", environ, tuple(avoid))
     out = _run([npm, "config", "get", "registry"], environ) if npm else None
     host = _host_of(out.strip()) if out else None
     if not host:
         raise UnavailableError("network preset npm: cannot read npm's registry (is npm "
-                               "installed?); install npm, or list the registry host under allow")
+                               "installed outside the writable roots?); install npm, or list "
+                               "the registry host under allow")
     return [host]
 
 
-def expand(presets: Iterable[str], environ: Mapping[str, str] | None = None
-           ) -> tuple[tuple[str, str], ...]:
-    """(preset, host) pairs for the named presets, read from this host's configuration."""
+def expand(presets: Iterable[str], environ: Mapping[str, str] | None = None,
+           avoid: Iterable[str] = ()) -> tuple[tuple[str, str], ...]:
+    """(preset, host) pairs for the named presets, read from this host's configuration by
+    programs outside ``avoid`` (the writable roots)."""
     env = dict(os.environ if environ is None else environ)
+    avoid = tuple(avoid)
     out: list[tuple[str, str]] = []
     for name in presets:
-        hosts = pip_hosts(env) if name == "pip" else npm_hosts(env)
+        hosts = pip_hosts(env, avoid) if name == "pip" else npm_hosts(env, avoid)
         out += [(name, h) for h in dict.fromkeys(hosts)]
     return tuple(out)

@@ -800,3 +800,17 @@ def test_start_gate() -> None:
     kinds = {k: v for k, v in KINDS.items() if k != "/bin/sh"}
     argv = plan_linux(policy(), CMD, facts(kinds=kinds)).argv
     assert list(argv[argv.index("--") + 1:]) == list(CMD)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("python", WS + "/.venv/bin/python"),
+    ("fallback_exec", WS + "/.venv/lib/python3.11/site-packages/ringfence/backends/x.py"),
+    ("bwrap", DATA + "/bin/bwrap"),
+])
+def test_refuses_when_its_own_files_are_writable(field: str, value: str) -> None:
+    """ringfence installed in a virtualenv inside the workspace (or its bwrap in a writable
+    root): a command could rewrite ringfence, plant a .pth file the interpreter runs at start,
+    or swap bubblewrap, and so escape every later run. Refused, naming the fix."""
+    with pytest.raises(UnavailableError, match="pipx install ringfence"):
+        plan_linux(policy(), CMD, facts(**{field: value}))
+    plan_linux(policy(profile="full-access"), CMD, facts(**{field: value}))  # no sandbox

@@ -457,6 +457,7 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
             if _inside(root, d):
                 raise PolicyError(f"writable root {root} is inside deny-read path {d}; "
                                   "deny-read wins, so choose a root outside it")
+    _refuse_own_files_writable(facts, writable)
     protected = [(p, why) for p, why in facts.protected_paths]
     for path, _ in protected:
         if facts.kind(path) == "link":
@@ -629,6 +630,25 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         weaker=(AGENT_WEAKER,) if agent is not None else (),
         **common,
     )
+
+
+def _refuse_own_files_writable(facts: HostFacts, writable: Sequence[str]) -> None:
+    """ringfence, the Python environment it runs in and its bubblewrap must not lie inside a
+    writable root: a command could change them (a ``.pth`` file in a virtualenv runs at every
+    interpreter start), and with them every later run."""
+    own = (("ringfence", os.path.dirname(os.path.dirname(facts.fallback_exec))),
+           ("the Python environment ringfence runs in",
+            os.path.dirname(os.path.dirname(facts.python))),
+           ("bubblewrap", facts.bwrap))
+    from .errors import UnavailableError
+
+    for what, path in own:
+        root = next((r for r in writable if path and _inside(path, r)), None)
+        if root is not None:
+            raise UnavailableError(
+                f"{what} ({path}) is inside the writable root {root}, so a command could change "
+                "it and every later run; install ringfence outside it (pipx install ringfence, "
+                "or a virtualenv elsewhere)")
 
 
 def _deny_read(policy: Policy, facts: HostFacts) -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from tests.conftest import World
 
 
@@ -23,3 +26,14 @@ def test_write_shell_rc_in_home(world: World) -> None:
     assert result.returncode != 0
     assert rc.read_text() == "# rc\n"
     assert world.unsandboxed(script).returncode == 0
+
+
+def test_ringfence_installed_in_a_writable_root_is_refused(world: World) -> None:
+    """Attack: ringfence runs from a virtualenv inside a writable root (a project's own
+    ``.venv``). The command appends a ``.pth`` line there, which the interpreter runs at its
+    next start: the next ``ringfence run`` would be the attacker's, unsandboxed. ringfence
+    refuses such a root before running anything (exit 125), naming the fix."""
+    prefix = os.path.dirname(os.path.dirname(sys.executable))
+    result = world.run("run", "--writable", prefix, "--", "/bin/true")
+    assert result.returncode == 125, result.stderr
+    assert "pipx install ringfence" in result.stderr

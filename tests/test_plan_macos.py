@@ -576,3 +576,12 @@ def test_facts_resolve_secret_stores_below_linked_directories(monkeypatch: pytes
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_refuses_when_its_own_files_are_writable() -> None:
+    """ringfence (or the virtualenv it runs from) inside the workspace: a command could
+    rewrite it, or plant a .pth file, and own every later run. Refused, naming the fix."""
+    own = (("the Python environment ringfence runs in", WS + "/.venv"),)
+    with pytest.raises(UnavailableError, match="pipx install ringfence"):
+        plan_macos(policy(), CMD, facts(own_files=own))
+    plan_macos(policy(), CMD, facts(own_files=(("ringfence", "/opt/ringfence"),)))

@@ -633,13 +633,17 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
 
 
 def _refuse_own_files_writable(facts: HostFacts, writable: Sequence[str]) -> None:
-    """ringfence, the Python environment it runs in and its bubblewrap must not lie inside a
-    writable root: a command could change them (a ``.pth`` file in a virtualenv runs at every
-    interpreter start), and with them every later run."""
-    own = (("ringfence", os.path.dirname(os.path.dirname(facts.fallback_exec))),
-           ("the Python environment ringfence runs in",
-            os.path.dirname(os.path.dirname(facts.python))),
-           ("bubblewrap", facts.bwrap))
+    refuse_own_files_writable(
+        (("ringfence", os.path.dirname(os.path.dirname(facts.fallback_exec))),
+         ("the Python environment ringfence runs in",
+          os.path.dirname(os.path.dirname(facts.python))),
+         ("bubblewrap", facts.bwrap)), writable)
+
+
+def refuse_own_files_writable(own: Sequence[tuple[str, str]], writable: Sequence[str]) -> None:
+    """ringfence, the Python environment it runs in and its sandbox program must not lie
+    inside a writable root: a command could change them (a ``.pth`` file in a virtualenv
+    runs at every interpreter start), and with them every later run. ``own``: (what, path)."""
     from .errors import UnavailableError
 
     for what, path in own:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-from .plan import Plan, _inside, _rlimits, sandbox_env
+from .plan import Plan, _inside, _rlimits, refuse_own_files_writable, sandbox_env
 from .policy.model import DEFAULT_DENY_READ_HOME, Frozen, Policy
 
 TYPE_CHECKING = False
@@ -86,7 +86,7 @@ class MacFacts(Frozen):
 
     __slots__ = (
         "home", "uid", "environ", "kinds", "realpaths", "protected_paths", "config_dir",
-        "state_dir", "cache_dir", "sandbox_exec", "ttys",
+        "state_dir", "cache_dir", "sandbox_exec", "ttys", "own_files",
     )
     home: str
     uid: int
@@ -99,8 +99,10 @@ class MacFacts(Frozen):
     cache_dir: str
     sandbox_exec: str
     ttys: tuple[str, ...]
+    own_files: tuple[tuple[str, str], ...]  # (what, path): ringfence's code and environment
     _defaults: ClassVar[Mapping[str, Any]] = {
         "realpaths": {}, "protected_paths": (), "sandbox_exec": SANDBOX_EXEC, "ttys": (),
+        "own_files": (),
     }
 
     def kind(self, path: str) -> str:
@@ -295,6 +297,9 @@ def plan_macos(policy: Policy, command: Sequence[str], facts: MacFacts, *,
             if _inside(root, d):
                 raise PolicyError(f"writable root {root} is inside deny-read path {d}; "
                                   "deny-read wins, so choose a root outside it")
+    refuse_own_files_writable(
+        [(what, darwin_path(path, facts.realpaths)) for what, path in facts.own_files],
+        writable)
     host_roots = [os.path.normpath(r) for r in policy.writable_roots()]
     protected: list[str] = []
     pinned: list[str] = []

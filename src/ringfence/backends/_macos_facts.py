@@ -71,4 +71,7 @@ def gather_facts(policy: Policy, *, environ: dict[str, str] | None = None,
         protected_paths=tuple(protected), config_dir=_dirs.config_dir(),
         state_dir=_dirs.state_dir(), cache_dir=_dirs.cache_dir(),
         sandbox_exec=sandbox_exec or SANDBOX_EXEC, ttys=tuple(dict.fromkeys(ttys)),
+        own_files=(("ringfence", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                   ("the Python environment ringfence runs in",
+                    os.path.dirname(os.path.dirname(sys.executable)))),
     )

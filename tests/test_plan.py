@@ -814,3 +814,23 @@ def test_refuses_when_its_own_files_are_writable(field: str, value: str) -> None
     with pytest.raises(UnavailableError, match="pipx install ringfence"):
         plan_linux(policy(), CMD, facts(**{field: value}))
     plan_linux(policy(profile="full-access"), CMD, facts(**{field: value}))  # no sandbox
+
+
+def test_own_files_are_also_resolved(tmp_path: Path) -> None:
+    """A virtualenv reached through a symlink (a project under a symlinked home): its resolved
+    path is checked too, as writable roots are resolved. And the interpreter's prefixes
+    (sys.prefix, sys.base_prefix ...) are all there: a sitecustomize in any runs at start."""
+    import sys
+
+    from ringfence.plan import own_files
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    own = own_files(str(link / "ringfence"), str(link / "bwrap"))
+    paths = {p for _, p in own}
+    assert str(real / "ringfence") in paths and str(real / "bwrap") in paths
+    assert {sys.prefix, sys.base_prefix} <= paths
+    with pytest.raises(UnavailableError, match="inside the writable root"):
+        plan_linux(policy(writable=(str(real),)), CMD, facts(own_files=own))

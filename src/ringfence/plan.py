@@ -94,6 +94,7 @@ class HostFacts(Frozen):
         "home", "uid", "environ", "bwrap", "kinds", "realpaths", "protected_paths",
         "config_dir", "state_dir", "cache_dir", "userns", "landlock_abi", "pids_cgroup",
         "python", "fallback_exec", "overlay_lower", "preset_hosts", "connect_helper",
+        "own_files",
     )
     home: str
     uid: int
@@ -113,10 +114,11 @@ class HostFacts(Frozen):
     overlay_lower: tuple[str, ...]
     preset_hosts: tuple[tuple[str, str], ...]
     connect_helper: str
+    own_files: tuple[tuple[str, str], ...]  # (what, path), resolved: see own_files()
     _defaults: ClassVar[Mapping[str, Any]] = {
         "userns": "", "landlock_abi": 0, "pids_cgroup": "", "realpaths": {},
         "python": "/usr/bin/python3", "fallback_exec": "_fallback_exec.py", "protected_paths": (),
-        "overlay_lower": (), "preset_hosts": (), "connect_helper": "connect.py",
+        "overlay_lower": (), "preset_hosts": (), "connect_helper": "connect.py", "own_files": (),
     }
 
     def kind(self, path: str) -> str:
@@ -217,12 +219,14 @@ def _git_nested(gitdir: str, depth: int = 2) -> list[str]:
     return found
 
 
-def _git_config_named(root: str, gitdir: str) -> list[tuple[str, str]]:
-    """What the repository's config (and the user's global git config) names inside ``root``
-    that the host's git runs or reads: the hooks directory (``core.hooksPath``, protected
-    whether it exists or not), included config files and commands' scripts (when they exist:
-    a placeholder for a missing one would be a directory, which git cannot read)."""
-    from ._gitconfig import named_paths
+def _git_config_named(top: str, gitdir: str, within: str | None = None
+                      ) -> list[tuple[str, str]]:
+    """What the repository's config (and the user's and the system's git config, and
+    GIT_CONFIG_COUNT's) names inside ``within`` (default: ``top``, the working tree's top)
+    that the host's git runs or reads: the hooks and templates directories (protected whether
+    they exist or not), included config files and commands' scripts (when they exist: a
+    placeholder for a missing one would be a directory, which git cannot read)."""
+    from ._gitconfig import config_files, env_config, named_paths
 
     common = gitdir
     try:
@@ -230,15 +234,32 @@ def _git_config_named(root: str, gitdir: str) -> list[tuple[str, str]]:
             common = os.path.normpath(os.path.join(gitdir, fh.readline().strip()))
     except OSError:
         pass
-    home = os.environ.get("HOME") or os.path.expanduser("~")
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    files = [os.path.join(common, "config"), os.path.join(gitdir, "config.worktree"),
-             os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config")]
+    environ = dict(os.environ)
+    home = environ.get("HOME") or os.path.expanduser("~")
+    files = config_files(common, gitdir, environ, home)
     out = []
-    for path, why, is_dir in named_paths(root, files, home):
+    for path, why, is_dir in named_paths(top, files, home, within, env_config(environ)):
         if is_dir or _kind(path) in ("file", "link"):
             out.append((path, why))
     return out
+
+
+def _enclosing_repository(root: str) -> tuple[str, str] | None:
+    """(top, gitdir) of the repository ``root`` lies inside (a workspace that is a package of
+    a larger repository), found as git finds it: the nearest parent with a ``.git``."""
+    parent = os.path.dirname(root)
+    while True:
+        dotgit = os.path.join(parent, ".git")
+        kind = _kind(dotgit)
+        if kind == "dir":
+            return parent, dotgit
+        if kind == "file":
+            gitdir = _read_gitdir(dotgit)
+            return (parent, gitdir) if gitdir else None
+        up = os.path.dirname(parent)
+        if up == parent:
+            return None
+        parent = up
 
 
 def find_protected(root: str, names: Sequence[str],
@@ -275,6 +296,10 @@ def find_protected(root: str, names: Sequence[str],
         out += [(p, "git internals") for p in _git_nested(dotgit)]
     if gitdir is not None:
         out += _git_config_named(root, gitdir)
+    elif _kind(dotgit) == "missing":
+        enclosing = _enclosing_repository(root)
+        if enclosing is not None:  # a package of a larger repository: its config counts too
+            out += _git_config_named(*enclosing, within=root)
     subdirs: list[os.DirEntry[str]] = []
     try:
         with os.scandir(root) as it:
@@ -324,8 +349,10 @@ def find_protected(root: str, names: Sequence[str],
                     out.append((path, "points git at its directory"))
                     if sub:
                         out += [(p, "git internals") for p in _git_internal(sub)]
+                        out += _git_config_named(entry.path, sub)
                 elif kind == "dir":
                     out += [(os.path.join(path, n), "git internals") for n in GIT_PROTECTED]
+                    out += _git_config_named(entry.path, path)
             else:
                 out.append((path, "protected name"))
     if memo is not None:
@@ -637,7 +664,26 @@ def _refuse_own_files_writable(facts: HostFacts, writable: Sequence[str]) -> Non
         (("ringfence", os.path.dirname(os.path.dirname(facts.fallback_exec))),
          ("the Python environment ringfence runs in",
           os.path.dirname(os.path.dirname(facts.python))),
-         ("bubblewrap", facts.bwrap)), writable)
+         ("bubblewrap", facts.bwrap), *facts.own_files), writable)
+
+
+def own_files(package_dir: str, bwrap: str = "") -> tuple[tuple[str, str], ...]:
+    """(what, path) for everything whose change would change ringfence itself, each as
+    written and resolved (a virtualenv reached through a symlink is still inside the root
+    it resolves into): its package, its interpreter's prefixes (a ``.pth`` file or
+    ``sitecustomize`` there runs at every start) and its bubblewrap. I/O: for gather_facts."""
+    import sys
+
+    items = [("ringfence", package_dir), ("bubblewrap", bwrap)]
+    for prefix in dict.fromkeys((sys.prefix, sys.exec_prefix, sys.base_prefix,
+                                 sys.base_exec_prefix, os.path.dirname(os.path.dirname(
+                                     sys.executable)))):
+        items.append(("the Python environment ringfence runs in", prefix))
+    out: list[tuple[str, str]] = []
+    for what, path in items:
+        if path:
+            out += [(what, path), (what, os.path.realpath(path))]
+    return tuple(dict.fromkeys(out))
 
 
 def refuse_own_files_writable(own: Sequence[tuple[str, str]], writable: Sequence[str]) -> None:

@@ -440,6 +440,77 @@ def test_script_a_git_setting_runs(world: World) -> None:
     assert marker.exists()  # the control
 
 
+def _plant_hook(path: str) -> str:
+    return f"mkdir -p {path} && printf '{HOOK}' > {path}/pre-commit && chmod +x {path}/pre-commit"
+
+
+def test_workspace_inside_a_larger_repository(world: World) -> None:
+    """The workspace is one package of a monorepo (``--workspace frontend``) whose config
+    names ``frontend/.husky/_`` as its hooks: the repository is above the workspace, and its
+    config still decides what the host's next commit runs."""
+    world.git_init()
+    _git(world, "config", "core.hooksPath", "frontend/.husky/_", cwd=world.workspace)
+    package = world.workspace / "frontend"
+    (package / ".husky" / "_").mkdir(parents=True)
+    script = _plant_hook(".husky/_")
+    world.sandbox(script, "--workspace", str(package), cwd=package)
+    _host_commit(world)
+    assert not (world.workspace / "hook-ran").exists(), "the planted hook ran"
+    assert world.unsandboxed(script, cwd=package).returncode == 0
+    _host_commit(world)
+    assert (world.workspace / "hook-ran").exists()  # the control
+
+
+def test_repository_one_level_down_hooks_path(world: World) -> None:
+    """A repository one level below the workspace's top (``proj/.git``) with husky's
+    ``core.hooksPath``: its hooks directory is protected like the top repository's."""
+    proj = _repo(world, world.workspace / "proj")
+    _git(world, "config", "core.hooksPath", ".husky/_", cwd=proj)
+    (proj / ".husky" / "_").mkdir(parents=True)
+    script = _plant_hook("proj/.husky/_")
+    world.sandbox(script)
+
+    def commit() -> bool:
+        (proj / "change.txt").write_text(str(time.monotonic()))
+        _git(world, "add", "change.txt", cwd=proj)
+        _git(world, "commit", "-q", "-m", "c", cwd=proj, check=False)
+        return (proj / "hook-ran").exists()
+
+    assert not commit(), "the planted hook ran"
+    assert world.unsandboxed(script).returncode == 0
+    assert commit()  # the control
+
+
+def test_hooks_path_from_the_users_global_config(world: World) -> None:
+    """An organisation sets ``core.hooksPath = .githooks`` in the global (or system) config:
+    every repository's ``.githooks`` then holds its hooks, so the workspace's cannot be
+    created."""
+    world.git_init()
+    config = world.base / "global.gitconfig"
+    config.write_text("[core]\n\thooksPath = .githooks\n")
+    env = {"GIT_CONFIG_GLOBAL": str(config)}
+    script = _plant_hook(".githooks")
+    world.sandbox(script, env=env)
+    assert not (world.workspace / ".githooks").exists()
+    assert world.unsandboxed(script, env=env).returncode == 0
+
+
+def test_script_named_without_a_slash(world: World) -> None:
+    """``core.fsmonitor = sh fsmon.sh``: the script is a word of the command without a slash;
+    it is protected like ``./fsmon.sh`` would be."""
+    world.git_init()
+    (world.workspace / "fsmon.sh").write_text("exit 1\n")
+    _git(world, "config", "core.fsmonitor", "sh fsmon.sh", cwd=world.workspace)
+    marker = world.outside / "pwned"
+    script = f"echo 'echo PWNED > {marker}; exit 1' > fsmon.sh"
+    world.sandbox(script)
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert not marker.exists(), "the host's git ran the rewritten script"
+    assert world.unsandboxed(script).returncode == 0
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert marker.exists()  # the control
+
+
 # ---------------------------------------------------------------------------------------------
 # Other layouts: linked worktrees, a .git file pointing into the workspace, nested repositories.
 

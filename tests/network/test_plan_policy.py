@@ -196,3 +196,21 @@ def test_presets_never_run_a_program_from_a_writable_root(tmp_path: Path, progra
 
     assert _which(program, env, ()) == str(fake)  # control: first on PATH, it would be run
     assert _which(program, env, (str(root),)) != str(fake)
+
+
+def test_npm_preset_never_runs_a_node_from_a_writable_root(tmp_path: Path) -> None:
+    """Attack: npm starts with ``#!/usr/bin/env node``, so a ``node`` planted in a workspace
+    directory on PATH (an activated virtualenv, direnv's ``node_modules/.bin``) would run on
+    the host when ringfence reads npm's registry. PATH given to npm leaves out the roots."""
+    if not shutil.which("npm"):
+        pytest.skip("npm is not installed on this machine")
+    root = tmp_path / "ws"
+    bin_dir = root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    ran = tmp_path / "ran"
+    (bin_dir / "node").write_text(f"#!/bin/sh\ntouch '{ran}'\nexit 1\n")
+    (bin_dir / "node").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("npm_config_")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    expand(["npm"], env, avoid=[str(root)])
+    assert not ran.exists(), "npm ran the workspace's node"

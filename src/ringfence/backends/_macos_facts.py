@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def gather_facts(policy: Policy, *, environ: dict[str, str] | None = None,
                  sandbox_exec: str | None = None) -> MacFacts:
     from .. import _dirs
-    from ..plan import _kind, find_protected
+    from ..plan import _kind, find_protected, own_files
     from ..plan_macos import SANDBOX_EXEC, MacFacts
 
     home = os.path.expanduser("~")
@@ -71,7 +71,5 @@ def gather_facts(policy: Policy, *, environ: dict[str, str] | None = None,
         protected_paths=tuple(protected), config_dir=_dirs.config_dir(),
         state_dir=_dirs.state_dir(), cache_dir=_dirs.cache_dir(),
         sandbox_exec=sandbox_exec or SANDBOX_EXEC, ttys=tuple(dict.fromkeys(ttys)),
-        own_files=(("ringfence", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                   ("the Python environment ringfence runs in",
-                    os.path.dirname(os.path.dirname(sys.executable)))),
+        own_files=own_files(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     )

@@ -113,6 +113,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         HostFacts,
         _kind,
         find_protected,
+        own_files,
     )
     from ..policy.model import DEFAULT_DENY_READ_HOME
 
@@ -169,6 +170,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         userns=userns, landlock_abi=_landlock_abi() if userns else 0,
         pids_cgroup=_pids_cgroup() if uid == 0 else "",
         python=sys.executable, fallback_exec=os.path.join(here, "_fallback_exec.py"),
+        own_files=own_files(os.path.dirname(here), bwrap),
         overlay_lower=_overlay_lower(bwrap, state) if bwrap and not userns else (),
         preset_hosts=preset_hosts,
         connect_helper=os.path.join(os.path.dirname(here), "network", "connect.py"),

@@ -56,8 +56,14 @@ def _host_of(url: str) -> str | None:
     return parts.hostname
 
 
-def _run(argv: list[str], env: Mapping[str, str]) -> str | None:
+def _run(argv: list[str], env: Mapping[str, str], avoid: tuple[str, ...] = ()) -> str | None:
     import subprocess
+
+    if avoid:  # what the program runs in turn (npm's `#!/usr/bin/env node`) is looked up
+        # on PATH too: not in a writable root either
+        env = dict(env, PATH=os.pathsep.join(
+            d for d in env.get("PATH", os.defpath).split(os.pathsep)
+            if d and os.path.isabs(d) and _outside(d, avoid)))
 
     try:
         # from "/": npm reads a project's .npmrc from the directory it runs in (and the
@@ -103,7 +109,7 @@ def pip_hosts(environ: Mapping[str, str], avoid: Iterable[str] = ()) -> list[str
     if found:
         candidates.append(found)
     for python in dict.fromkeys(candidates):
-        out = _run([python, "-I", "-c", _PIP_SCRIPT], environ)
+        out = _run([python, "-I", "-c", _PIP_SCRIPT], environ, avoid)
         if out is not None:
             return [h for h in (_host_of(u) for u in out.splitlines()) if h]
     raise UnavailableError("network preset pip: no Python with pip found (outside the writable "
@@ -113,7 +119,7 @@ def pip_hosts(environ: Mapping[str, str], avoid: Iterable[str] = ()) -> list[str
 
 def npm_hosts(environ: Mapping[str, str], avoid: Iterable[str] = ()) -> list[str]:
     npm = _which("npm", environ, tuple(avoid))
-    out = _run([npm, "config", "get", "registry"], environ) if npm else None
+    out = _run([npm, "config", "get", "registry"], environ, tuple(avoid)) if npm else None
     host = _host_of(out.strip()) if out else None
     if not host:
         raise UnavailableError("network preset npm: cannot read npm's registry (is npm "

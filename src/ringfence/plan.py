@@ -579,6 +579,16 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     # cannot be renamed or removed
     pins: list[str] = []
     placeholders: list[str] = []
+    # ringfence's own config and state (the audit log) are hidden; where a writable root holds
+    # them (say --writable ~/.local), every directory above them inside it is pinned too:
+    # renaming ~/.local/state away would make ringfence start a new log, the old one unseen
+    for own in (facts.state_dir, facts.config_dir):
+        root = next((r for r in writable if _inside(own, r) and own != r), None)
+        parent = os.path.dirname(own)
+        while root is not None and parent != root and _inside(parent, root):
+            if parent not in pins and facts.kind(parent) == "dir":
+                pins.append(parent)
+            parent = os.path.dirname(parent)
     for path, _ in protected:
         owner = next((r for r in writable if _inside(path, r)), None)
         if owner is None:

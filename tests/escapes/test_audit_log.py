@@ -116,6 +116,22 @@ def test_log_protected_even_inside_a_writable_root(world: World) -> None:
     assert control.returncode == 0 and _rf(world, "audit", "verify").returncode == 1
 
 
+def test_log_cannot_be_renamed_away_inside_a_writable_root(world: World) -> None:
+    """``--writable ~/.local``: the command renames ``~/.local/state`` away. The log itself is masked, but a parent of the mask was not pinned:
+    the next run would start a new chain at seq 1, which ``verify`` finds intact, and the
+    history would be gone from where ringfence looks. Every parent inside the root is pinned."""
+    before = _seed(world)
+    local = world.home / ".local"
+    target = local / "state"
+    script = f"mv {target} {target}.old"
+    _rf(world, "run", "--writable", str(local), "--", "/bin/sh", "-c", script)
+    log = _audit(world) / "audit.jsonl"
+    assert log.read_bytes().startswith(before), "the log was moved away"
+    control = _rf(world, "run", "--profile", "full-access", "--", "/bin/sh", "-c", script)
+    assert control.returncode == 0  # the control: unpinned, the history moves away
+    assert not log.exists() or not log.read_bytes().startswith(before)
+
+
 @pytest.mark.parametrize("attack", ["read", "append", "truncate", "remove", "head"])
 def test_landlock_mode_cannot_touch_the_audit_log(world: World, attack: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:

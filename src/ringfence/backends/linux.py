@@ -137,6 +137,11 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
             _save_scan_memo(memo_file, memo)
     roots = policy.writable_roots()
     paths += roots
+    for own in (state, config):  # their parents inside a writable root are pinned (plan)
+        parent = os.path.dirname(own)
+        while any(parent.startswith(r.rstrip("/") + "/") for r in roots):
+            paths.append(parent)
+            parent = os.path.dirname(parent)
     for path, _ in protected:
         paths.append(path)
         owner = next((r for r in roots if path.startswith(r.rstrip("/") + "/")), None)

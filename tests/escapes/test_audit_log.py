@@ -117,9 +117,10 @@ def test_log_protected_even_inside_a_writable_root(world: World) -> None:
 
 
 def test_log_cannot_be_renamed_away_inside_a_writable_root(world: World) -> None:
-    """``--writable ~/.local``: the command renames ``~/.local/state`` away. The log itself is masked, but a parent of the mask was not pinned:
-    the next run would start a new chain at seq 1, which ``verify`` finds intact, and the
-    history would be gone from where ringfence looks. Every parent inside the root is pinned."""
+    """``--writable ~/.local``: the command renames ``~/.local/state`` away. The log itself
+    is masked, but a parent of the mask was not pinned: the next run would start a new chain
+    at seq 1, which ``verify`` finds intact, and the history would be gone from where
+    ringfence looks. Every parent inside the root is pinned."""
     before = _seed(world)
     local = world.home / ".local"
     target = local / "state"

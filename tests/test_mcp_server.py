@@ -96,6 +96,13 @@ def test_tools_over_stdio(world: World) -> None:
             r = payload(await client.call_tool("run", {"command": ["true"]}))
             assert r["exit_code"] == 0
 
+            # a command the rules ask about is refused, as for `ringfence run` without a
+            # terminal, and is not run (the engine's decision, recorded in the audit log)
+            asks = await client.call_tool("run", {
+                "command": "dd if=/dev/zero of=/dev/shm/x count=1; touch ran"})
+            assert asks.is_error and "approval" in text(asks), text(asks)
+            assert not (world.workspace / "ran").exists()
+
     (world.workspace / "sub").mkdir()
     asyncio.run(main())
 

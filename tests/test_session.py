@@ -351,3 +351,52 @@ def test_async_cancel_kills_the_command(in_world: World) -> None:
             assert (await s.run(["true"])).exit_code == 0
 
     asyncio.run(main())
+
+
+# -- approvals and the audit log, as for a one-shot run --------------------------------------
+
+def test_session_commands_are_decided_and_recorded(session: Session, in_world: World) -> None:
+    """A session (and the MCP server, which runs its commands through one) decides every
+    command with the approval engine and records the decision and the run in the audit log,
+    as a one-shot run does. Without that, an agent on a session ran what the rules ask about
+    (``dd`` to a device, ``git push --force``) with no question and no record."""
+    from ringfence.approval.gate import ApprovalError
+
+    ran = in_world.workspace / "ran"
+    asks = "dd if=/dev/zero of=/dev/shm/x count=1 2>/dev/null; touch ran"
+    with pytest.raises(ApprovalError, match="approval"):
+        session.run(asks)
+    assert not ran.exists()
+    assert session.run(["echo", "recorded-run"]).exit_code == 0
+    log = in_world.home / ".local" / "state" / "ringfence" / "audit" / "audit.jsonl"
+    records = [line for line in log.read_text().splitlines() if "recorded-run" in line]
+    assert len(records) == 2, records  # the decision, then the run
+    assert any("dd if=/dev/zero" in line for line in log.read_text().splitlines())
+    # the control: where the user's rules allow it, the same command runs
+    from ringfence.approval.model import Rule
+
+    allow = Rule(prefix=("dd",), decision="allow", source="test")
+    with Session(policy_of(in_world, rules=(allow,))) as s:
+        assert s.run(asks).exit_code == 0
+    assert ran.exists()
+
+
+def test_async_session_commands_are_decided_too(in_world: World) -> None:
+    from ringfence.approval.gate import ApprovalError
+
+    async def main() -> None:
+        async with AsyncSession(policy_of(in_world)) as s:
+            with pytest.raises(ApprovalError):
+                await s.run("dd if=/dev/zero of=/dev/shm/x count=1")
+            assert (await s.run(["true"])).exit_code == 0
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 1e309, -1.0, True])
+def test_timeout_that_is_not_a_number_of_seconds(session: Session, timeout: float) -> None:
+    """A NaN or infinite timeout (``1e309`` from JSON) made the session's I/O thread fail and
+    the session restart, losing /tmp and every command in it; it is refused up front."""
+    with pytest.raises(PolicyError, match="timeout"):
+        session.run(["true"], timeout=timeout)
+    assert session.run(["true"]).exit_code == 0 and session.restarts == 0

@@ -583,9 +583,9 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     # them (say --writable ~/.local), every directory above them inside it is pinned too:
     # renaming ~/.local/state away would make ringfence start a new log, the old one unseen
     for own in (facts.state_dir, facts.config_dir):
-        root = next((r for r in writable if _inside(own, r) and own != r), None)
+        holder = next((r for r in writable if _inside(own, r) and own != r), None)
         parent = os.path.dirname(own)
-        while root is not None and parent != root and _inside(parent, root):
+        while holder is not None and parent != holder and _inside(parent, holder):
             if parent not in pins and facts.kind(parent) == "dir":
                 pins.append(parent)
             parent = os.path.dirname(parent)

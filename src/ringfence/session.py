@@ -99,12 +99,48 @@ def _inside(path: str, root: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # The plain API.
 
+def _timeout(value: float | None, default: float | None) -> float | None:
+    import math
+
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise PolicyError(f"timeout {value!r} is not a number of seconds; pass one (0: none)")
+    return value or None
+
+
+def _open_gate(policy: Policy, command: Sequence[str] | str, cwd: str) -> Any:
+    """The approval decision for one session command, recorded (durably) in the audit log
+    before it starts, as for a one-shot run. A command the rules forbid, or that asks when
+    there is no one to ask, raises ApprovalError (exit 122) and never reaches the sandbox."""
+    from .approval.gate import PROCESS_SESSION, open_gate
+
+    return open_gate(policy, command if isinstance(command, str) else list(command), cwd=cwd,
+                     session=PROCESS_SESSION)
+
+
+def _recording(sink: Any, gate: Any) -> Any:
+    """``sink`` that also writes the run record when the command's result arrives."""
+    def put(item: object) -> None:
+        kind, value = cast("tuple[str, Any]", item)
+        if kind == "done" and gate is not None:
+            try:
+                gate.record_result(value)
+            except Exception as exc:  # the log could not be written: the caller must know
+                item = ("error", exc)
+        sink(item)
+
+    return put
+
+
 class _Running:
     """What the plain and asyncio commands share: the engine's handle on one command."""
 
-    def __init__(self, engine: Any, argv: list[str], cwd: str, sink: Any, **kw: Any) -> None:
+    def __init__(self, engine: Any, argv: list[str], cwd: str, sink: Any, *,
+                 gate: Any = None, **kw: Any) -> None:
         self._engine = engine
-        self._p = engine.submit(argv, cwd, sink=sink, **kw)
+        self._p = engine.submit(argv, cwd, sink=_recording(sink, gate), **kw)
         self._result: Result | None = None
         self._error: BaseException | None = None
 
@@ -228,9 +264,10 @@ class Session:
         argv = _command_argv(command)
         where = self._cwd(cwd)
         limits = self.policy.limits
+        gate = _open_gate(self.policy, command, where)
         return Command(
-            self._engine, argv, where,
-            timeout=limits.timeout if timeout is None else (timeout or None),
+            self._engine, argv, where, gate=gate,
+            timeout=_timeout(timeout, limits.timeout),
             output_limit=limits.output if output_limit is None else output_limit,
             stdin=stdin, pty=pty, stream=stream)
 
@@ -406,9 +443,11 @@ class AsyncSession:
 
         s = self.session
         limits = s.policy.limits
+        argv, where = _command_argv(command), s._cwd(cwd)
+        gate = _open_gate(s.policy, command, where)
         return AsyncCommand(
-            s._engine, asyncio.get_running_loop(), _command_argv(command), s._cwd(cwd),
-            timeout=limits.timeout if timeout is None else (timeout or None),
+            s._engine, asyncio.get_running_loop(), argv, where, gate=gate,
+            timeout=_timeout(timeout, limits.timeout),
             output_limit=limits.output if output_limit is None else output_limit,
             stdin=stdin, pty=pty, stream=stream)
 

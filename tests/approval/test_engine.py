@@ -401,3 +401,23 @@ def test_always_rule_for_shell_text_takes_effect() -> None:
     assert judge("echo $(date)", "untrusted", rules=(allow,)).verdict == "run"
     assert judge(["sh", "-c", "echo $(date)"], "untrusted", rules=(allow,)).verdict == "run"
     assert judge("echo $(id)", "untrusted", rules=(allow,)).verdict == "ask"
+
+
+@pytest.mark.parametrize("command", [
+    "r\\\nm -rf ~",  # a line continuation inside the word: sh runs `rm -rf ~`
+    "git push --for\\\nce origin main",
+    "bash -c -- 'rm -rf ~'",  # -c's script is the first operand after the options
+    "bash -c -e 'rm -rf ~'",
+    "git -c alias.p='push --force' p origin main",  # the command hides in config
+    "git --config-env foo.bar=HOME push --force",
+    "git push --mirr origin",  # git and GNU getopt accept unique prefixes of long options
+    "git push --del origin main",
+    "rm --recursiv /home",
+    "mkfs.ext4 /dev/sda",
+    "mkswap /dev/sda2",
+])
+def test_known_bypasses_of_the_always_ask_list(command: str) -> None:
+    """Each was decided "run" although the shell runs a command on the always-ask list (a
+    red-team pass): joined words, options before the script, aliases in -c, option prefixes,
+    and the mkfs family by its other names."""
+    assert judge(command).verdict == "ask", command

@@ -137,6 +137,13 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root + "/") or root == "/"
 
 
+def _long_prefix(arg: str, options: tuple[str, ...]) -> bool:
+    """Whether ``arg`` (``--name`` or ``--name=value``) is one of ``options`` or a prefix of
+    one: GNU getopt and git accept any unique prefix (``--recursiv``, ``--mirr``)."""
+    key = arg.split("=", 1)[0]
+    return key.startswith("--") and len(key) > 3 and any(o.startswith(key) for o in options)
+
+
 def rm_recursive_outside(w: Words, ctx: Context) -> bool:
     recursive = False
     targets: list[int] = []
@@ -145,7 +152,7 @@ def rm_recursive_outside(w: Words, ctx: Context) -> bool:
         if not dashdash and a == "--":
             dashdash = True
         elif not dashdash and a.startswith("-") and a != "-":
-            if a in ("--recursive",) or _short_has(a, "rR"):
+            if _long_prefix(a, ("--recursive",)) or _short_has(a, "rR"):
                 recursive = True
         else:
             targets.append(i)
@@ -174,14 +181,19 @@ def rm_recursive_outside(w: Words, ctx: Context) -> bool:
 def git_push_force(w: Words, ctx: Context) -> bool:
     args = list(w.argv[1:])
     while args and args[0].startswith("-"):  # global options: -C DIR, -c K=V, --git-dir=...
-        takes_value = args[0] in ("-C", "-c", "--git-dir", "--work-tree", "--namespace")
+        takes_value = args[0] in ("-C", "-c", "--git-dir", "--work-tree", "--namespace",
+                                  "--config-env")
+        if args[0] in ("-c", "--config-env") or args[0].startswith(("--config-env=", "-c")):
+            setting = args[1] if takes_value and len(args) > 1 else args[0]
+            if "alias." in setting.lower() or "remote." in setting.lower() \
+                    or "push." in setting.lower():
+                return True  # `git -c alias.p='push --force' p`: the command is in config
         args = args[2:] if takes_value else args[1:]
     if not args or args[0] != "push":
         return False
     for a in args[1:]:
-        key = a.split("=", 1)[0]
-        if key in ("--force", "--force-with-lease", "--force-if-includes", "--mirror",
-                   "--delete", "--prune"):
+        if _long_prefix(a, ("--force", "--force-with-lease", "--force-if-includes", "--mirror",
+                            "--delete", "--prune")):
             return True
         if _short_has(a, "fd") or a.startswith("+") or (":" in a and a.startswith(":")):
             return True
@@ -286,17 +298,25 @@ def shell_script(w: Words) -> tuple[str | None, bool] | None:
         if len(argv) < 2 or os.path.basename(argv[1]) not in ("sh", "ash", "bash"):
             return None
         i = 2
+    command_mode = False  # -c seen: the script is the first operand after the options
     while i < len(argv):
         a = argv[i]
         if a in ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"):
             i += 2
             continue
+        if a == "--" or a == "-":
+            i += 1
+            break
         if a.startswith("-") and not a.startswith("--") and "c" in a[1:]:
-            if i + 1 >= len(argv):
-                return ("", True)
-            return (None if w.dynamic[i + 1] else argv[i + 1], True)
+            command_mode = True
+            i += 1
+            continue
         if a.startswith(("-", "+")):
             i += 1
             continue
+        break
+    if not command_mode:
         return None
-    return None
+    if i >= len(argv):
+        return ("", True)
+    return (None if w.dynamic[i] else argv[i], True)

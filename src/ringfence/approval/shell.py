@@ -101,8 +101,36 @@ def _unsafe_for_the_parser(src: bytes) -> bool:
     return brace >= 0 and bool(src[brace:].translate(None, _BELOW_F0))
 
 
+def join_continuations(text: str) -> str:
+    """``text`` with its line continuations (backslash-newline, outside single quotes) removed,
+    as the shell removes them before it splits words: ``r\\<newline>m -rf ~`` is ``rm -rf ~``
+    to sh, but two words to a parser that keeps the pair."""
+    if "\\\n" not in text:
+        return text
+    out: list[str] = []
+    single = double = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if single:
+            single = c != "'"
+        elif c == "\\" and i + 1 < n:
+            if text[i + 1] != "\n":
+                out.append(text[i:i + 2])
+            i += 2
+            continue
+        elif c == "'" and not double:
+            single = True
+        elif c == '"':
+            double = not double
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def parse(text: str) -> Script:
     """The simple commands and risky constructs in ``text``. Never raises on bad input."""
+    text = join_continuations(text)
     src = text.encode("utf-8", "surrogatepass")
     if _unsafe_for_the_parser(src):
         script = Script()

@@ -12,7 +12,7 @@ placeholders held for the session's life), with a small server inside
         cmd = s.start(["python3", "-i"], stdin=True, pty=True)
         cmd.write(b"print(6 * 7)\\n"); cmd.close_stdin(); print(cmd.wait().stdout)
 
-    async with ringfence.AsyncSession(policy) as s:      # never blocks the event loop
+    async with ringfence.AsyncSession(policy) as s:      # blocks only for the audit sync
         r = await s.run("ls -l")
         async for stream, chunk in s.stream(["make"]): ...
 

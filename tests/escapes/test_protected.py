@@ -363,6 +363,17 @@ def test_existing_head_at_the_top_keeps_root_git_files(world: World) -> None:
 # ---------------------------------------------------------------------------------------------
 # Files the repository's config names: hooks directory, included config, commands' scripts.
 
+def _status_runs_it_only_unsandboxed(world: World, script: str, marker: Path) -> None:
+    """``script`` run in the sandbox leaves the host's next ``git status`` harmless; the same
+    script run without the guard (full-access) makes that ``git status`` write ``marker``."""
+    world.sandbox(script)
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert not marker.exists(), "the host's git status ran what the sandbox planted"
+    assert world.unsandboxed(script).returncode == 0
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert marker.exists()  # the control
+
+
 def _host_commit(world: World) -> None:
     (world.workspace / "change.txt").write_text(str(time.monotonic()))
     _git(world, "add", "change.txt", cwd=world.workspace)
@@ -413,12 +424,7 @@ def test_included_config_file(world: World) -> None:
     marker = world.outside / "pwned"
     script = (f"printf '[core]\\n\\tfsmonitor = \"echo PWNED > {marker}; false\"\\n' "
               ">> .gitconfig")
-    world.sandbox(script)
-    _git(world, "status", cwd=world.workspace, check=False)
-    assert not marker.exists(), "the host's git read the planted include"
-    assert world.unsandboxed(script).returncode == 0
-    _git(world, "status", cwd=world.workspace, check=False)
-    assert marker.exists()  # the control
+    _status_runs_it_only_unsandboxed(world, script, marker)
 
 
 def test_script_a_git_setting_runs(world: World) -> None:
@@ -432,12 +438,7 @@ def test_script_a_git_setting_runs(world: World) -> None:
     _git(world, "config", "core.fsmonitor", "tools/watch.sh", cwd=world.workspace)
     marker = world.outside / "pwned"
     script = f"printf '#!/bin/sh\\necho PWNED > {marker}\\nexit 1\\n' > tools/watch.sh"
-    world.sandbox(script)
-    _git(world, "status", cwd=world.workspace, check=False)
-    assert not marker.exists(), "the host's git ran the rewritten script"
-    assert world.unsandboxed(script).returncode == 0
-    _git(world, "status", cwd=world.workspace, check=False)
-    assert marker.exists()  # the control
+    _status_runs_it_only_unsandboxed(world, script, marker)
 
 
 def _plant_hook(path: str) -> str:
@@ -503,12 +504,7 @@ def test_script_named_without_a_slash(world: World) -> None:
     _git(world, "config", "core.fsmonitor", "sh fsmon.sh", cwd=world.workspace)
     marker = world.outside / "pwned"
     script = f"echo 'echo PWNED > {marker}; exit 1' > fsmon.sh"
-    world.sandbox(script)
-    _git(world, "status", cwd=world.workspace, check=False)
-    assert not marker.exists(), "the host's git ran the rewritten script"
-    assert world.unsandboxed(script).returncode == 0
-    _git(world, "status", cwd=world.workspace, check=False)
-    assert marker.exists()  # the control
+    _status_runs_it_only_unsandboxed(world, script, marker)
 
 
 # ---------------------------------------------------------------------------------------------

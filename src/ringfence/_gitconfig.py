@@ -8,19 +8,20 @@ config file of the project's, read as if it were ``.git/config``), and commands 
 ``find_protected`` protects those that resolve inside the root.
 
 Bounded: only the repository's own config files, the user's global ones, and what they include
-(at most ``MAX_FILES`` files of at most ``MAX_BYTES`` each). No ``re`` (start-up).
+(at most ``MAX_FILES`` files, each read whole, as git reads it). No ``re`` (start-up).
 """
 
 from __future__ import annotations
 
 import os
 
+from .plan import _inside
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
 MAX_FILES = 16
-MAX_BYTES = 64 << 20  # git reads the whole file; so does this, up to a size no config reaches
 
 # Settings whose value is a command line: a word of it that is a path inside the root makes
 # that file protected. section -> names (None: every name in the section, e.g. alias.*).
@@ -82,6 +83,9 @@ def entries(text: str) -> Iterator[tuple[str, str, str]]:
         if not eq:
             yield section, name.split(";")[0].split("#")[0].strip().lower(), "true"
             continue
+        if not any(c in raw for c in '"\\;#'):  # the usual plain value
+            yield section, name.strip().lower(), raw.strip()
+            continue
         out: list[str] = []
         quoted = False
         j = 0
@@ -109,7 +113,7 @@ def entries(text: str) -> Iterator[tuple[str, str, str]]:
 def _read(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
-            return fh.read(MAX_BYTES).decode("utf-8", "replace")
+            return fh.read().decode("utf-8", "replace")
     except OSError:
         return None
 
@@ -138,11 +142,7 @@ def _words(command: str) -> Iterator[str]:
         yield "".join(word).lstrip("!")
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def env_config(environ: dict[str, str]) -> str:
+def env_config(environ: Mapping[str, str]) -> str:
     """``GIT_CONFIG_COUNT`` / ``GIT_CONFIG_KEY_n`` / ``GIT_CONFIG_VALUE_n`` as config text."""
     out = []
     try:
@@ -162,7 +162,8 @@ def env_config(environ: dict[str, str]) -> str:
     return "".join(out)
 
 
-def config_files(common: str, gitdir: str, environ: dict[str, str], home: str) -> list[str]:
+def config_files(common: str, gitdir: str, environ: Mapping[str, str], home: str
+                 ) -> list[str]:
     """The config files git reads for a repository, system to worktree (as git 2.x does)."""
     files: list[str] = []
     if not environ.get("GIT_CONFIG_NOSYSTEM"):

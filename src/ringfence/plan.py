@@ -234,11 +234,10 @@ def _git_config_named(top: str, gitdir: str, within: str | None = None
             common = os.path.normpath(os.path.join(gitdir, fh.readline().strip()))
     except OSError:
         pass
-    environ = dict(os.environ)
-    home = environ.get("HOME") or os.path.expanduser("~")
-    files = config_files(common, gitdir, environ, home)
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    files = config_files(common, gitdir, os.environ, home)
     out = []
-    for path, why, is_dir in named_paths(top, files, home, within, env_config(environ)):
+    for path, why, is_dir in named_paths(top, files, home, within, env_config(os.environ)):
         if is_dir or _kind(path) in ("file", "link"):
             out.append((path, why))
     return out
@@ -582,20 +581,12 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     # ringfence's own config and state (the audit log) are hidden; where a writable root holds
     # them (say --writable ~/.local), every directory above them inside it is pinned too:
     # renaming ~/.local/state away would make ringfence start a new log, the old one unseen
-    for own in (facts.state_dir, facts.config_dir):
-        holder = next((r for r in writable if _inside(own, r) and own != r), None)
-        parent = os.path.dirname(own)
-        while holder is not None and parent != holder and _inside(parent, holder):
-            if parent not in pins and facts.kind(parent) == "dir":
-                pins.append(parent)
-            parent = os.path.dirname(parent)
-    for path, _ in protected:
-        owner = next((r for r in writable if _inside(path, r)), None)
+    for path in (facts.state_dir, facts.config_dir, *(p for p, _ in protected)):
+        owner = next((r for r in writable if _inside(path, r) and path != r), None)
         if owner is None:
             continue  # outside every writable root: read-only already
-        root = owner
         parent = os.path.dirname(path)
-        while parent != root and _inside(parent, root):
+        while parent != owner and _inside(parent, owner):
             if parent not in pins and facts.kind(parent) == "dir":
                 pins.append(parent)
             parent = os.path.dirname(parent)

@@ -219,7 +219,7 @@ class Session:
     """A sandbox that runs many commands (see the module's docstring).
 
     ``Session(policy)`` or ``Session(workspace=DIR)`` (the layered policy for DIR). Starting one
-    costs what a one-shot run costs; each command after that a millisecond or two.
+    costs what a one-shot run costs; each command after that about three milliseconds.
     """
 
     def __init__(self, policy: Policy | None = None, *, workspace: str | None = None) -> None:

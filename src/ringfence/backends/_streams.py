@@ -49,13 +49,14 @@ def _copy(src: int, dst: int, close: int) -> None:
 class Streams:
     """What the command gets as descriptors 0, 1 and 2 (``child``), and the copying threads."""
 
-    __slots__ = ("child", "_ours", "_threads", "_started")
+    __slots__ = ("child", "_ours", "_theirs", "_threads", "_started")
 
     def __init__(self, plan: list[tuple[int, tuple[int, ...]]]) -> None:
         import threading
 
         self.child = {0: 0, 1: 1, 2: 2}
         self._ours: list[int] = []  # the child's pipe ends, closed here once it has them
+        self._theirs: list[int] = []  # the copies' ends, which each copy closes when done
         self._threads: list[threading.Thread] = []
         self._started = False
         for fd, targets in plan:  # (our fd, the child's fds it feeds or drains)
@@ -64,11 +65,13 @@ class Streams:
                 self.child[0] = r
                 self._ours.append(r)
                 args = (0, w, w)
+                self._theirs.append(w)
             else:  # the pipe is copied into the file
                 for target in targets:
                     self.child[target] = w
                 self._ours.append(w)
                 args = (r, fd, r)
+                self._theirs.append(r)
             self._threads.append(threading.Thread(target=_copy, args=args,
                                                   name="ringfence-stream", daemon=True))
 
@@ -92,11 +95,13 @@ class Streams:
         for fd in self._ours:
             os.close(fd)
         self._ours = []
+        if not self._started:  # the command never started: close the copies' ends too
+            for fd in self._theirs:
+                os.close(fd)
+            self._theirs = []
         for thread in self._threads:
             if self._started:
                 thread.join(timeout)
-            else:  # the command never started: close the ends the copies would have used
-                os.close(thread._args[2])  # type: ignore[attr-defined]
 
 
 def guard(fds: tuple[int, ...] = (0, 1, 2)) -> Streams | None:

@@ -137,12 +137,9 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
             _save_scan_memo(memo_file, memo)
     roots = policy.writable_roots()
     paths += roots
-    for own in (state, config):  # their parents inside a writable root are pinned (plan)
-        parent = os.path.dirname(own)
-        while any(parent.startswith(r.rstrip("/") + "/") for r in roots):
-            paths.append(parent)
-            parent = os.path.dirname(parent)
-    for path, _ in protected:
+    # the parents of protected paths, and of ringfence's own state and config, inside a
+    # writable root: pinned (plan)
+    for path in (state, config, *(p for p, _ in protected)):
         paths.append(path)
         owner = next((r for r in roots if path.startswith(r.rstrip("/") + "/")), None)
         parent = os.path.dirname(path)
@@ -697,7 +694,7 @@ def _fill(arg: str, tokens: dict[str, str]) -> str:
     return arg
 
 
-def fcntl_dupfd_low(fd: int) -> int:
+def _dupfd_low(fd: int) -> int:
     """A copy of ``fd`` at the lowest free number from 3 (close-on-exec), or ``fd`` itself
     when that is no lower."""
     import fcntl
@@ -735,7 +732,7 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         # first, so that its number is low: the shell can close only descriptors 0-9 by
         # number, and the command should get nothing but its standard streams
         gate_r, prep.gate_w = os.pipe()
-        low = fcntl_dupfd_low(gate_r)
+        low = _dupfd_low(gate_r)
         if low != gate_r:
             os.close(gate_r)
             gate_r = low
@@ -1162,12 +1159,14 @@ def _guard_streams(plan: Plan, fds: tuple[int, ...]) -> Any:
     in the fallback, refuses such a reopen; full-access needs no guard.)"""
     if plan.mode != "bwrap":
         return None
-    for fd in fds:  # the usual case (a terminal, pipes) without importing anything
+    import stat  # loaded by os already
+
+    for fd in fds:  # the usual case (a terminal, pipes) without loading _streams
         try:
             mode = os.fstat(fd).st_mode
         except OSError:
             continue
-        if mode & 0o170000 not in (0o010000, 0o020000, 0o140000):  # FIFO, char device, socket
+        if stat.S_ISREG(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode):
             from ._streams import guard
 
             return guard(fds)

@@ -81,10 +81,10 @@ def _outside(program: str, avoid: Iterable[str]) -> bool:
     """Whether ``program`` lies outside every directory in ``avoid`` (the writable roots): one
     inside could have been changed by a sandboxed command (a virtualenv's ``python3`` and its
     ``.pth`` files, ``node_modules/.bin/npm``), and ringfence runs it on the host."""
-    for path in {os.path.abspath(program), os.path.realpath(program)}:
-        if any(path == root or path.startswith(root.rstrip("/") + "/") for root in avoid):
-            return False
-    return True
+    from ..plan import _inside
+
+    return not any(_inside(path, root) for root in avoid
+                   for path in (os.path.abspath(program), os.path.realpath(program)))
 
 
 def _which(name: str, environ: Mapping[str, str], avoid: tuple[str, ...]) -> str | None:

@@ -209,7 +209,7 @@ def ops(argv: tuple[str, ...] | list[str]) -> list[tuple[str, ...]]:
     """The bwrap argv split into operations: ("--bind", src, dest), ("--tmpfs", dest) …"""
     arity = {"--bind": 2, "--ro-bind": 2, "--dev-bind": 2, "--tmpfs": 1, "--remount-ro": 1,
              "--dev": 1, "--proc": 1, "--size": 1, "--chdir": 1, "--seccomp": 1,
-             "--json-status-fd": 1, "--cap-drop": 1}
+             "--json-status-fd": 1, "--cap-drop": 1, "--overlay-src": 1, "--ro-overlay": 1}
     out: list[tuple[str, ...]] = []
     args = list(argv[1:])
     i = 0
@@ -374,6 +374,20 @@ def test_network_off_and_on() -> None:
     for missing in RUN_KEEP_NETWORK[1:]:
         assert not any(missing in op for op in on)
     assert on_plan.seccomp == (False, False)
+
+
+def test_run_is_one_read_only_overlay_when_nothing_in_it_is_kept() -> None:
+    """With overlays, an empty read-only /run takes one mount and no remount (each remount
+    makes bwrap re-read the whole mount table); what the network keeps needs the tmpfs."""
+    lower = (HOME + "/.local/state/ringfence/empty/lower",
+             HOME + "/.local/state/ringfence/empty/upper")
+    off = ops(plan_linux(policy(), CMD, facts(overlay_lower=lower)).argv)
+    assert ("--ro-overlay", "/run") in off
+    assert ("--tmpfs", "/run") not in off and ("--remount-ro", "/run") not in off
+    on = ops(plan_linux(policy(network="on"), CMD, facts(overlay_lower=lower)).argv)
+    resolve = ("--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve")
+    assert where(on, "--tmpfs", "/run") < where(on, *resolve) < where(on, "--remount-ro", "/run")
+    assert ("--ro-overlay", "/run") not in on
 
 
 def test_gpu_devices_only_when_asked_and_present() -> None:

@@ -7,6 +7,15 @@ import sys
 
 
 def main() -> None:
+    import gc
+
+    # No cyclic garbage collection while starting the command: a collection of everything
+    # imported so far runs at some allocation or other (~1 ms on every command) and frees
+    # nothing. The objects of the start-up are frozen and collection goes on once the command
+    # has started (backends.collect_again), since the run may be long (the allowlist
+    # proxy serves it from this process). The MCP server, long-running from the start, keeps it.
+    if sys.argv[1:2] != ["mcp"]:
+        gc.disable()
     from .cli import main as cli_main
 
     code = cli_main()

@@ -229,8 +229,10 @@ def cmd_run(argv: list[str]) -> int:
 def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
     want_json = "--json" in args.flags
     if want_json and "--capture" in args.flags:
+        from .backends import collect_again
         from .runner import run_plan
 
+        collect_again()  # off for the fast path's start-up only (see ringfence.__main__)
         try:
             result = run_plan(plan, capture=True, before_start=passed.durable)
         except RingfenceError as exc:
@@ -277,8 +279,10 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
 
 def _run_windows(args: Args, passed: Gate, cwd: str) -> int:
     """``ringfence run`` on Windows (output is written when the command has ended)."""
+    from .backends import collect_again
     from .windows.run import run_windows
 
+    collect_again()  # off for the fast path's start-up only (see ringfence.__main__)
     want_json = "--json" in args.flags
     passed.durable()
     result = run_windows(passed.policy, args.command, cwd=cwd,

@@ -74,11 +74,14 @@ MAX_TOP_ENTRIES = 4096
 MAX_SUBDIRS = 64
 RACY_NS = 2_000_000_000
 # The start gate (see backends.linux.Prepared.started): the command is exec'd by a shell that
-# first waits for ringfence's word on a pipe, which ringfence gives only once the sandbox's first
-# process has asked to die with bubblewrap. Killed before that, ringfence's end closes, the read
-# fails, and the sandbox ends without running the command.
+# says it is there (a line on one pipe: the sandbox's first process has forked it, and asks to
+# die with bubblewrap right after), then waits for ringfence's word on another, which ringfence
+# gives only once that first process has asked. Killed before that, ringfence's ends close, the
+# echo or the read fails, and the sandbox ends without running the command. (Reopening an
+# anonymous pipe through /proc never waits for the other end.)
 GATE_SHELL = "/bin/sh"
-GATE_SCRIPT = 'read -r _ </proc/self/fd/{gate-fd} && exec "$@" {gate-close}; exit 125'
+GATE_SCRIPT = ('echo >/proc/self/fd/{gate-ready} && read -r _ </proc/self/fd/{gate-fd} && '
+               'exec "$@" {gate-close}; exit 125')
 PROC_COVER = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 SOCKET_ENV = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "XDG_RUNTIME_DIR",
               "PULSE_SERVER", "WAYLAND_DISPLAY", "CONTAINER_HOST")
@@ -558,18 +561,23 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     args += ["--size", str(limits.tmp_size or 2 << 30), "--tmpfs", "/tmp"]
     if facts.kind("/var/tmp") == "dir":
         args += ["--size", str(limits.tmp_size or 2 << 30), "--tmpfs", "/var/tmp"]
-    args += ["--tmpfs", "/run"]
-    if facts.kind("/var/run") == "dir":
-        args += ["--tmpfs", "/var/run"]
-    keep = RUN_KEEP + (RUN_KEEP_NETWORK if policy.network == "on" else ())
-    for path in keep:
-        if facts.kind(path) != "missing":
+    keep = [path for path in RUN_KEEP + (RUN_KEEP_NETWORK if policy.network == "on" else ())
+            if facts.kind(path) != "missing"]
+    run_dirs = ["/run", *(["/var/run"] if facts.kind("/var/run") == "dir" else [])]
+    if keep or agent is not None:
+        for path in run_dirs:
+            args += ["--tmpfs", path]
+        for path in keep:
             args += ["--ro-bind", path, path]
-    if agent is not None:
-        from .network.ssh_agent import AGENT_PATH
+        if agent is not None:
+            from .network.ssh_agent import AGENT_PATH
 
-        args += ["--ro-bind", agent, AGENT_PATH]  # only this socket; its host path stays masked
-    args += ["--remount-ro", "/run"]
+            # only this socket; its host path stays masked
+            args += ["--ro-bind", agent, AGENT_PATH]
+        args += ["--remount-ro", "/run"]
+    else:  # nothing of /run is kept: empty and read-only in one mount (see _hide_dir)
+        for path in run_dirs:
+            args += _hide_dir(path, facts)
     if policy.profile == "read-only" and any(_inside(policy.workspace, d) for d in REPLACED_DIRS):
         args += ["--ro-bind", policy.workspace, policy.workspace]  # visible under the new /tmp
     for root in writable:

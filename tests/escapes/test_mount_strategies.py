@@ -84,6 +84,28 @@ def test_state_dir_hidden_with_its_own_empty_dirs(world: World, strategy: str) -
     assert not (state / "x").exists()
 
 
+def test_host_run_is_hidden_and_closed(world: World, strategy: str) -> None:
+    """The host's /run (daemons' sockets and pid files: D-Bus, Docker, systemd, the user's
+    runtime directory) is covered by an empty, read-only /run of the sandbox's own: list it,
+    then try to create a socket's place in it. (Only attempted once the listing showed the
+    cover, so a missing guard never writes into the host's /run.)"""
+    host = sorted(os.listdir("/run"))
+    assert host, "this host's /run is empty: nothing to hide"
+    argv = _argv(world)
+    if strategy == "overlay":  # nothing of /run kept: one mount, no remount
+        assert argv[argv.index("/run") - 1] == "--ro-overlay"
+    else:
+        assert argv[argv.index("/run") - 1] == "--tmpfs" and "--remount-ro" in argv
+    listing = world.sandbox("ls -A /run")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.split() == []
+    result = world.sandbox("mkdir /run/ringfence-escape || touch /run/ringfence-escape")
+    assert result.returncode != 0
+    assert "ringfence-escape" not in os.listdir("/run")
+    control = world.unsandboxed("ls -A /run")
+    assert sorted(control.stdout.split()) == host
+
+
 def test_planted_file_in_empty_dir_refused(world: World) -> None:
     """Attack from the host side: a file put into the overlay's empty directory would appear
     inside every covered path, so ringfence refuses to run rather than show it."""

@@ -21,3 +21,14 @@ class Outcome:
         self.stderr: bytes | None = None
         self.setup_failed = False
         self.network: list[object] = []  # network.proxy.Connection records (allowlist mode)
+
+
+def collect_again() -> None:
+    """Turn cyclic garbage collection back on if the command line's start-up turned it off
+    (see ``ringfence.__main__``), leaving out the objects of the start-up (frozen: a collection
+    need not walk them, and nearly all of them live as long as the process)."""
+    import gc
+
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()

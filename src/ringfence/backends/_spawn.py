@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from . import Outcome
+from . import Outcome, collect_again
 
 # POSIX only: this tells type checkers run with --platform win32 to skip the module.
 assert sys.platform != "win32"
@@ -116,6 +116,7 @@ def exec_group(argv: Sequence[str], env: dict[str, str], cwd: str,
                 os.write(2, f"ringfence: cannot start the sandbox: {exc}\n".encode())
             finally:
                 os._exit(125)
+    collect_again()  # the command has started (see ringfence.__main__)
     timed_out = False
     stopped_by = 0
 

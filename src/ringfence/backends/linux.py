@@ -21,7 +21,7 @@ import sys
 import time
 
 from ..errors import CommandError, SandboxError, UnavailableError
-from . import Outcome
+from . import Outcome, collect_again
 
 # Linux only: this tells type checkers run with --platform darwin|win32 to skip the module.
 assert sys.platform == "linux"
@@ -411,14 +411,29 @@ SETUP_TIMEOUT = 10.0  # how long bubblewrap may take to report the sandbox's pid
 _WAIT4 = {"x86_64": 61, "aarch64": 260}
 
 
+def _wait_at_gate(ready_r: int) -> None:
+    """Wait for the start gate's shell to say it is there: the sandbox's first process has
+    forked it and is about to ask for its parent-death signal (no polling while bubblewrap
+    builds the sandbox). End of file: the sandbox ended before its command."""
+    import select
+
+    ready, _, _ = select.select([ready_r], [], [], SETUP_TIMEOUT)
+    if not ready:
+        raise SandboxError("the sandbox did not reach its command in "
+                           f"{SETUP_TIMEOUT:.0f} s; run ringfence doctor")
+    if not os.read(ready_r, 64):
+        raise ProcessLookupError  # the sandbox ended before its command (its status says why)
+
+
 def _wait_until_bound(pid: int, timeout: float = SETUP_TIMEOUT) -> None:
     """Return once the sandbox's first process ``pid`` waits for its children (wait4): it asks
     for its parent-death signal just before, so from then on this process dying (and
     bubblewrap with it) ends the sandbox. Until this returns the command waits at the start
-    gate. The kernel says so in /proc/PID/syscall, or failing that in /proc/PID/wchan."""
+    gate. The kernel says so in /proc/PID/syscall, or failing that in /proc/PID/wchan. Asked
+    once the gate's shell is there, it has nearly always done so already."""
     wait4 = str(_WAIT4.get(os.uname().machine, -2)).encode()
     deadline = time.monotonic() + timeout
-    pause = 0.0001
+    pause = 0.00005
     while True:
         try:
             with open(f"/proc/{pid}/syscall", "rb") as fh:
@@ -501,7 +516,7 @@ class Prepared:
 
     __slots__ = ("argv", "fds", "status_r", "cgroup", "placeholders_root", "state_dir",
                  "lock_fd", "tmpdir", "seccomp_check", "seccomp_w", "seccomp_program", "net",
-                 "info_r", "block_w", "before_release", "gate_w")
+                 "info_r", "block_w", "before_release", "gate_w", "ready_r")
 
     def __init__(self) -> None:
         self.argv: list[str] = []
@@ -519,6 +534,7 @@ class Prepared:
         self.info_r = -1  # bubblewrap's --info-fd (the sandbox's pid) ...
         self.block_w = -1  # ... and --block-fd (the command waits for a byte on it)
         self.gate_w = -1  # the start gate: the word that lets the command start (see started)
+        self.ready_r = -1  # ... and where the gate says it is there
         # what must be done before the command may start (the audit record's sync); done while
         # bubblewrap builds the sandbox, or before the spawn where there is no block fd
         self.before_release: Callable[[], None] | None = None
@@ -604,6 +620,7 @@ class Prepared:
                 self._send_seccomp()
                 os.write(self.block_w, b"1")
                 if self.gate_w >= 0:
+                    _wait_at_gate(self.ready_r)
                     _wait_until_bound(child)
                     os.write(self.gate_w, b"go\n")
         except (BrokenPipeError, ProcessLookupError):
@@ -620,10 +637,10 @@ class Prepared:
                 pass
             raise
         finally:
-            for fd in (self.info_r, self.block_w, self.seccomp_w, self.gate_w):
+            for fd in (self.info_r, self.block_w, self.seccomp_w, self.gate_w, self.ready_r):
                 if fd >= 0:
                     os.close(fd)
-            self.info_r = self.block_w = self.seccomp_w = self.gate_w = -1
+            self.info_r = self.block_w = self.seccomp_w = self.gate_w = self.ready_r = -1
 
     def _send_seccomp(self) -> None:
         """The release proper. bubblewrap goes on from the block fd at end of file too, and
@@ -646,7 +663,7 @@ class Prepared:
             self.net.close()
             self.net = None
         for fd in [*self.fds, self.status_r, self.seccomp_check, self.info_r, self.block_w,
-                   self.seccomp_w, self.gate_w]:
+                   self.seccomp_w, self.gate_w, self.ready_r]:
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -654,7 +671,7 @@ class Prepared:
                     pass
         self.fds = []
         self.status_r = self.seccomp_check = self.info_r = self.block_w = self.seccomp_w = -1
-        self.gate_w = -1
+        self.gate_w = self.ready_r = -1
         if self.cgroup:
             for _ in range(500):
                 try:
@@ -692,6 +709,15 @@ def _fill(arg: str, tokens: dict[str, str]) -> str:
     for token, value in tokens.items():
         arg = arg.replace(token, value)
     return arg
+
+
+def _low_inheritable(fd: int) -> int:
+    """``fd`` moved to the lowest free number (see ``_dupfd_low``), inheritable."""
+    low = _dupfd_low(fd)
+    if low != fd:
+        os.close(fd)
+    os.set_inheritable(low, True)
+    return low
 
 
 def _dupfd_low(fd: int) -> int:
@@ -732,14 +758,14 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         # first, so that its number is low: the shell can close only descriptors 0-9 by
         # number, and the command should get nothing but its standard streams
         gate_r, prep.gate_w = os.pipe()
-        low = _dupfd_low(gate_r)
-        if low != gate_r:
-            os.close(gate_r)
-            gate_r = low
-        os.set_inheritable(gate_r, True)
+        gate_r = _low_inheritable(gate_r)
         prep.fds.append(gate_r)
-        tokens["{gate-fd}"] = str(gate_r)
-        tokens["{gate-close}"] = f"{gate_r}<&-" if gate_r <= 9 else ""
+        prep.ready_r, ready_w = os.pipe()
+        ready_w = _low_inheritable(ready_w)
+        prep.fds.append(ready_w)
+        tokens["{gate-fd}"], tokens["{gate-ready}"] = str(gate_r), str(ready_w)
+        tokens["{gate-close}"] = " ".join(
+            f"{fd}{op}&-" for fd, op in ((gate_r, "<"), (ready_w, ">")) if fd <= 9)
     if plan.seccomp is not None and plan.mode == "bwrap":
         prep.seccomp_program = _seccomp_program(*plan.seccomp)
         fd, prep.seccomp_w, prep.seccomp_check = _seccomp_pipe()
@@ -1109,6 +1135,7 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     if streams is not None:
         streams.started()
     prep.started(pid, plan.rlimits)
+    collect_again()  # the command has started (see ringfence.__main__)
     timed_out = False
 
     # Without a pid namespace (full-access, landlock) the command leads its own session: kill

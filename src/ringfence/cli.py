@@ -245,21 +245,28 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
         _print_json(report)
         return result.exit_code
 
+    recorded: list[bool] = []
+
+    def record(outcome: Outcome) -> None:
+        recorded.append(True)  # (a record that cannot be written raises, once)
+        passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
+                          exit_code=125 if outcome.setup_failed else outcome.exit_code,
+                          duration=outcome.duration, limits_hit=outcome.limits_hit,
+                          setup_failed=outcome.setup_failed, network=outcome.network)
+
     try:
         if sys.platform == "darwin":
             from .backends import macos
 
             passed.durable()
             outcome = macos.exec_cli(plan, want_json)
-        else:
-            outcome = _exec_linux(plan, want_json, passed.durable)
+            record(outcome)
+        else:  # the record is written beside the sandbox's teardown
+            outcome = _exec_linux(plan, want_json, passed.durable, record)
     except RingfenceError as exc:
-        passed.record_failure(plan, exc, setup_failed=not isinstance(exc, PolicyError))
+        if not recorded:
+            passed.record_failure(plan, exc, setup_failed=not isinstance(exc, PolicyError))
         raise
-    passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
-                      exit_code=125 if outcome.setup_failed else outcome.exit_code,
-                      duration=outcome.duration, limits_hit=outcome.limits_hit,
-                      setup_failed=outcome.setup_failed, network=outcome.network)
     if outcome.setup_failed:
         print("ringfence: bubblewrap could not create the sandbox (its message is above); run "
               "ringfence doctor to see what this host lacks, or pass --fallback landlock to "
@@ -299,9 +306,11 @@ def _run_windows(args: Args, passed: Gate, cwd: str) -> int:
     return result.exit_code
 
 
-def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None]) -> Outcome:
+def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None],
+                after_exit: Callable[[Outcome], None]) -> Outcome:
     """Run with the terminal passed through (the command line's fast path). ``before_start``
-    (the audit record's sync) is done while bubblewrap builds the sandbox."""
+    (the audit record's sync) is done while bubblewrap builds the sandbox, ``after_exit``
+    (the run's record) while its placeholders are taken down."""
     if sys.platform == "linux":
         from . import _dirs
         from .backends import linux
@@ -317,17 +326,20 @@ def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None]) -
         if plan.mode == "none":
             prep.argv = argv_exec
         saved_stdout = -1
+        outcome: Outcome | None = None
         try:
             if want_json:  # the command's stdout goes to stderr; stdout carries only the JSON
                 sys.stdout.flush()
                 saved_stdout = os.dup(1)
                 os.dup2(2, 1)
-            return linux.exec_cli(plan, prep)
+            outcome = linux.exec_cli(plan, prep)
         finally:
             if saved_stdout >= 0:
                 os.dup2(saved_stdout, 1)
                 os.close(saved_stdout)
-            prep.close()
+            ended = outcome
+            linux.close_beside(prep, None if ended is None else lambda: after_exit(ended))
+        return outcome
     from .runner import no_backend
 
     raise no_backend()

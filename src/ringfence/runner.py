@@ -201,13 +201,25 @@ def run(
     except BaseException:
         gate.durable()  # nothing ran, but the decision stays on record
         raise
+    recorded: list[bool] = []
+
+    def record(outcome: Outcome) -> None:  # (beside the sandbox's teardown, see run_plan)
+        if not outcome.setup_failed:  # else run_plan raises, and the failure is recorded
+            recorded.append(True)  # (a record that cannot be written raises, once)
+            gate.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
+                            exit_code=outcome.exit_code, duration=outcome.duration,
+                            limits_hit=outcome.limits_hit, stderr=outcome.stderr,
+                            network=outcome.network)
+
     try:
         result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output,
-                          before_start=gate.durable)
+                          before_start=gate.durable, after_exit=record)
     except RingfenceError as exc:
-        gate.record_failure(plan, exc)
+        if not recorded:
+            gate.record_failure(plan, exc)
         raise
-    gate.record_result(result)
+    if not recorded:
+        gate.record_result(result)
     if (result.exit_code != 0 and approver is not None and result.mode != "none"
             and gate.policy.approval_mode == "on-failure"):
         result = _retry_unsandboxed(gate.policy, command, result, cwd=cwd, capture=capture,
@@ -284,9 +296,12 @@ async def arun(
 
 def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
              on_output: Callable[[str, bytes], None] | None = None,
-             before_start: Callable[[], None] | None = None) -> Result:
+             before_start: Callable[[], None] | None = None,
+             after_exit: Callable[[Outcome], None] | None = None) -> Result:
     """Run a plan. ``before_start`` (the audit record's sync) is done before the command starts:
-    on Linux while bubblewrap builds the sandbox."""
+    on Linux while bubblewrap builds the sandbox. ``after_exit(outcome)`` (the run's audit
+    record) is done once the command has ended: on Linux on another thread while the sandbox's
+    placeholders are taken down; its error is raised here."""
     if sys.platform == "darwin":
         if before_start is not None:
             before_start()
@@ -303,7 +318,7 @@ def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
     if sys.platform != "linux":
         raise no_backend()
     outcome = _run_linux(plan, capture=capture, stdin=stdin, on_output=on_output,
-                         before_start=before_start)
+                         before_start=before_start, after_exit=after_exit)
     if outcome.setup_failed:
         from .errors import SandboxError
 
@@ -331,7 +346,8 @@ def result_of(plan: Plan, outcome: Outcome) -> Result:
 
 def _run_linux(plan: Plan, *, capture: bool, stdin: bytes | None,
                on_output: Callable[[str, bytes], None] | None,
-               before_start: Callable[[], None] | None = None) -> Outcome:
+               before_start: Callable[[], None] | None = None,
+               after_exit: Callable[[Outcome], None] | None = None) -> Outcome:
     if sys.platform == "linux":
         from . import _dirs
         from .backends import linux
@@ -344,11 +360,15 @@ def _run_linux(plan: Plan, *, capture: bool, stdin: bytes | None,
                 before_start()
             raise
         prep.before_release = before_start
+        outcome: Outcome | None = None
         try:
             if plan.mode == "none":
                 prep.argv = argv
-            return linux.run_captured(plan, prep, stdin=stdin, capture=capture,
-                                      on_output=on_output)
+            outcome = linux.run_captured(plan, prep, stdin=stdin, capture=capture,
+                                         on_output=on_output)
         finally:
-            prep.close()
+            ended = outcome
+            linux.close_beside(prep, None if after_exit is None or ended is None
+                               else lambda: after_exit(ended))
+        return outcome
     raise no_backend()

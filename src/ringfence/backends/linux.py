@@ -1072,6 +1072,36 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
         outcome.network = prep.net.finish()
 
 
+def close_beside(prep: Prepared, work: Callable[[], None] | None) -> None:
+    """``prep.close()`` (placeholders back to the pool: ~0.9 ms of renames) while ``work`` (the
+    run's audit record, whose fdatasync waits on the disk) runs on another thread; both are
+    done when this returns, and ``work``'s error is raised here."""
+    if work is None:
+        prep.close()
+        return
+    import _thread
+
+    done = _thread.allocate_lock()
+    done.acquire()
+    failed: list[BaseException] = []
+
+    def task() -> None:
+        try:
+            work()
+        except BaseException as exc:  # raised on the caller's thread below
+            failed.append(exc)
+        finally:
+            done.release()
+
+    _thread.start_new_thread(task, ())
+    try:
+        prep.close()
+    finally:
+        done.acquire()
+    if failed:
+        raise failed[0]
+
+
 def _keep_inherited_from_the_command(passed: list[int]) -> None:
     """Mark close-on-exec every descriptor above 2 that is not ``passed``. The command line's
     caller (a shell, an agent's harness) may have left descriptors inheritable; bubblewrap hands

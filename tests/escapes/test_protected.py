@@ -820,9 +820,32 @@ def test_placeholders_return_to_the_pool_and_are_reused(world: World) -> None:
         proc.kill()
         proc.wait()
     assert inodes <= spares, (inodes, spares)
-    assert modes == {0o555}
+    assert modes == {0o755}  # (read-only inside the sandbox by its mount; see the pool)
     assert "REFUSED" in out, err
     assert sorted(os.listdir(ws)) == []
+
+
+def test_what_the_host_puts_in_a_placeholder_stays(world: World) -> None:
+    """While a command runs, a tool on the host (an editor, the agent itself) creates
+    ``.vscode/settings.json``: it goes into the placeholder, which the command still sees as
+    an empty read-only directory, and the run leaves it where it is when it ends (not back in
+    the pool)."""
+    ws = world.workspace
+    proc = _start(world, "touch ready; " + WAIT.format(go="go") +
+                  "; rm -f ready go; ls -A .vscode; echo x > .vscode/in || echo REFUSED")
+    try:
+        _wait_for(ws / "ready")
+        (ws / ".vscode" / "settings.json").write_text("{}\n")
+        (ws / "go").touch()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "settings.json" not in out and "REFUSED" in out, out + err
+    assert (ws / ".vscode" / "settings.json").read_text() == "{}\n"
+    assert not (ws / ".vscode" / "in").exists()
+    assert not any((_pool(world) / spare / "settings.json").exists()
+                   for spare in os.listdir(_pool(world)))
 
 
 def test_planted_spare_is_never_a_placeholder(world: World) -> None:

@@ -891,9 +891,13 @@ def _is_ours(path: str) -> bool:
 def _lock(path: str, how: int) -> int:
     import fcntl
 
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the first run: its directory is made once
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            fd = os.open(path, flags, 0o600)
     except OSError as exc:
         raise SandboxError(f"cannot write {path}: {exc.strerror}") from None
     fcntl.flock(fd, how)
@@ -904,8 +908,10 @@ def _lock(path: str, how: int) -> int:
 # and go back to it: a rename moves one in or out without allocating or freeing a block (on
 # ext4 ~0.014 ms, where mkdir + rmdir of an empty directory cost ~0.17 ms: ten placeholders a
 # run made that 1.7 ms). A workspace on another filesystem than the state directory gets
-# mkdir/rmdir as before (the rename fails with EXDEV). Spares are kept at 0755 in the private
-# pool (a directory must be writable to move it to another parent) and made 0555 once placed.
+# mkdir/rmdir as before (the rename fails with EXDEV). Spares stay 0755 (a directory must be
+# writable to move it to another parent): inside the sandbox a placeholder is covered by a
+# read-only mount whatever its mode, and on the host a tool that puts something in it while a
+# command runs (an editor's .vscode/settings.json) keeps it, the run leaving it there.
 POOL_MAX = 64
 
 
@@ -914,8 +920,8 @@ def _pool(state_dir: str) -> str:
 
 
 def _new_dir_placeholder(path: str, spares: list[str]) -> None:
-    """An empty directory (0555) at ``path``, which does not exist: a spare moved in, or a new
-    one. Raises FileExistsError when something is there already."""
+    """An empty directory at ``path``, which does not exist: a spare moved in, or a new one.
+    Raises FileExistsError when something is there already."""
     if os.path.lexists(path):
         # (rename would replace an empty directory; mkdir's answer is the one wanted)
         raise FileExistsError(errno.EEXIST, "File exists")
@@ -929,7 +935,6 @@ def _new_dir_placeholder(path: str, spares: list[str]) -> None:
             if os.listdir(fd):
                 continue  # not empty: never used
             os.rename(spare, path)
-            os.fchmod(fd, 0o555)  # the inode moved in, whatever the name points to now
             return
         except OSError as exc:
             if exc.errno == errno.EXDEV:  # another filesystem: no spare will do
@@ -938,7 +943,7 @@ def _new_dir_placeholder(path: str, spares: list[str]) -> None:
                 raise FileExistsError(errno.EEXIST, "File exists") from None
         finally:
             os.close(fd)
-    os.mkdir(path, 0o555)
+    os.mkdir(path, 0o755)
 
 
 def _drop_dir_placeholder(path: str, pool: str, spares: int) -> int:
@@ -953,7 +958,6 @@ def _drop_dir_placeholder(path: str, pool: str, spares: int) -> int:
             return spares  # someone put something in it: leave it (rmdir would fail too)
         if spares < POOL_MAX:
             try:
-                os.fchmod(fd, 0o755)
                 os.rename(path, os.path.join(pool, f"{os.getpid()}-{time.monotonic_ns()}"))
                 return spares + 1
             except OSError:

@@ -247,12 +247,14 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
 
     recorded: list[bool] = []
 
-    def record(outcome: Outcome) -> None:
+    def record(outcome: Outcome) -> Callable[[], None]:
         recorded.append(True)  # (a record that cannot be written raises, once)
         passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
                           exit_code=125 if outcome.setup_failed else outcome.exit_code,
                           duration=outcome.duration, limits_hit=outcome.limits_hit,
-                          setup_failed=outcome.setup_failed, network=outcome.network)
+                          setup_failed=outcome.setup_failed, network=outcome.network,
+                          defer_sync=True)
+        return passed.durable  # made durable beside the teardown (see close_beside)
 
     try:
         if sys.platform == "darwin":
@@ -260,7 +262,7 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
 
             passed.durable()
             outcome = macos.exec_cli(plan, want_json)
-            record(outcome)
+            record(outcome)()
         else:  # the record is written beside the sandbox's teardown
             outcome = _exec_linux(plan, want_json, passed.durable, record)
     except RingfenceError as exc:
@@ -307,7 +309,7 @@ def _run_windows(args: Args, passed: Gate, cwd: str) -> int:
 
 
 def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None],
-                after_exit: Callable[[Outcome], None]) -> Outcome:
+                after_exit: Callable[[Outcome], Callable[[], None] | None]) -> Outcome:
     """Run with the terminal passed through (the command line's fast path). ``before_start``
     (the audit record's sync) is done while bubblewrap builds the sandbox, ``after_exit``
     (the run's record) while its placeholders are taken down."""
@@ -337,8 +339,7 @@ def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None],
             if saved_stdout >= 0:
                 os.dup2(saved_stdout, 1)
                 os.close(saved_stdout)
-            ended = outcome
-            linux.close_beside(prep, None if ended is None else lambda: after_exit(ended))
+            linux.close_beside(prep, outcome, after_exit)
         return outcome
     from .runner import no_backend
 

@@ -203,13 +203,15 @@ def run(
         raise
     recorded: list[bool] = []
 
-    def record(outcome: Outcome) -> None:  # (beside the sandbox's teardown, see run_plan)
-        if not outcome.setup_failed:  # else run_plan raises, and the failure is recorded
-            recorded.append(True)  # (a record that cannot be written raises, once)
-            gate.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
-                            exit_code=outcome.exit_code, duration=outcome.duration,
-                            limits_hit=outcome.limits_hit, stderr=outcome.stderr,
-                            network=outcome.network)
+    def record(outcome: Outcome) -> Callable[[], None] | None:  # (see run_plan)
+        if outcome.setup_failed:  # run_plan raises, and the failure is recorded
+            return None
+        recorded.append(True)  # (a record that cannot be written raises, once)
+        gate.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
+                        exit_code=outcome.exit_code, duration=outcome.duration,
+                        limits_hit=outcome.limits_hit, stderr=outcome.stderr,
+                        network=outcome.network, defer_sync=True)
+        return gate.durable
 
     try:
         result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output,
@@ -297,11 +299,13 @@ async def arun(
 def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
              on_output: Callable[[str, bytes], None] | None = None,
              before_start: Callable[[], None] | None = None,
-             after_exit: Callable[[Outcome], None] | None = None) -> Result:
+             after_exit: Callable[[Outcome], Callable[[], None] | None] | None = None
+             ) -> Result:
     """Run a plan. ``before_start`` (the audit record's sync) is done before the command starts:
     on Linux while bubblewrap builds the sandbox. ``after_exit(outcome)`` (the run's audit
-    record) is done once the command has ended: on Linux on another thread while the sandbox's
-    placeholders are taken down; its error is raised here."""
+    record) is called once the command has ended and may return what makes it durable (its
+    fdatasync), done on Linux on another thread while the sandbox's placeholders are taken
+    down; errors of either are raised here."""
     if sys.platform == "darwin":
         if before_start is not None:
             before_start()
@@ -347,7 +351,8 @@ def result_of(plan: Plan, outcome: Outcome) -> Result:
 def _run_linux(plan: Plan, *, capture: bool, stdin: bytes | None,
                on_output: Callable[[str, bytes], None] | None,
                before_start: Callable[[], None] | None = None,
-               after_exit: Callable[[Outcome], None] | None = None) -> Outcome:
+               after_exit: Callable[[Outcome], Callable[[], None] | None] | None = None
+               ) -> Outcome:
     if sys.platform == "linux":
         from . import _dirs
         from .backends import linux
@@ -367,8 +372,6 @@ def _run_linux(plan: Plan, *, capture: bool, stdin: bytes | None,
             outcome = linux.run_captured(plan, prep, stdin=stdin, capture=capture,
                                          on_output=on_output)
         finally:
-            ended = outcome
-            linux.close_beside(prep, None if after_exit is None or ended is None
-                               else lambda: after_exit(ended))
+            linux.close_beside(prep, outcome, after_exit)
         return outcome
     raise no_backend()

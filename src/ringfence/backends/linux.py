@@ -1076,11 +1076,20 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
         outcome.network = prep.net.finish()
 
 
-def close_beside(prep: Prepared, work: Callable[[], None] | None) -> None:
-    """``prep.close()`` (placeholders back to the pool: ~0.9 ms of renames) while ``work`` (the
-    run's audit record, whose fdatasync waits on the disk) runs on another thread; both are
-    done when this returns, and ``work``'s error is raised here."""
-    if work is None:
+def close_beside(prep: Prepared, outcome: Outcome | None,
+                 after_exit: Callable[[Outcome], Callable[[], None] | None] | None) -> None:
+    """``prep.close()`` (placeholders back to the pool) once ``after_exit(outcome)`` (the run's
+    audit record, written here) has been called; what it returns (the record's fdatasync,
+    which waits on the disk) is done on another thread meanwhile. Both are done when this
+    returns, and their error is raised here, after the teardown."""
+    sync = None
+    if after_exit is not None and outcome is not None:
+        try:
+            sync = after_exit(outcome)
+        except BaseException:
+            prep.close()
+            raise
+    if sync is None:
         prep.close()
         return
     import _thread
@@ -1091,7 +1100,7 @@ def close_beside(prep: Prepared, work: Callable[[], None] | None) -> None:
 
     def task() -> None:
         try:
-            work()
+            sync()
         except BaseException as exc:  # raised on the caller's thread below
             failed.append(exc)
         finally:

@@ -245,30 +245,21 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
         _print_json(report)
         return result.exit_code
 
-    recorded: list[bool] = []
-
-    def record(outcome: Outcome) -> Callable[[], None]:
-        recorded.append(True)  # (a record that cannot be written raises, once)
-        passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
-                          exit_code=125 if outcome.setup_failed else outcome.exit_code,
-                          duration=outcome.duration, limits_hit=outcome.limits_hit,
-                          setup_failed=outcome.setup_failed, network=outcome.network,
-                          defer_sync=True)
-        return passed.durable  # made durable beside the teardown (see close_beside)
-
     try:
         if sys.platform == "darwin":
             from .backends import macos
 
             passed.durable()
             outcome = macos.exec_cli(plan, want_json)
-            record(outcome)()
-        else:  # the record is written beside the sandbox's teardown
-            outcome = _exec_linux(plan, want_json, passed.durable, record)
+        else:
+            outcome = _exec_linux(plan, want_json, passed.durable)
     except RingfenceError as exc:
-        if not recorded:
-            passed.record_failure(plan, exc, setup_failed=not isinstance(exc, PolicyError))
+        passed.record_failure(plan, exc, setup_failed=not isinstance(exc, PolicyError))
         raise
+    passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
+                      exit_code=125 if outcome.setup_failed else outcome.exit_code,
+                      duration=outcome.duration, limits_hit=outcome.limits_hit,
+                      setup_failed=outcome.setup_failed, network=outcome.network)
     if outcome.setup_failed:
         print("ringfence: bubblewrap could not create the sandbox (its message is above); run "
               "ringfence doctor to see what this host lacks, or pass --fallback landlock to "
@@ -308,11 +299,9 @@ def _run_windows(args: Args, passed: Gate, cwd: str) -> int:
     return result.exit_code
 
 
-def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None],
-                after_exit: Callable[[Outcome], Callable[[], None] | None]) -> Outcome:
+def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None]) -> Outcome:
     """Run with the terminal passed through (the command line's fast path). ``before_start``
-    (the audit record's sync) is done while bubblewrap builds the sandbox, ``after_exit``
-    (the run's record) while its placeholders are taken down."""
+    (the audit record's sync) is done while bubblewrap builds the sandbox."""
     if sys.platform == "linux":
         from . import _dirs
         from .backends import linux
@@ -328,19 +317,17 @@ def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None],
         if plan.mode == "none":
             prep.argv = argv_exec
         saved_stdout = -1
-        outcome: Outcome | None = None
         try:
             if want_json:  # the command's stdout goes to stderr; stdout carries only the JSON
                 sys.stdout.flush()
                 saved_stdout = os.dup(1)
                 os.dup2(2, 1)
-            outcome = linux.exec_cli(plan, prep)
+            return linux.exec_cli(plan, prep)
         finally:
             if saved_stdout >= 0:
                 os.dup2(saved_stdout, 1)
                 os.close(saved_stdout)
-            linux.close_beside(prep, outcome, after_exit)
-        return outcome
+            prep.close()
     from .runner import no_backend
 
     raise no_backend()

@@ -201,27 +201,13 @@ def run(
     except BaseException:
         gate.durable()  # nothing ran, but the decision stays on record
         raise
-    recorded: list[bool] = []
-
-    def record(outcome: Outcome) -> Callable[[], None] | None:  # (see run_plan)
-        if outcome.setup_failed:  # run_plan raises, and the failure is recorded
-            return None
-        recorded.append(True)  # (a record that cannot be written raises, once)
-        gate.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
-                        exit_code=outcome.exit_code, duration=outcome.duration,
-                        limits_hit=outcome.limits_hit, stderr=outcome.stderr,
-                        network=outcome.network, defer_sync=True)
-        return gate.durable
-
     try:
         result = run_plan(plan, capture=capture, stdin=stdin, on_output=on_output,
-                          before_start=gate.durable, after_exit=record)
+                          before_start=gate.durable)
     except RingfenceError as exc:
-        if not recorded:
-            gate.record_failure(plan, exc)
+        gate.record_failure(plan, exc)
         raise
-    if not recorded:
-        gate.record_result(result)
+    gate.record_result(result)
     if (result.exit_code != 0 and approver is not None and result.mode != "none"
             and gate.policy.approval_mode == "on-failure"):
         result = _retry_unsandboxed(gate.policy, command, result, cwd=cwd, capture=capture,
@@ -298,14 +284,9 @@ async def arun(
 
 def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
              on_output: Callable[[str, bytes], None] | None = None,
-             before_start: Callable[[], None] | None = None,
-             after_exit: Callable[[Outcome], Callable[[], None] | None] | None = None
-             ) -> Result:
+             before_start: Callable[[], None] | None = None) -> Result:
     """Run a plan. ``before_start`` (the audit record's sync) is done before the command starts:
-    on Linux while bubblewrap builds the sandbox. ``after_exit(outcome)`` (the run's audit
-    record) is called once the command has ended and may return what makes it durable (its
-    fdatasync), done on Linux on another thread while the sandbox's placeholders are taken
-    down; errors of either are raised here."""
+    on Linux while bubblewrap builds the sandbox."""
     if sys.platform == "darwin":
         if before_start is not None:
             before_start()
@@ -322,7 +303,7 @@ def run_plan(plan: Plan, *, capture: bool = True, stdin: bytes | None = None,
     if sys.platform != "linux":
         raise no_backend()
     outcome = _run_linux(plan, capture=capture, stdin=stdin, on_output=on_output,
-                         before_start=before_start, after_exit=after_exit)
+                         before_start=before_start)
     if outcome.setup_failed:
         from .errors import SandboxError
 
@@ -350,9 +331,7 @@ def result_of(plan: Plan, outcome: Outcome) -> Result:
 
 def _run_linux(plan: Plan, *, capture: bool, stdin: bytes | None,
                on_output: Callable[[str, bytes], None] | None,
-               before_start: Callable[[], None] | None = None,
-               after_exit: Callable[[Outcome], Callable[[], None] | None] | None = None
-               ) -> Outcome:
+               before_start: Callable[[], None] | None = None) -> Outcome:
     if sys.platform == "linux":
         from . import _dirs
         from .backends import linux
@@ -365,13 +344,11 @@ def _run_linux(plan: Plan, *, capture: bool, stdin: bytes | None,
                 before_start()
             raise
         prep.before_release = before_start
-        outcome: Outcome | None = None
         try:
             if plan.mode == "none":
                 prep.argv = argv
-            outcome = linux.run_captured(plan, prep, stdin=stdin, capture=capture,
-                                         on_output=on_output)
+            return linux.run_captured(plan, prep, stdin=stdin, capture=capture,
+                                      on_output=on_output)
         finally:
-            linux.close_beside(prep, outcome, after_exit)
-        return outcome
+            prep.close()
     raise no_backend()

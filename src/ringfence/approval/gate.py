@@ -206,9 +206,7 @@ class Gate:
     def record_run(self, *, mode: str, layers: Sequence[str], weaker: Sequence[str],
                    exit_code: int, duration: float, limits_hit: Sequence[str],
                    stderr: bytes | None = None, setup_failed: bool = False,
-                   network: Sequence[Any] = (), defer_sync: bool = False) -> None:
-        """Write the run's record; durably, or with ``defer_sync`` left to ``durable()``
-        (which the caller calls before returning the result)."""
+                   network: Sequence[Any] = ()) -> None:
         if self.writer is None:
             return
         from ..audit.log import run_record
@@ -216,7 +214,7 @@ class Gate:
         self.writer.append(run_record(
             self.policy, self.command, decision_seq=self.seq, mode=mode, layers=layers,
             weaker=weaker, exit_code=exit_code, duration=duration, limits_hit=limits_hit,
-            stderr=stderr, setup_failed=setup_failed, network=network), defer=defer_sync)
+            stderr=stderr, setup_failed=setup_failed, network=network))
 
     def record_failure(self, plan: Any, exc: BaseException, *, setup_failed: bool = True
                        ) -> None:

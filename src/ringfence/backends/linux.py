@@ -1076,45 +1076,6 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
         outcome.network = prep.net.finish()
 
 
-def close_beside(prep: Prepared, outcome: Outcome | None,
-                 after_exit: Callable[[Outcome], Callable[[], None] | None] | None) -> None:
-    """``prep.close()`` (placeholders back to the pool) once ``after_exit(outcome)`` (the run's
-    audit record, written here) has been called; what it returns (the record's fdatasync,
-    which waits on the disk) is done on another thread meanwhile. Both are done when this
-    returns, and their error is raised here, after the teardown."""
-    sync = None
-    if after_exit is not None and outcome is not None:
-        try:
-            sync = after_exit(outcome)
-        except BaseException:
-            prep.close()
-            raise
-    if sync is None:
-        prep.close()
-        return
-    import _thread
-
-    done = _thread.allocate_lock()
-    done.acquire()
-    failed: list[BaseException] = []
-
-    def task() -> None:
-        try:
-            sync()
-        except BaseException as exc:  # raised on the caller's thread below
-            failed.append(exc)
-        finally:
-            done.release()
-
-    _thread.start_new_thread(task, ())
-    try:
-        prep.close()
-    finally:
-        done.acquire()
-    if failed:
-        raise failed[0]
-
-
 def _keep_inherited_from_the_command(passed: list[int]) -> None:
     """Mark close-on-exec every descriptor above 2 that is not ``passed``. The command line's
     caller (a shell, an agent's harness) may have left descriptors inheritable; bubblewrap hands

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ringfence._gitconfig import config_files, entries, env_config, named_paths
 
 
@@ -101,3 +103,22 @@ def test_config_from_the_environment_and_where_files_come_from() -> None:
     files = config_files("/c", "/g", {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/x"},
                          "/h")
     assert files == ["/x", "/c/config", "/g/config.worktree"]
+
+
+def test_missing_included_file_is_protected_and_a_missing_script_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An included config file is protected whether it exists or not (git skips a missing
+    one, so the command could create it); a command's word is protected only when it names an
+    existing file (any word is a candidate: ``git``, ``log``)."""
+    from ringfence.plan import INCLUDED_BY, find_protected
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_SYSTEM", "/dev/null")
+    root = tmp_path / "ws"
+    (root / ".git" / "hooks").mkdir(parents=True)
+    (root / ".git" / "config").write_text(
+        "[include]\n\tpath = ../.gitconfig.local\n[alias]\n\tl = !git log --oneline\n")
+    found = dict(find_protected(str(root), ()))
+    assert found[str(root / ".gitconfig.local")].startswith(INCLUDED_BY)
+    assert str(root / "git") not in found and str(root / "log") not in found

@@ -24,6 +24,7 @@ from ringfence.network.rules import NetworkRules
 from ringfence.plan import (
     GATE_SCRIPT,
     GPU_DEVICES,
+    INCLUDED_BY,
     RUN_KEEP_NETWORK,
     SECCOMP_FD,
     STATUS_FD,
@@ -388,6 +389,21 @@ def test_run_is_one_read_only_overlay_when_nothing_in_it_is_kept() -> None:
     resolve = ("--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve")
     assert where(on, "--tmpfs", "/run") < where(on, *resolve) < where(on, "--remount-ro", "/run")
     assert ("--ro-overlay", "/run") not in on
+
+
+def test_missing_included_config_gets_a_file_placeholder() -> None:
+    """git fails on a directory where its config includes a file: a missing included file's
+    placeholder is a file, bound read-only (an overlay covers only directories)."""
+    lower = (HOME + "/.local/state/ringfence/empty/lower",
+             HOME + "/.local/state/ringfence/empty/upper")
+    local = WS + "/.gitconfig.local"
+    prot = (*PROTECTED, (local, INCLUDED_BY + WS + "/.git/config"))
+    plan = plan_linux(policy(), CMD, facts(protected_paths=prot, overlay_lower=lower))
+    assert local in plan.placeholders and plan.placeholder_files == (local,)
+    o = ops(plan.argv)
+    assert ("--ro-bind", local, local) in o and ("--ro-overlay", local) not in o
+    assert any(op[0] == "--ro-overlay" and op[1].startswith(WS + "/.") for op in o)  # others
+    assert plan_linux(policy(), CMD, facts(overlay_lower=lower)).placeholder_files == ()
 
 
 def test_gpu_devices_only_when_asked_and_present() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from .plan import _inside
+from .plan import INCLUDED_BY, _inside
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def named_paths(top: str, files: list[str], home: str, within: str | None = None
                 target = resolve(value, base)
                 queue.append(target)
                 if _inside(target, within):
-                    out.append((target, f"git config included by {config}", False))
+                    out.append((target, f"{INCLUDED_BY}{config}", False))
             elif (top_name, name) in _DIRS and "." not in section:
                 target = resolve(value, top)
                 if _inside(target, within) and target != within:

@@ -33,6 +33,8 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
     }
     from .runner import unenforceable
 
+    if plan.placeholder_files:  # included config files: their placeholders are files
+        data["placeholder_files"] = list(plan.placeholder_files)
     problem = unenforceable(plan.policy)
     if problem:
         data["unenforceable"] = problem  # ringfence run refuses this policy here
@@ -138,7 +140,9 @@ def render_text(data: dict[str, Any]) -> str:
     lines.append(line.rstrip())
     if data["placeholders"]:
         lines += ["", "placeholders (missing protected paths, kept uncreatable):"]
-        lines += [f"  {p}" for p in data["placeholders"]]
+        files = set(data.get("placeholder_files", ()))
+        lines += [f"  {p}" + ("  (a file: included git config)" if p in files else "")
+                  for p in data["placeholders"]]
     if data["rlimits"]:
         lines += ["", "rlimits:"] + [f"  {k} = {v}" for k, v in data["rlimits"].items()]
     if data.get("seccomp"):

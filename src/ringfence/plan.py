@@ -64,8 +64,15 @@ GIT_PROTECTED = ("hooks", "config", "config.worktree", "commondir")
 def placeholder_is_file(path: str) -> bool:
     """Placeholders are empty directories, which git ignores (``git add -A`` keeps working)
     and which nothing can be created in; git's own files inside a git directory are files,
-    because git reads them (``commondir`` says ".": "this directory")."""
+    because git reads them (``commondir`` says ".": "this directory"). So is a missing config
+    file that git config includes (see ``Plan.placeholder_files``): git fails on a directory
+    there, and reads the placeholder's one comment line as no settings."""
     return os.path.basename(path) in ("config", "config.worktree", "commondir")
+
+
+# Why a path is protected, for a config file that git config includes (``_gitconfig``): missing,
+# it gets a file placeholder, so the command cannot create it with settings the host's git obeys.
+INCLUDED_BY = "git config included by "
 
 # The bound on the scan one level below a writable root: start-up must not grow with the
 # workspace. The first MAX_TOP_ENTRIES directory entries are read, and the first MAX_SUBDIRS
@@ -138,7 +145,7 @@ class Plan(Frozen):
     __slots__ = (
         "mode", "command", "argv", "env", "env_removed", "cwd", "rlimits", "seccomp",
         "landlock", "pids_cgroup", "timeout", "output_limit", "placeholders", "layers",
-        "weaker", "policy", "seatbelt", "network", "ssh_agent",
+        "weaker", "policy", "seatbelt", "network", "ssh_agent", "placeholder_files",
     )
     mode: str
     command: tuple[str, ...]
@@ -159,8 +166,10 @@ class Plan(Frozen):
     seatbelt: dict[str, Any] | None  # macOS: profile text and -D parameters (plan_macos)
     network: NetworkRules | None
     ssh_agent: str | None  # the host's agent socket handed in (network.ssh_agent)
+    # placeholders that are files though placeholder_is_file says no (included config files)
+    placeholder_files: tuple[str, ...]
     _defaults: ClassVar[Mapping[str, Any]] = {"seatbelt": None, "network": None,
-                                              "ssh_agent": None}
+                                              "ssh_agent": None, "placeholder_files": ()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,9 +235,10 @@ def _git_config_named(top: str, gitdir: str, within: str | None = None
                       ) -> list[tuple[str, str]]:
     """What the repository's config (and the user's and the system's git config, and
     GIT_CONFIG_COUNT's) names inside ``within`` (default: ``top``, the working tree's top)
-    that the host's git runs or reads: the hooks and templates directories (protected whether
-    they exist or not), included config files and commands' scripts (when they exist: a
-    placeholder for a missing one would be a directory, which git cannot read)."""
+    that the host's git runs or reads: the hooks and templates directories and included
+    config files (protected whether they exist or not: a missing included file gets a file
+    placeholder), and commands' scripts (when they exist: any word of a command is a
+    candidate, so a missing one is no sign of a script)."""
     from ._gitconfig import config_files, env_config, named_paths
 
     common = gitdir
@@ -241,7 +251,9 @@ def _git_config_named(top: str, gitdir: str, within: str | None = None
     files = config_files(common, gitdir, os.environ, home)
     out = []
     for path, why, is_dir in named_paths(top, files, home, within, env_config(os.environ)):
-        if is_dir or _kind(path) in ("file", "link"):
+        kind = _kind(path)
+        if is_dir or kind in ("file", "link") or (kind == "missing" and why.startswith(
+                INCLUDED_BY)):
             out.append((path, why))
     return out
 
@@ -623,10 +635,14 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
                 parent = os.path.dirname(parent)
             if facts.kind(os.path.dirname(parent)) == "dir" and parent not in placeholders:
                 placeholders.append(parent)
+    included = {p for p, why in protected if why.startswith(INCLUDED_BY)}
+    placeholder_files = tuple(p for p in placeholders
+                              if p in included and not placeholder_is_file(p))
     for path in placeholders:
         # ringfence creates each placeholder (see placeholder_is_file) before the sandbox
         # starts; it is mounted read-only onto itself, or a directory is covered by an overlay
-        if facts.overlay_lower and not placeholder_is_file(path):
+        if facts.overlay_lower and not placeholder_is_file(path) \
+                and path not in placeholder_files:
             args += _hide_dir(path, facts)
         else:
             args += ["--ro-bind", path, path]
@@ -662,7 +678,8 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         mode="bwrap", argv=tuple(args), rlimits=_rlimits(policy, nproc=nproc_by_rlimit),
         seccomp=(policy.network == "off", not policy.unix_sockets), landlock=None,
         pids_cgroup=pids_cgroup,
-        placeholders=tuple(placeholders), layers=tuple(layers), network=network,
+        placeholders=tuple(placeholders), placeholder_files=placeholder_files,
+        layers=tuple(layers), network=network,
         weaker=(AGENT_WEAKER,) if agent is not None else (),
         **common,
     )

@@ -427,6 +427,24 @@ def test_included_config_file(world: World) -> None:
     _status_runs_it_only_unsandboxed(world, script, marker)
 
 
+def test_missing_included_config_file(world: World) -> None:
+    """The repository's config includes an optional file that does not exist yet
+    (``include.path = ../.gitconfig.local``, a per-developer file git skips when missing): the
+    command creates it with a ``core.fsmonitor``, which the host's next ``git status`` would
+    run. It cannot be created (a file placeholder, which git reads as no settings: git keeps
+    working inside and, while the command runs, outside), and nothing is left of it after."""
+    world.git_init()
+    _git(world, "config", "include.path", "../.gitconfig.local", cwd=world.workspace)
+    local = world.workspace / ".gitconfig.local"
+    marker = world.outside / "pwned"
+    plant = (f"printf '[core]\\n\\tfsmonitor = \"echo PWNED > {marker}; false\"\\n' "
+             "> .gitconfig.local")
+    inside = world.sandbox(f"{plant}; git status --short >/dev/null && echo GIT-WORKS")
+    assert "GIT-WORKS" in inside.stdout, inside.stdout + inside.stderr
+    assert not local.exists()  # the placeholder is gone with the run
+    _status_runs_it_only_unsandboxed(world, plant, marker)
+
+
 def test_script_a_git_setting_runs(world: World) -> None:
     """The repository's ``core.fsmonitor`` is a script of the project's (``tools/watch.sh``):
     the command rewrites the script, and git runs it on the host's next ``git status``."""

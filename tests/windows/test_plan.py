@@ -144,6 +144,20 @@ def test_protected_paths_get_denies_and_missing_ones_placeholders() -> None:
         == {0x10040}
 
 
+def test_missing_included_config_gets_a_file_placeholder() -> None:
+    """git fails on a directory where its config includes a file: a missing included file's
+    placeholder is a file (git reads an empty one as no settings)."""
+    from ringfence.plan import INCLUDED_BY
+
+    local = WS + "\\.gitconfig.local"
+    prot = (*facts_for(skeleton(), policy()).protected_paths,
+            (local, INCLUDED_BY + WS + "\\.git\\config"))
+    plan = make(protected_paths=prot)
+    placeholders = {p.path: p.kind for p in plan.placeholders}
+    assert placeholders[local] == "file"
+    assert placeholders[WS + "\\.envrc"] == "dir"
+
+
 def test_deny_read_paths() -> None:
     plan = make()
     denied = {a.path: a for a in plan.acls if a.why == "deny-read"}

@@ -828,7 +828,8 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
     if plan.placeholders:
         prep.placeholders_root = plan.policy.workspace
         prep.state_dir = state_dir
-        prep.lock_fd = _claim_placeholders(state_dir, plan.policy.workspace, plan.placeholders)
+        prep.lock_fd = _claim_placeholders(state_dir, plan.policy.workspace, plan.placeholders,
+                                           plan.placeholder_files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -841,8 +842,17 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
 # lock) removes them. A run that was killed leaves them in the record; the next run treats them
 # as its own placeholders (``gather_facts`` reads the record) and removes them when it ends.
 
+# A file placeholder for a missing included config file: one comment line, which git reads as
+# no settings, and by which the release knows the file is still ringfence's.
+INCLUDED_PLACEHOLDER = (b"# ringfence: a placeholder, so that no command in the sandbox can "
+                        b"create this included git config; gone when the command ends\n")
+
+
 def placeholder_content(path: str) -> bytes:
-    return b".\n" if os.path.basename(path) == "commondir" else b""
+    name = os.path.basename(path)
+    if name == "commondir":
+        return b".\n"
+    return b"" if name in ("config", "config.worktree") else INCLUDED_PLACEHOLDER
 
 
 def record_path(state_dir: str, workspace: str) -> str:
@@ -867,16 +877,14 @@ def recorded_placeholders(state_dir: str, workspace: str) -> list[str]:
 
 
 def _is_ours(path: str) -> bool:
-    """A placeholder still as ringfence made it: an empty directory, or a file with our content
-    (see ``plan.placeholder_is_file``)."""
+    """A placeholder still as ringfence made it: an empty directory, or a regular file with our
+    content (see ``placeholder_content``)."""
     import stat
-
-    from ..plan import placeholder_is_file
 
     try:
         st = os.lstat(path)
-        if not placeholder_is_file(path):
-            return stat.S_ISDIR(st.st_mode) and not os.listdir(path)
+        if stat.S_ISDIR(st.st_mode):
+            return not os.listdir(path)
         want = placeholder_content(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size != len(want):
             return False
@@ -983,8 +991,10 @@ def _spares(pool: str) -> list[str]:
         return []
 
 
-def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...]) -> int:
-    """Create the missing placeholders and take a shared hold on them; returns the hold's fd."""
+def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...],
+                        files: tuple[str, ...] = ()) -> int:
+    """Create the missing placeholders and take a shared hold on them; returns the hold's fd.
+    ``files``: those that are files though ``placeholder_is_file`` says no (Plan)."""
     import fcntl
 
     record = record_path(state_dir, workspace)
@@ -998,7 +1008,7 @@ def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...]) 
         spares: list[str] | None = None
         for path in paths:
             try:
-                if placeholder_is_file(path):
+                if placeholder_is_file(path) or path in files:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                                  | os.O_CLOEXEC, 0o644)
                     os.write(fd, placeholder_content(path))
@@ -1033,13 +1043,13 @@ def _release_placeholders(state_dir: str, workspace: str, users: int) -> None:
             fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return  # another run still relies on them; the last one out removes them
-        from ..plan import placeholder_is_file
+        import stat
 
         pool = _pool(state_dir)
         spares = -1
         for path in _record_lines(record):
-            try:
-                if not placeholder_is_file(path):
+            try:  # a directory or a file, as it was made (see _claim_placeholders)
+                if stat.S_ISDIR(os.lstat(path).st_mode):
                     if spares < 0:
                         spares = len(_spares(pool))
                     spares = _drop_dir_placeholder(path, pool, spares)

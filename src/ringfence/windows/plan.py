@@ -27,8 +27,8 @@ How the policy is enforced on Windows (the README's Windows section repeats this
   (once): allow ``G`` read and execute, ``OI|CI``, so the command can read what the user's
   tools need; the deny-read ACEs carve the secrets out of it.
 - **Missing protected paths** are covered for each run by a placeholder (an empty directory, or
-  an empty file for git's own ``config``/``commondir``) carrying the deny ACEs, made before the
-  command starts and removed after.
+  an empty file for git's own ``config``/``commondir`` and for a config file git config
+  includes) carrying the deny ACEs, made before the command starts and removed after.
 - **Cost.** ACEs are made once and recorded in the manifest. Each run only reads the DACLs of
   the recorded objects among its roots, protected and deny-read paths (a bounded list) and
   re-adds an ACE that is missing; nothing grows with the size of the workspace or of TEMP. (The
@@ -564,11 +564,11 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
         if kind == "missing":
             parent = wp.parent(path)
             if f.kind(parent) == "dir":
-                from ..plan import placeholder_is_file
+                from ..plan import INCLUDED_BY, placeholder_is_file
 
-                placeholders.append(Placeholder(
-                    path=path, kind="file" if placeholder_is_file(path.rsplit("\\", 1)[-1])
-                    else "dir"))
+                is_file = (placeholder_is_file(path.rsplit("\\", 1)[-1])
+                           or why.startswith(INCLUDED_BY))  # git fails on a directory there
+                placeholders.append(Placeholder(path=path, kind="file" if is_file else "dir"))
             elif f.kind(parent) == "missing" and f.kind(wp.parent(parent)) == "dir":
                 target = parent  # e.g. .git/hooks without .git: keep .git from being created
                 if any(wp.key(p.path) == wp.key(parent) for p in placeholders):

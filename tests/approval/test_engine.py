@@ -241,12 +241,37 @@ def test_rm_inside_an_extra_writable_root() -> None:
     ["time", "sudo", "id"], ["timeout", "5", "sudo", "id"], ["timeout", "-s", "KILL", "5", "sudo"],
     ["stdbuf", "-oL", "sudo", "id"], ["xargs", "sudo"], ["xargs", "-n", "1", "sudo", "rm"],
     ["setsid", "sudo", "id"], ["nice", "env", "timeout", "1", "sudo", "id"],
+    ["busybox", "sudo", "id"], ["/bin/busybox", "env", "sudo", "id"],
+    ["flock", "/tmp/lock", "sudo", "id"], ["flock", "-w", "5", "-n", "/tmp/lock", "sudo", "id"],
+    ["chrt", "-f", "10", "sudo", "id"],
 ])
 def test_wrappers_do_not_hide_the_command(argv: list[str]) -> None:
     """``env sudo id``, ``nice -n 5 sudo id``, ``xargs sudo``...: a wrapper runs its arguments as
     a command; that command is judged too."""
     d = judge(argv)
     assert d.verdict == "ask" and d.rule == "builtin:sudo", d
+
+
+@pytest.mark.parametrize("argv", [
+    ["flock", "/tmp/lock", "-c", "sudo id"], ["flock", "-nc", "sudo id", "/tmp/lock"],
+    ["flock", "-c", "true; sudo id", "/tmp/lock"], ["flock", "--command=sudo id", "/tmp/lock"],
+    ["script", "-qc", "sudo id", "/dev/null"], ["script", "--command", "sudo id"],
+    ["script", "-c", "echo x | sudo tee /etc/x"], ["watch", "-n", "1", "sudo", "id"],
+    ["watch", "sudo id"], ["watch", "--", "true;", "sudo", "id"],
+])
+def test_wrappers_running_a_shell_string_do_not_hide_the_command(argv: list[str]) -> None:
+    """Found in a red-team pass, decided "run": ``flock FILE -c 'sudo id'``, ``script -qc
+    'sudo id' /dev/null`` and ``watch sudo id`` run their string (or their joined operands)
+    with ``sh -c``; the string is parsed and judged like a shell's ``-c`` script."""
+    d = judge(argv)
+    assert d.verdict == "ask" and d.rule == "builtin:sudo", d
+
+
+def test_script_and_flock_without_a_command_run() -> None:
+    """``script out.log`` starts an interactive shell and ``flock FILE`` alone holds a lock:
+    nothing to ask about (script's operand is its log file, not a command)."""
+    assert judge(["script", "-q", "sudo"]).rule != "builtin:sudo"
+    assert judge(["flock", "-u", "9"]).verdict == "run"
 
 
 @pytest.mark.parametrize("argv", [

@@ -247,13 +247,25 @@ _WRAP_VALUES: dict[str, tuple[frozenset[str], int]] = {
     "chroot": (frozenset({"--userspec", "--groups"}), 1),
     "ionice": (frozenset({"-c", "--class", "-n", "--classdata", "-p", "-P", "-u"}), 0),
     "taskset": (frozenset(), 1),
+    "busybox": (frozenset(), 0),  # busybox APPLET ARGS (busybox sh -c: see shell_script)
+    "flock": (frozenset({"-w", "--wait", "--timeout", "-E", "--conflict-exit-code", "-c",
+                         "--command"}), 1),  # flock FILE CMD ARGS, or flock FILE -c STRING
+    "chrt": (frozenset({"-T", "--sched-runtime", "-P", "--sched-period", "-D",
+                        "--sched-deadline"}), 1),  # chrt [options] PRIORITY CMD ARGS
 }
+# Wrappers whose command is a shell string: an option's value (``flock FILE -c 'rm -rf ~'``,
+# ``script -c 'rm -rf ~'``: script's operand is its log file, never a command), or all their
+# operands joined with spaces, as ``watch`` hands them to ``sh -c``.
+_STRING_OPTIONS: dict[str, tuple[str, str]] = {"flock": ("c", "--command"),
+                                               "script": ("c", "--command")}
+_WATCH_VALUES = frozenset({"-n", "--interval", "-q", "--equexit", "-s", "--shotsdir"})
 
 
 def unwrap(w: Words) -> list[Words]:
     """The command(s) a wrapper runs (``env -S 'a b'`` splits its string), or []."""
-    if table()["wrapper"].get(w.name) is None:
-        return []
+    if table()["wrapper"].get(w.name) is None or w.name in ("script", "watch") or (
+            w.name == "flock" and _string_option(w) is not None):
+        return []  # (these run a shell string: see shell_script)
     values, positionals = _WRAP_VALUES.get(w.name, (frozenset(), 0))
     i = 1
     out: list[Words] = []
@@ -288,8 +300,49 @@ def unwrap(w: Words) -> list[Words]:
     return out
 
 
+def _string_option(w: Words) -> tuple[str | None, bool] | None:
+    """``flock``'s and ``script``'s ``-c STRING`` (getopt's forms: ``-c S``, ``-cS``, ``-xc S``,
+    ``--command S``, ``--command=S``): (string or None if dynamic, True), or None."""
+    short, long = _STRING_OPTIONS[w.name]
+    argv = w.argv
+    for i in range(1, len(argv)):
+        a = argv[i]
+        if a == "--":
+            return None
+        nxt = (None if w.dynamic[i + 1] else argv[i + 1]) if i + 1 < len(argv) else ""
+        if a == long:
+            return (nxt, True)
+        if a.startswith(long + "="):
+            return (None if w.dynamic[i] else a[len(long) + 1:], True)
+        if a.startswith("-") and not a.startswith("--") and short in a[1:]:
+            rest = a[a.index(short, 1) + 1:]
+            return ((None if w.dynamic[i] else rest) if rest else nxt, True)
+    return None
+
+
+def _watch_script(w: Words) -> tuple[str | None, bool] | None:
+    argv = w.argv
+    i = 1
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        if argv[i] == "--":
+            i += 1
+            break
+        i += 2 if argv[i] in _WATCH_VALUES else 1
+    if i >= len(argv):
+        return None
+    if any(w.dynamic[i:]):
+        return (None, True)
+    return (" ".join(argv[i:]), True)
+
+
 def shell_script(w: Words) -> tuple[str | None, bool] | None:
-    """For ``sh -c SCRIPT`` (any option cluster with c): (script or None if dynamic, True)."""
+    """For ``sh -c SCRIPT`` (any option cluster with c): (script or None if dynamic, True).
+    Likewise for the wrappers that run a shell string (``flock -c``, ``script -c``,
+    ``watch``)."""
+    if w.name in _STRING_OPTIONS:
+        return _string_option(w)
+    if w.name == "watch":
+        return _watch_script(w)
     if w.name not in SHELLS:
         return None
     argv = w.argv

@@ -267,6 +267,31 @@ def test_wrappers_running_a_shell_string_do_not_hide_the_command(argv: list[str]
     assert d.verdict == "ask" and d.rule == "builtin:sudo", d
 
 
+@pytest.mark.parametrize("text", [
+    "cd ~ && rm -rf .config", "cd .. && rm -rf proj", "cd /etc; rm -rf ssl", "cd && rm -rf .ssh",
+    "cd - && rm -rf x", 'cd "$HOME" && rm -rf .local', "pushd /srv >/dev/null; rm -rf data",
+    "cd sub && cd ~ && rm -rf .cache",
+])
+def test_a_relative_target_after_cd_is_judged_where_it_points(text: str) -> None:
+    """Found in a red-team pass, decided "run": after ``cd ~`` a relative target (``.config``)
+    is in the home directory, not the workspace; it asks as ``rm -rf ~/.config`` does."""
+    assert judge(text).verdict == "ask", judge(text)
+
+
+def test_a_redirection_after_cd_is_judged_where_it_points() -> None:
+    """``cd ~ && echo x > .bashrc`` writes outside the writable roots, as ``> ~/.bashrc``
+    does (in the untrusted mode, where such writes ask); inside, no question."""
+    assert judge("cd ~ && echo evil > .bashrc", "untrusted").verdict == "ask"
+    assert judge("echo evil > .bashrc", "untrusted").verdict == "run"
+    assert judge("cd sub && echo ok > notes.txt", "untrusted").verdict == "run"
+
+
+@pytest.mark.parametrize("text", ["cd sub && rm -rf build", f"cd {WS}/a && rm -rf b",
+                                  "rm -rf build", "cd sub/dir; echo x > out.txt"])
+def test_cd_inside_the_workspace_changes_nothing(text: str) -> None:
+    assert judge(text).verdict == "run", judge(text)
+
+
 def test_script_and_flock_without_a_command_run() -> None:
     """``script out.log`` starts an interactive shell and ``flock FILE`` alone holds a lock:
     nothing to ask about (script's operand is its log file, not a command)."""

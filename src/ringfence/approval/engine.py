@@ -96,6 +96,7 @@ def _judge_text(text: str, rules: Sequence[Rule], ctx: Context, out: list[_Raw],
             script.writes.clear()
     if not script.read:  # nothing inside could be judged, so no rule covers it
         script.flag(shell.UNREADABLE)
+    ctx = _after_cd(script, ctx)
     for flag in script.flags:
         out.append(_Raw(("/bin/sh", "-c", text), "flag",
                         f"the shell text contains {flag}, so it is not automatically safe",
@@ -110,6 +111,32 @@ def _judge_text(text: str, rules: Sequence[Rule], ctx: Context, out: list[_Raw],
         if cmd.argv:
             _judge(Words(cmd.argv, cmd.dynamic, cmd.glob), rules, ctx, out, depth, covered)
     _download_to_interpreter(script, text, out)
+
+
+_MOVES = frozenset({"cd", "pushd", "popd"})
+_ELSEWHERE = "~"  # a cwd no relative path resolves inside a writable root from
+
+
+def _after_cd(script: Script, ctx: Context) -> Context:
+    """Where the text's relative paths point, when it changes directory (``cd ~ && rm -rf
+    .config``). Every ``cd``/``pushd`` must go to a literal directory inside a writable root,
+    or relative targets anywhere in the text are taken as outside them (the text's order is
+    not followed: ``rm -rf x; cd /`` asks too)."""
+    for cmd in script.commands:
+        if not cmd.argv or os.path.basename(cmd.argv[0]) not in _MOVES:
+            continue
+        args = [(a, d) for a, d in zip(cmd.argv[1:], cmd.dynamic[1:], strict=False)
+                if a == "-" or not a.startswith("-")]  # (-L, -P)
+        if os.path.basename(cmd.argv[0]) == "popd" or not args:
+            return ctx.replace(cwd=_ELSEWHERE)  # back to where it was, or home: not known
+        target, dynamic = args[0]
+        if dynamic or target == "-" or target.startswith(("~", "+")):
+            return ctx.replace(cwd=_ELSEWHERE)
+        full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, target))
+        if not any(full == r or full.startswith(r.rstrip("/") + "/")
+                   for r in ctx.writable or (ctx.workspace,)):
+            return ctx.replace(cwd=_ELSEWHERE)
+    return ctx
 
 
 def _download_to_interpreter(script: Script, text: str, out: list[_Raw]) -> None:

@@ -292,6 +292,38 @@ def test_cd_inside_the_workspace_changes_nothing(text: str) -> None:
     assert judge(text).verdict == "run", judge(text)
 
 
+@pytest.mark.parametrize("text", [
+    "find ~ -delete", "find / -name '*.log' -delete", "find ~/.config -exec rm -rf {} +",
+    "find -L /etc -type f -exec rm -f {} ;", "find . -exec sudo id ;",
+    "find ~ -okdir rm -r {} ;", "find $HOME -delete",
+])
+def test_what_find_runs_or_deletes_is_judged(text: str) -> None:
+    """Found in a red-team pass, decided "run": ``find ~ -delete`` and ``find ~ -exec rm -rf
+    {} +`` delete the home directory as ``rm -rf ~`` would; ``-exec sudo`` runs sudo. What
+    ``-exec`` runs is judged with ``{}`` as each starting point, and ``-delete`` as ``rm -r``
+    of each."""
+    assert judge(text).verdict == "ask", judge(text)
+
+
+@pytest.mark.parametrize("text", ["find . -name '*.pyc' -delete", "find build -delete",
+                                  "find src -name x -exec rm -f {} +"])
+def test_find_inside_the_workspace_runs(text: str) -> None:
+    assert judge(text).verdict == "run", judge(text)
+
+
+@pytest.mark.parametrize("text", ["echo ~ | xargs rm -rf", "ls -d ~/.* | xargs -n1 rm -r",
+                                  "find ~ -print0 | xargs -0 rm -rf",
+                                  "cat list | xargs -I{} rm -rf {}"])
+def test_xargs_operands_are_unknown(text: str) -> None:
+    """Found in a red-team pass, decided "run": ``xargs rm -rf`` deletes whatever its input
+    names, which no one can see in advance; it asks as ``rm -rf "$x"`` does."""
+    assert judge(text).verdict == "ask", judge(text)
+
+
+def test_xargs_of_a_reader_runs() -> None:
+    assert judge("git ls-files | xargs grep -n TODO").verdict == "run"
+
+
 def test_script_and_flock_without_a_command_run() -> None:
     """``script out.log`` starts an interactive shell and ``flock FILE`` alone holds a lock:
     nothing to ask about (script's operand is its log file, not a command)."""

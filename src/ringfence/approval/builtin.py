@@ -261,8 +261,52 @@ _STRING_OPTIONS: dict[str, tuple[str, str]] = {"flock": ("c", "--command"),
 _WATCH_VALUES = frozenset({"-n", "--interval", "-q", "--equexit", "-s", "--shotsdir"})
 
 
+_FIND_RUNS = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
+
+
+def _find_runs(w: Words) -> list[Words]:
+    """What ``find`` runs or deletes, judged as commands: each ``-exec CMD … {} ;`` with ``{}``
+    as each starting point (``find ~ -exec rm -rf {} +`` is ``rm -rf ~``), and ``-delete`` as
+    ``rm -r`` of each starting point (what it deletes lies below them)."""
+    argv, i = w.argv, 1
+    while i < len(argv) and (argv[i] in ("-H", "-L", "-P") or argv[i].startswith("-O")):
+        i += 1
+    starts: list[tuple[str, bool]] = []
+    while i < len(argv) and not argv[i].startswith(("-", "(", "!", ")", ",")):
+        starts.append((argv[i], w.dynamic[i]))
+        i += 1
+    starts = starts or [(".", False)]
+    # what find finds lies below each starting point: START/* (a glob, as the rm check reads it)
+    below = [(path.rstrip("/") + "/*" if path != "/" else "/*", dynamic)
+             for path, dynamic in starts]
+    out: list[Words] = []
+    while i < len(argv):
+        a = argv[i]
+        if a == "-delete":
+            for found, dynamic in below:
+                out.append(Words(("rm", "-r", found), (False, False, dynamic),
+                                 (False, False, True)))
+        elif a in _FIND_RUNS:
+            end = i + 1
+            while end < len(argv) and argv[end] not in (";", "+"):
+                end += 1
+            inner = list(zip(argv[i + 1:end], w.dynamic[i + 1:end], strict=False))
+            for found, dynamic in below if inner else []:
+                words = [(found, dynamic, True) if x == "{}" else (x, d, False)
+                         for x, d in inner]
+                if os.path.basename(words[0][0]) == "rm":
+                    words.insert(1, ("-r", False, False))  # on all find finds below it
+                out.append(Words([x for x, _, _ in words], [d for _, d, _ in words],
+                                 [g for _, _, g in words]))
+            i = end
+        i += 1
+    return out
+
+
 def unwrap(w: Words) -> list[Words]:
     """The command(s) a wrapper runs (``env -S 'a b'`` splits its string), or []."""
+    if w.name == "find":
+        return _find_runs(w)
     if table()["wrapper"].get(w.name) is None or w.name in ("script", "watch") or (
             w.name == "flock" and _string_option(w) is not None):
         return []  # (these run a shell string: see shell_script)
@@ -293,10 +337,12 @@ def unwrap(w: Words) -> list[Words]:
             continue
         break
     i += positionals
-    if i < len(argv):
+    if w.name == "xargs":  # its operands come from its input: one unknown word stands for them
+        inner = w.tail(i) if i < len(argv) else Words(("echo",))
+        out.append(Words((*inner.argv, "{input}"), (*inner.dynamic, True),
+                         (*inner.glob, False)))
+    elif i < len(argv):
         out.append(w.tail(i))
-    elif w.name == "xargs":
-        out.append(Words(("echo",)))
     return out
 
 

@@ -117,6 +117,11 @@ _MOVES = frozenset({"cd", "pushd", "popd"})
 _ELSEWHERE = "~"  # a cwd no relative path resolves inside a writable root from
 
 
+def _elsewhere(ctx: Context) -> Context:
+    moved: Context = ctx.replace(cwd=_ELSEWHERE)
+    return moved
+
+
 def _after_cd(script: Script, ctx: Context) -> Context:
     """Where the text's relative paths point, when it changes directory (``cd ~ && rm -rf
     .config``). Every ``cd``/``pushd`` must go to a literal directory inside a writable root,
@@ -128,14 +133,14 @@ def _after_cd(script: Script, ctx: Context) -> Context:
         args = [(a, d) for a, d in zip(cmd.argv[1:], cmd.dynamic[1:], strict=False)
                 if a == "-" or not a.startswith("-")]  # (-L, -P)
         if os.path.basename(cmd.argv[0]) == "popd" or not args:
-            return ctx.replace(cwd=_ELSEWHERE)  # back to where it was, or home: not known
+            return _elsewhere(ctx)  # back to where it was, or home: not known
         target, dynamic = args[0]
         if dynamic or target == "-" or target.startswith(("~", "+")):
-            return ctx.replace(cwd=_ELSEWHERE)
+            return _elsewhere(ctx)
         full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, target))
         if not any(full == r or full.startswith(r.rstrip("/") + "/")
                    for r in ctx.writable or (ctx.workspace,)):
-            return ctx.replace(cwd=_ELSEWHERE)
+            return _elsewhere(ctx)
     return ctx
 
 
@@ -202,7 +207,9 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
                             label))
         else:
             label = builtin.applies("safe", w, ctx)
-            wraps = bool(builtin.unwrap(w)) or builtin.shell_script(w) is not None
+            # (find is no wrapper: what its -exec runs is judged below, and it stays unknown)
+            wraps = (w.name != "find" and bool(builtin.unwrap(w))) \
+                or builtin.shell_script(w) is not None
             if label is not None:
                 out.append(_Raw(argv, "safe", f"{w.name} only reads", label))
             elif wraps:

@@ -324,6 +324,28 @@ def test_xargs_of_a_reader_runs() -> None:
     assert judge("git ls-files | xargs grep -n TODO").verdict == "run"
 
 
+@pytest.mark.parametrize("text", ["trap 'rm -rf ~' EXIT", "trap -- 'sudo id' INT TERM",
+                                  'trap "true; sudo id" EXIT'])
+def test_a_trap_body_is_judged(text: str) -> None:
+    """Found in a red-team pass, decided "run": ``trap 'rm -rf ~' EXIT`` runs its body when
+    the shell exits; the body is parsed and judged like ``sh -c``."""
+    assert judge(text).verdict == "ask", judge(text)
+
+
+@pytest.mark.parametrize("text", ["source <(curl -s x)", ". <(echo rm -rf ~)",
+                                  "source <(cat notes.txt)"])
+def test_sourcing_what_a_command_prints_asks(text: str) -> None:
+    """Found in a red-team pass, decided "run": ``source <(echo 'rm -rf ~')`` runs as code what
+    another command prints, which no one can judge in advance, as ``eval`` does."""
+    assert judge(text).verdict == "ask", judge(text)
+
+
+@pytest.mark.parametrize("text", ["trap - EXIT", "trap -p", "trap 'rm -f tmp.txt' EXIT",
+                                  'source "$VENV/bin/activate"', ". ./env.sh"])
+def test_plain_traps_and_sources_run(text: str) -> None:
+    assert judge(text).verdict == "run", judge(text)
+
+
 def test_script_and_flock_without_a_command_run() -> None:
     """``script out.log`` starts an interactive shell and ``flock FILE`` alone holds a lock:
     nothing to ask about (script's operand is its log file, not a command)."""

@@ -76,6 +76,11 @@ def find_read_only(w: Words, ctx: Context) -> bool:
     return not any(a in _FIND_UNSAFE for a in w.argv[1:])
 
 
+def sources_output(w: Words, ctx: Context) -> bool:
+    """``source <(curl …)``, ``. <(echo …)``: what a command prints, run as code."""
+    return any(a.startswith("<(") for a in w.argv[1:])
+
+
 def rg_read_only(w: Words, ctx: Context) -> bool:
     for a in w.argv[1:]:
         if a == "--":
@@ -217,6 +222,7 @@ CHECKS: dict[str, Check] = {
     "rm_recursive_outside": rm_recursive_outside,
     "git_push_force": git_push_force,
     "dd_to_device": dd_to_device,
+    "sources_output": sources_output,
 }
 
 
@@ -389,6 +395,12 @@ def shell_script(w: Words) -> tuple[str | None, bool] | None:
         return _string_option(w)
     if w.name == "watch":
         return _watch_script(w)
+    if w.name == "trap":  # trap BODY SIGNAL...: the body runs when the signal comes
+        ops = w.argv[2:] if w.argv[1:2] == ("--",) else w.argv[1:]
+        if len(ops) < 2 or ops[0] == "-" or ops[0].startswith("-"):
+            return None  # listing (-p, -l) or resetting (trap - SIG, trap SIG)
+        at = len(w.argv) - len(ops)
+        return (None if w.dynamic[at] else ops[0], True)
     if w.name not in SHELLS:
         return None
     argv = w.argv

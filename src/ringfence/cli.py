@@ -13,6 +13,7 @@ from .errors import PolicyError, RingfenceError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from .approval.gate import Gate
     from .backends import Outcome
@@ -205,16 +206,27 @@ def _plan(args: Args, platform: str | None = None) -> Plan:
 
 
 def cmd_run(argv: list[str]) -> int:
+    args = parse(argv, _VALUE_OPTS, _FLAG_OPTS)
+    policy, cwd = _policy(args)
+    early = _Early.begin(args, policy, cwd) if sys.platform == "linux" else None
     from .approval.gate import cli_gate
     from .runner import make_plan
 
-    args = parse(argv, _VALUE_OPTS, _FLAG_OPTS)
-    policy, cwd = _policy(args)
-    passed = cli_gate(args, policy, args.command, cwd)
+    try:
+        passed = cli_gate(args, policy, args.command, cwd,
+                          before_asking=early.abandon if early is not None else None)
+    except BaseException:
+        if early is not None:
+            early.abandon()
+        raise
     if sys.platform == "win32":
         return _run_windows(args, passed, cwd)
-    plan = make_plan(passed.policy, args.command, cwd=cwd)
-    code = _run_once(args, plan, passed)
+    if early is not None and (early.plan is None or passed.policy is not policy):
+        early.abandon()  # approvals granted more (an escalation): planned afresh
+        early = None
+    plan = early.plan if early is not None and early.plan is not None else make_plan(
+        passed.policy, args.command, cwd=cwd)
+    code = _run_once(args, plan, passed, early)
     if code == 0 or passed.policy.approval_mode != "on-failure":
         return code
     from .approval.cli import after_failure
@@ -226,7 +238,84 @@ def cmd_run(argv: list[str]) -> int:
     return code
 
 
-def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
+class _Early:
+    """``ringfence run`` on Linux plans the command, and under bubblewrap starts building its
+    sandbox, before approvals decide: the decision (its modules loaded, the rules matched, the
+    record written) then overlaps bubblewrap's work instead of preceding it. Nothing of the
+    command runs before the decision: the sandbox waits on its block fd until
+    ``linux.exec_cli`` releases it, and ``abandon`` ends it unreleased (approvals said no, or
+    will ask someone first: the sandbox does not sit built in the workspace while a person
+    thinks). Any error here is left for its usual turn, after the decision: the plan is made
+    again then, and raises it."""
+
+    __slots__ = ("plan", "prep", "spawned", "saved_stdout")
+
+    def __init__(self, plan: Plan | None) -> None:
+        self.plan = plan
+        self.prep: Any = None
+        self.spawned: Any = None
+        self.saved_stdout = -1
+
+    @classmethod
+    def begin(cls, args: Args, policy: Policy, cwd: str) -> _Early | None:
+        from .runner import make_plan
+
+        try:
+            early = cls(make_plan(policy, args.command, cwd=cwd))
+        except RingfenceError:
+            return None
+        plan = early.plan
+        assert plan is not None
+        # only bubblewrap holds its sandbox before the command; the other modes start it at once
+        if plan.mode != "bwrap" or {"--json", "--capture"} <= args.flags:
+            return early
+        if sys.platform == "linux":
+            from . import _dirs
+            from .backends import linux
+            from .runner import start_checks
+
+            try:
+                start_checks(plan)
+                prep = linux.prepare(plan, _dirs.state_dir())
+            except RingfenceError:
+                return early
+            if prep.info_r < 0:  # no block fd to hold it on
+                prep.close()
+                return early
+            early.prep = prep
+            try:
+                if "--json" in args.flags:  # the command's stdout goes to stderr
+                    sys.stdout.flush()
+                    early.saved_stdout = os.dup(1)
+                    os.dup2(2, 1)
+                early.spawned = linux.spawn_cli(plan, prep)
+            except BaseException:
+                early.abandon()
+                early.plan = None  # spawned or not, the normal path says why in its turn
+                return early
+        return early
+
+    def abandon(self) -> None:
+        """End the held sandbox unreleased and undo everything ``begin`` did (idempotent)."""
+        prep, spawned, self.prep, self.spawned = self.prep, self.spawned, None, None
+        try:
+            if spawned is not None and sys.platform == "linux":
+                from .backends import linux
+
+                linux.abandon_cli(prep, spawned)
+        finally:
+            self.restore_stdout()
+            if prep is not None:
+                prep.close()
+
+    def restore_stdout(self) -> None:
+        if self.saved_stdout >= 0:
+            os.dup2(self.saved_stdout, 1)
+            os.close(self.saved_stdout)
+            self.saved_stdout = -1
+
+
+def _run_once(args: Args, plan: Plan, passed: Gate, early: _Early | None = None) -> int:
     want_json = "--json" in args.flags
     if want_json and "--capture" in args.flags:
         from .backends import collect_again
@@ -252,7 +341,7 @@ def _run_once(args: Args, plan: Plan, passed: Gate) -> int:
             passed.durable()
             outcome = macos.exec_cli(plan, want_json)
         else:
-            outcome = _exec_linux(plan, want_json, passed.durable)
+            outcome = _exec_linux(plan, want_json, passed.durable, early)
     except RingfenceError as exc:
         passed.record_failure(plan, exc, setup_failed=not isinstance(exc, PolicyError))
         raise
@@ -299,14 +388,24 @@ def _run_windows(args: Args, passed: Gate, cwd: str) -> int:
     return result.exit_code
 
 
-def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None]) -> Outcome:
+def _exec_linux(plan: Plan, want_json: bool, before_start: Callable[[], None],
+                early: _Early | None = None) -> Outcome:
     """Run with the terminal passed through (the command line's fast path). ``before_start``
-    (the audit record's sync) is done while bubblewrap builds the sandbox."""
+    (the audit record's sync) is done while bubblewrap builds the sandbox. ``early``: the
+    sandbox already started for ``plan`` (see ``_Early``)."""
     if sys.platform == "linux":
         from . import _dirs
         from .backends import linux
         from .runner import start_checks
 
+        if early is not None and early.spawned is not None:
+            prep, spawned, early.prep, early.spawned = early.prep, early.spawned, None, None
+            prep.before_release = before_start
+            try:
+                return linux.exec_cli(plan, prep, spawned)
+            finally:
+                early.restore_stdout()
+                prep.close()
         try:
             argv_exec = start_checks(plan)
             prep = linux.prepare(plan, _dirs.state_dir())

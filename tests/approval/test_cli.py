@@ -10,6 +10,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,11 @@ def audit_lines(world: World) -> list[dict[str, object]]:
 
 
 def on_pty(world: World, argv: list[str], answers: list[bytes],
-           timeout: float = 60) -> tuple[int, str]:
+           timeout: float = 60, at_question: Callable[[], None] | None = None,
+           ) -> tuple[int, str]:
     """Run ``argv`` with a pty as its controlling terminal; each time a question ends with
-    ``answer [``, type the next answer. Returns (exit status, everything the terminal showed)."""
+    ``answer [``, call ``at_question`` (while the question waits) and type the next answer.
+    Returns (exit status, everything the terminal showed)."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: a session leader whose controlling terminal is the pty
         try:
@@ -63,6 +66,8 @@ def on_pty(world: World, argv: list[str], answers: list[bytes],
             seen += chunk
             if seen.count(b"answer [") > asked and pending:
                 asked += 1
+                if at_question is not None:
+                    at_question()
                 os.write(fd, pending.pop(0))
     finally:
         os.close(fd)

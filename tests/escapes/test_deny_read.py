@@ -202,3 +202,31 @@ def test_coding_agents_and_tools_logins_unreadable(world: World, where: str) -> 
     marker = f"FAKE-TOKEN-{where}"
     path.write_text(marker + "\n")
     _leaks(world, f"cat '{path}'", marker)
+
+
+def test_first_run_hides_ringfence_state(world: World) -> None:
+    """The first run on a machine: ringfence's state directory does not exist yet when the plan
+    is made (deny-read hides what exists), and ringfence writes into it during the run (the
+    run's audit record, the placeholders, the audit records of other runs going on beside it).
+    The attack: read the audit log, other commands' text, through the directory that appeared.
+    (Library runs without the audit log, and the command line's early start, which plans before
+    writing the decision's record, both made the plan before the directory existed.)"""
+    state = world.home / ".local" / "state" / "ringfence"
+    assert not state.exists()
+    script = "sleep 0.3; ls -A ~/.local/state/ringfence; cat ~/.local/state/ringfence/audit/*"
+    result = world.sandbox(script)
+    assert result.stdout == "", result.stdout
+    assert (state / "audit" / "audit.jsonl").exists()  # it was written meanwhile
+    import ringfence
+
+    other = world.base / "other-state"
+    saved = os.environ["XDG_STATE_HOME"]
+    os.environ["XDG_STATE_HOME"] = str(other)
+    try:
+        policy = ringfence.resolve_policy(ringfence.Options(workspace=str(world.workspace)))
+        lib = ringfence.run(["/bin/sh", "-c", "ls -A " + str(other / "ringfence")], policy,
+                            audit=False)
+    finally:
+        os.environ["XDG_STATE_HOME"] = saved
+    assert lib.stdout == b"", lib.stdout
+    assert (other / "ringfence").is_dir()  # made for the run's placeholders, and hidden

@@ -436,10 +436,13 @@ def escalation_from(args: Args) -> Escalation:
 
 
 def cli_gate(args: Args, policy: Policy, command: list[str] | str, cwd: str,
-             escalation: Escalation | None = None) -> Gate:
-    """Decide; ask on the terminal when needed (refuse without one); record the decision."""
+             escalation: Escalation | None = None,
+             before_asking: Callable[[], None] | None = None) -> Gate:
+    """Decide; ask on the terminal when needed (refuse without one); record the decision.
+    ``before_asking`` is called before a question is put to anyone (or refused for want of a
+    terminal)."""
     esc = escalation if escalation is not None else escalation_from(args)
-    asker = _LazyTerminal()
+    asker = _LazyTerminal(before_asking)
     try:
         return open_gate(policy, command, cwd=cwd, escalation=esc, approver=asker,
                          session=terminal_session(), cli=True, defer_sync=True)
@@ -452,12 +455,15 @@ class _LazyTerminal:
 
     who = "user at the terminal"
 
-    def __init__(self) -> None:
+    def __init__(self, before_asking: Callable[[], None] | None = None) -> None:
         self.tty: Any = None
+        self.before_asking = before_asking
 
     def __call__(self, request: ApprovalRequest) -> str:
         from .prompt import terminal_approver
 
+        if self.before_asking is not None:
+            self.before_asking()
         self.tty = terminal_approver()
         if self.tty is None:
             raise ApprovalError(refusal(request.command, request.decision, cli=True),

@@ -121,6 +121,12 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     uid = os.getuid()
     env = dict(os.environ if environ is None else environ)
     config, state, cache = _dirs.config_dir(), _dirs.state_dir(), _dirs.cache_dir()
+    # deny-read hides what exists when the plan is made, and ringfence writes its state (the
+    # audit log, placeholders) during the run: made now, so that the first run hides it too
+    try:
+        os.makedirs(state, mode=0o700, exist_ok=True)
+    except OSError:
+        pass  # the audit log or the placeholders then fail closed, saying why
     paths: list[str] = [os.path.join(home, p) for p in DEFAULT_DENY_READ_HOME]
     paths += [config, state, *policy.deny_read, "/var/run", "/var/tmp", home + "/.cargo"]
     paths += [*RUN_KEEP, *RUN_KEEP_NETWORK, GATE_SHELL]
@@ -1106,10 +1112,23 @@ def _keep_inherited_from_the_command(passed: list[int]) -> None:
                 pass  # the listing's own descriptor, gone by now
 
 
-def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
-    """Run with the terminal passed through; returns when the command and its tree are gone."""
+class Spawned:
+    """The command line's sandbox, spawned and not yet released (see ``spawn_cli``)."""
+
+    __slots__ = ("pid", "streams", "start")
+
+    def __init__(self, pid: int, streams: Any, start: float) -> None:
+        self.pid = pid
+        self.streams = streams
+        self.start = start
+
+
+def spawn_cli(plan: Plan, prep: Prepared) -> Spawned:
+    """Start bubblewrap (or, without a sandbox to hold the command, the command itself) with
+    the terminal passed through. Under bubblewrap the sandbox is built meanwhile and waits on
+    its block fd: nothing of the command runs before ``exec_cli`` releases it, and
+    ``abandon_cli`` ends it without the command having run."""
     signal = _signal_module()
-    outcome = Outcome()
     setup = prep.child_setup(plan.rlimits)
     prep.before_spawn()
     _keep_inherited_from_the_command(prep.fds)
@@ -1122,6 +1141,8 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
                                  setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
                                  file_actions=streams.spawn_actions() if streams else ())
         except OSError as exc:
+            if streams is not None:
+                streams.finish()
             raise SandboxError(f"cannot start {prep.argv[0]}: {exc.strerror}") from None
     else:
         pid = os.fork()
@@ -1148,6 +1169,38 @@ def exec_cli(plan: Plan, prep: Prepared) -> Outcome:
     prep.fds = []
     if streams is not None:
         streams.started()
+    return Spawned(pid, streams, start)
+
+
+def abandon_cli(prep: Prepared, spawned: Spawned) -> None:
+    """End a sandbox from ``spawn_cli`` that was never released, so that its command never
+    runs (approvals said no, or they will ask someone first). As ``Prepared.started`` does on a
+    failure: the sandbox's first process first (held before its exec, it is not yet bound to
+    bubblewrap's life), then bubblewrap; SIGKILL, so neither prints anything."""
+    assert prep.info_r >= 0, "only a sandbox held on its block fd can be abandoned"
+    try:
+        child = _sandbox_pid(prep.info_r)
+    except SandboxError:
+        child = 0
+    if child:
+        _kill(child)
+    _kill(spawned.pid)
+    try:
+        os.waitpid(spawned.pid, 0)
+    except ChildProcessError:
+        pass
+    if spawned.streams is not None:
+        spawned.streams.finish()
+
+
+def exec_cli(plan: Plan, prep: Prepared, spawned: Spawned | None = None) -> Outcome:
+    """Run with the terminal passed through; returns when the command and its tree are gone.
+    ``spawned``: the sandbox ``spawn_cli`` started earlier (else it is started now)."""
+    if spawned is None:
+        spawned = spawn_cli(plan, prep)
+    signal = _signal_module()
+    outcome = Outcome()
+    pid, streams, start = spawned.pid, spawned.streams, spawned.start
     prep.started(pid, plan.rlimits)
     collect_again()  # the command has started (see ringfence.__main__)
     timed_out = False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ DATA = "/srv/data"
 CONFIG = "/home/u/.config/ringfence"
 STATE = "/home/u/.local/state/ringfence"
 CACHE = "/home/u/.cache/ringfence"
-SANDBOX_CACHE = CACHE + "/sandbox"
+SANDBOX_CACHE = CACHE + "/sandbox/" + sha256(WS.encode()).hexdigest()[:16]  # per workspace
 BWRAP = "/opt/bwrap"
 CMD = ("pytest", "-q")
 

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -431,7 +432,8 @@ def test_full_access_runs_the_command_directly() -> None:
 def test_environment_and_tmp_dir_token() -> None:
     p = plan()
     assert p.env["TMPDIR"] == TMP_DIR
-    assert p.env["PIP_CACHE_DIR"] == CACHE + "/sandbox/pip"
+    key = sha256(WS.encode()).hexdigest()[:16]  # one cache per workspace
+    assert p.env["PIP_CACHE_DIR"] == CACHE + f"/sandbox/{key}/pip"
     for name in ("GITHUB_TOKEN", "SSH_AUTH_SOCK", "DOCKER_HOST"):
         assert name not in p.env and name in p.env_removed
     argv, env = fill_tmp_dir(p.argv, p.env, "/private/var/folders/x/T/ringfence-tmp-a.b")

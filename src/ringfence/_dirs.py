@@ -45,3 +45,24 @@ def cache_dir() -> str:
     import platformdirs
 
     return platformdirs.user_cache_dir(APP, appauthor=False)
+
+
+def sha256_hex(data: bytes) -> str:
+    """SHA-256 of ``data`` in hex, from the hash's C module (``hashlib`` costs ms to import)."""
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]  # 3.12+
+    except ImportError:
+        try:
+            from _sha256 import sha256  # type: ignore[import-not-found, unused-ignore]  # 3.11
+        except ImportError:  # pragma: no cover - CPython always has one of them
+            from hashlib import sha256
+    return str(sha256(data).hexdigest())
+
+
+def sandbox_cache(cache_dir: str, workspace: str) -> str:
+    """The sandbox's package-manager caches for one workspace: ``<cache_dir>/sandbox/<key>``,
+    the key the first 16 hex digits of the SHA-256 of the workspace's path. One per workspace,
+    because a cache is a place to plant code: a wheel, a Go module or a pre-commit environment
+    that a command in one project left there would be installed by a later run in another."""
+    return os.path.join(cache_dir, "sandbox", sha256_hex(os.fsencode(workspace))[:16])
+

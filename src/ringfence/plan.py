@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 
+from ._dirs import sandbox_cache
 from .policy.env import scrub
 from .policy.model import DEFAULT_DENY_READ_HOME, Frozen, Policy
 
@@ -455,7 +456,7 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     if not command:
         raise PolicyError("no command given; put it after --, e.g. ringfence run -- pytest -q")
     cwd = cwd or policy.workspace
-    cache_root = os.path.join(facts.cache_dir, "sandbox")
+    cache_root = sandbox_cache(facts.cache_dir, policy.workspace)
     env, removed = sandbox_env(policy, facts, cache_root)
     agent = None
     if policy.ssh_agent:  # opted in: the one socket, at a fixed path inside (network/ssh_agent)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 
+from ._dirs import sandbox_cache
 from .plan import Plan, _inside, _rlimits, refuse_own_files_writable, sandbox_env
 from .policy.model import DEFAULT_DENY_READ_HOME, Frozen, Policy
 
@@ -262,7 +263,7 @@ def plan_macos(policy: Policy, command: Sequence[str], facts: MacFacts, *,
             "or RLIMIT_AS to mapped memory); remove --memory / limits.memory to run here"
         )
     cwd = cwd or policy.workspace
-    cache_root = os.path.join(facts.cache_dir, "sandbox")
+    cache_root = sandbox_cache(facts.cache_dir, policy.workspace)
     env, removed = sandbox_env(policy, facts, cache_root)
     if "TMPDIR" not in dict(policy.env_set):
         # sandboxed: the private temp directory; full-access: the host's own

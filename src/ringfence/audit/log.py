@@ -64,11 +64,9 @@ def _no_windows() -> Exception:
 
 
 def sha256_hex(data: bytes) -> str:
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:  # pragma: no cover - CPython always has it
-        from hashlib import sha256
-    return str(sha256(data).hexdigest())
+    from .._dirs import sha256_hex as digest
+
+    return digest(data)
 
 
 # --- encoding ------------------------------------------------------------------------------

@@ -463,7 +463,11 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
         if any(name.upper() == r.upper() for r in removed_set):
             del env[name]
     tmp = wp.join(facts.sandbox_dir, "tmp")
-    cache = wp.join(facts.sandbox_dir, "cache")
+    # one cache per workspace (see ringfence._dirs.sandbox_cache)
+    from .._dirs import sha256_hex
+
+    cache = wp.join(facts.sandbox_dir, "cache",
+                    sha256_hex(wp.key(policy.workspace).encode())[:16])
     common: dict[str, Any] = {
         "command": tuple(command), "cwd": cwd_path, "timeout": policy.limits.timeout,
         "output_limit": policy.limits.output, "policy": policy,

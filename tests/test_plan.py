@@ -624,8 +624,13 @@ def test_find_protected_repository_with_worktrees_and_submodules(tmp_path: Path)
     _mk(git / "worktrees" / "w" / "HEAD", "ref: refs/heads/w\n")
     _mk(git / "modules" / "m" / "hooks")
     _mk(git / "modules" / "m" / "config", "")
-    _mk(git / "modules" / "m" / "modules" / "n" / "config", "")
-    _mk(git / "modules" / "m" / "modules" / "n" / "modules" / "deep" / "config", "")
+    deep = git / "modules" / "m" / "modules" / "n"
+    _mk(deep / "config", "")
+    _mk(deep / "modules" / "o" / "config", "")
+    _mk(deep / "modules" / "o" / "modules" / "deep" / "config", "")
+    for gitdir in (git / "modules" / "m", deep, deep / "modules" / "o",
+                   deep / "modules" / "o" / "modules" / "deep"):
+        _mk(gitdir / "HEAD", "ref: refs/heads/main\n")  # what makes it a git directory
     # a subdirectory with its own .git file pointing elsewhere (a submodule checkout)
     elsewhere = _mk(tmp_path / "elsewhere" / "sub.git")
     _mk(elsewhere / "config", "")
@@ -650,10 +655,11 @@ def test_find_protected_repository_with_worktrees_and_submodules(tmp_path: Path)
     assert paths[: len(DEFAULT_PROTECTED)] == [os.path.join(r, n)
                                                 for n in sorted(DEFAULT_PROTECTED)]
     assert all(why[os.path.join(r, n)] == "protected name" for n in DEFAULT_PROTECTED)
-    for inner in ("worktrees/w", "modules/m", "modules/m/modules/n"):
+    for inner in ("worktrees/w", "modules/m", "modules/m/modules/n",
+                  "modules/m/modules/n/modules/o"):
         for name in ("hooks", "config", "config.worktree"):
             assert why[os.path.join(g, inner, name)] == "git internals"
-    # two levels of submodules, not three
+    # three levels of submodules, not four
     assert not any("/deep/" in p for p in paths)
     # the worktree's commondir points back at the main .git: listed once
     assert paths.count(os.path.join(g, "hooks")) == 1
@@ -865,3 +871,67 @@ def test_own_files_are_also_resolved(tmp_path: Path) -> None:
     assert {sys.prefix, sys.base_prefix} <= paths
     with pytest.raises(UnavailableError, match="inside the writable root"):
         plan_linux(policy(writable=(str(real),)), CMD, facts(own_files=own))
+
+
+def test_find_protected_submodules_by_what_they_are(tmp_path: Path) -> None:
+    """Submodules' git directories are found by what they are, not by how deep they sit: a
+    submodule named after a path with slashes (``git submodule add URL libs/foo`` keeps its
+    git directory in ``.git/modules/libs/foo``), one the config names, and those of a
+    repository one level down. Each checkout's ``.git`` file is protected too (a command could
+    point it at a git directory of its own). A directory under ``modules`` that is only part
+    of a name gets nothing (no placeholders)."""
+    root = tmp_path / "repo"
+    git = root / ".git"
+    _mk(git / "config", '[submodule "third party/x"]\n\turl = ../x\n')
+    for gitdir in (git / "modules" / "libs" / "foo", git / "modules" / "third party" / "x",
+                   root / "backend" / ".git" / "modules" / "vendored"):
+        _mk(gitdir / "HEAD", "ref: refs/heads/main\n")
+    _mk(git / "modules" / "libs" / "foo" / "config", "[core]\n\tworktree = ../../../../libs/foo\n")
+    _mk(root / "libs" / "foo" / ".git", "gitdir: ../../.git/modules/libs/foo\n")
+    _mk(root / "backend" / ".git" / "config", "")
+
+    why = dict(find_protected(str(root), DEFAULT_PROTECTED))
+    for inner in (git / "modules" / "libs" / "foo", git / "modules" / "third party" / "x",
+                  root / "backend" / ".git" / "modules" / "vendored"):
+        for name in ("hooks", "config", "config.worktree", "commondir"):
+            assert why[str(inner / name)] == "git internals", inner
+    assert why[str(root / "libs" / "foo" / ".git")] == "git internals"
+    assert str(git / "modules" / "libs" / "config") not in why
+    assert str(git / "modules" / "libs" / "hooks") not in why
+
+
+def test_find_protected_submodules_bounded(tmp_path: Path) -> None:
+    """Directories a command creates under ``.git/modules`` cannot push a submodule the
+    repository's config names past the bound (they come first), nor grow start-up without
+    end."""
+    from ringfence.plan import MAX_SUBMODULES
+
+    root = tmp_path / "repo"
+    git = root / ".git"
+    _mk(git / "config", '[submodule "zz/real"]\n\turl = ../real\n')
+    _mk(git / "modules" / "zz" / "real" / "HEAD", "ref: refs/heads/main\n")
+    for i in range(MAX_SUBMODULES + 10):
+        _mk(git / "modules" / f"a{i:04d}" / "HEAD", "x\n")
+    why = dict(find_protected(str(root), DEFAULT_PROTECTED))
+    assert why[str(git / "modules" / "zz" / "real" / "config")] == "git internals"
+    gitdirs = {os.path.dirname(p) for p, w in why.items() if "/modules/" in p}
+    assert len(gitdirs) <= MAX_SUBMODULES
+
+
+def test_find_protected_a_planted_fifo_does_not_hang(tmp_path: Path) -> None:
+    """A command plants a FIFO where the host's scan reads a small git file (a sub-repository's
+    ``.git`` pointer leading to a ``commondir`` that is a FIFO): every later run and explain in
+    the workspace would hang in ``open``. Found in a red-team pass."""
+    import threading
+
+    root = tmp_path / "repo"
+    _mk(root / "pkg" / "evil")
+    _mk(root / "pkg" / ".git", "gitdir: evil\n")
+    os.mkfifo(root / "pkg" / "evil" / "commondir")
+    os.mkfifo(root / "pkg" / "evil" / "config")
+    result: list[object] = []
+    t = threading.Thread(target=lambda: result.append(
+        find_protected(str(root), DEFAULT_PROTECTED)), daemon=True)
+    t.start()
+    t.join(10)
+    assert result, "the scan hung on a FIFO"

@@ -110,12 +110,33 @@ def entries(text: str) -> Iterator[tuple[str, str, str]]:
         yield section, name.strip().lower(), "".join(out).strip()
 
 
+MAX_READ = 1 << 20
+
+
 def _read(path: str) -> str | None:
+    """A regular file's text (its first MAX_READ bytes), or None. Files a command controls
+    are read here: a FIFO or a device in their place must not hang or flood the host's scan
+    (opened without blocking, then skipped unless regular)."""
+    import stat
+
     try:
-        with open(path, "rb") as fh:
-            return fh.read().decode("utf-8", "replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = b""
+        while len(data) < MAX_READ:
+            chunk = os.read(fd, MAX_READ - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data.decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _words(command: str) -> Iterator[str]:

@@ -10,9 +10,10 @@ How deep protected paths are found (the README repeats this):
 - in each directory directly below a writable root, every protected name that exists (bounded:
   among the first 4,096 entries of the root, the first 64 subdirectories by name);
 - inside a ``.git`` directory: ``hooks``, ``config`` and ``config.worktree`` of the repository,
-  of each linked worktree (``.git/worktrees/*``) and of each submodule (``.git/modules/*``, two
-  levels); and when ``.git`` is a file (worktree, submodule), the same inside the gitdir and the
-  common dir it points to.
+  of each linked worktree (``.git/worktrees/*``) and of each submodule's git directory wherever
+  it sits in ``.git/modules`` (bounded: see ``_submodule_gitdirs``), with the ``.git`` file of
+  that submodule's checkout; the same for repositories one level down; and when ``.git`` is a
+  file (worktree, submodule), the same inside the gitdir and the common dir it points to.
 The parents of every protected path inside a writable root are pinned (mounted on themselves), so
 a protected path cannot be moved away by renaming its parent.
 """
@@ -192,43 +193,109 @@ def _kind(path: str) -> str:
     return "other"
 
 
+def _first_line(path: str) -> str | None:
+    """The first line of a small regular file a command may have planted (see
+    ``_gitconfig._read``: a FIFO there must not hang the host's scan)."""
+    from ._gitconfig import _read
+
+    text = _read(path)
+    return None if text is None else text.split("\n", 1)[0].strip()
+
+
 def _read_gitdir(dotgit: str) -> str | None:
-    try:
-        with open(dotgit, encoding="utf-8", errors="replace") as fh:
-            line = fh.readline(4096).strip()
-    except OSError:
-        return None
-    if not line.startswith("gitdir:"):
+    line = _first_line(dotgit)
+    if line is None or not line.startswith("gitdir:"):
         return None
     target = line[7:].strip()
     return os.path.normpath(os.path.join(os.path.dirname(dotgit), target))
 
 
+def _common_dir(gitdir: str) -> str | None:
+    line = _first_line(os.path.join(gitdir, "commondir"))
+    return os.path.normpath(os.path.join(gitdir, line)) if line else None
+
+
 def _git_internal(gitdir: str) -> list[str]:
     """Paths inside one git directory that the host executes or obeys."""
     found = [os.path.join(gitdir, n) for n in GIT_PROTECTED]
-    try:
-        with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as fh:
-            common = os.path.normpath(os.path.join(gitdir, fh.readline().strip()))
+    common = _common_dir(gitdir)
+    if common is not None:
         found += [os.path.join(common, n) for n in GIT_PROTECTED]
-    except OSError:
-        pass
     return found
 
 
-def _git_nested(gitdir: str, depth: int = 2) -> list[str]:
-    """hooks/config of linked worktrees and submodules kept inside ``gitdir``."""
+# Submodules' git directories live in ``<gitdir>/modules/<name>``, and a submodule's name is its
+# path by default, slashes and all (``git submodule add URL libs/foo`` keeps it in
+# ``modules/libs/foo``). Bounds, so that start-up does not grow with what a command can create
+# inside .git: names a few directories deep, MAX_SUBMODULES git directories in one repository,
+# and submodules of submodules NESTED_SUBMODULES levels deep.
+MAX_SUBMODULES = 256
+NAME_DEPTH = 4
+NESTED_SUBMODULES = 3
+
+
+def _is_gitdir(path: str) -> bool:
+    return _kind(os.path.join(path, "HEAD")) in ("file", "link")
+
+
+def _submodule_gitdirs(gitdir: str) -> list[str]:
+    """The git directories under ``gitdir/modules``. First those the repository's config
+    names (``[submodule "NAME"]``; that config is read-only in the sandbox, so a command cannot
+    add names, nor push these past the bound), then whatever else is a git directory there,
+    looking through directories that are parts of a name with slashes."""
+    from ._gitconfig import _read, entries
+
+    modules = os.path.join(gitdir, "modules")
+    if _kind(modules) != "dir":
+        return []
     found: list[str] = []
-    for sub in ("worktrees", "modules"):
+    text = _read(os.path.join(gitdir, "config")) or ""
+    for section, _, _ in entries(text):
+        if section.startswith("submodule.") and len(found) < MAX_SUBMODULES:
+            path = os.path.normpath(os.path.join(modules, section[len("submodule."):]))
+            if _inside(path, modules) and path != modules and path not in found \
+                    and _is_gitdir(path):
+                found.append(path)
+    stack = [(modules, 1)]
+    while stack and len(found) < MAX_SUBMODULES:
+        where, depth = stack.pop()
         try:
-            entries = os.listdir(os.path.join(gitdir, sub))
+            names = sorted(os.listdir(where))[:MAX_SUBMODULES]
         except OSError:
             continue
-        for name in entries:
-            inner = os.path.join(gitdir, sub, name)
-            found += _git_internal(inner)
-            if sub == "modules" and depth > 1:
-                found += _git_nested(inner, depth - 1)
+        below = []
+        for name in names:
+            path = os.path.join(where, name)
+            if _is_gitdir(path):
+                if path not in found and len(found) < MAX_SUBMODULES:
+                    found.append(path)
+            elif depth < NAME_DEPTH and _kind(path) == "dir":
+                below.append((path, depth + 1))
+        stack.extend(reversed(below))
+    return found
+
+
+def _git_nested(gitdir: str, depth: int = NESTED_SUBMODULES) -> list[str]:
+    """hooks/config of linked worktrees and submodules kept inside ``gitdir``, and each
+    submodule checkout's ``.git`` file (which says which git directory its git obeys)."""
+    found: list[str] = []
+    try:
+        worktrees = os.listdir(os.path.join(gitdir, "worktrees"))
+    except OSError:
+        worktrees = []
+    for name in worktrees:
+        found += _git_internal(os.path.join(gitdir, "worktrees", name))
+    from ._gitconfig import _read, entries
+
+    for inner in _submodule_gitdirs(gitdir):
+        found += _git_internal(inner)
+        for section, name, value in entries(_read(os.path.join(inner, "config")) or ""):
+            if section == "core" and name == "worktree" and value:
+                pointer = os.path.join(os.path.normpath(os.path.join(inner, value)), ".git")
+                if _kind(pointer) == "file":
+                    found.append(pointer)
+        if depth > 1:
+            found += _git_nested(inner, depth - 1)
     return found
 
 
@@ -242,12 +309,7 @@ def _git_config_named(top: str, gitdir: str, within: str | None = None
     candidate, so a missing one is no sign of a script)."""
     from ._gitconfig import config_files, env_config, named_paths
 
-    common = gitdir
-    try:
-        with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as fh:
-            common = os.path.normpath(os.path.join(gitdir, fh.readline().strip()))
-    except OSError:
-        pass
+    common = _common_dir(gitdir) or gitdir
     home = os.environ.get("HOME") or os.path.expanduser("~")
     files = config_files(common, gitdir, os.environ, home)
     out = []
@@ -363,10 +425,12 @@ def find_protected(root: str, names: Sequence[str],
                     sub = _read_gitdir(path)  # read afresh: its content is not in the key
                     out.append((path, "points git at its directory"))
                     if sub:
-                        out += [(p, "git internals") for p in _git_internal(sub)]
+                        out += [(p, "git internals")
+                                for p in _git_internal(sub) + _git_nested(sub)]
                         out += _git_config_named(entry.path, sub)
                 elif kind == "dir":
                     out += [(os.path.join(path, n), "git internals") for n in GIT_PROTECTED]
+                    out += [(p, "git internals") for p in _git_nested(path)]
                     out += _git_config_named(entry.path, path)
             else:
                 out.append((path, "protected name"))

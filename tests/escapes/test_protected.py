@@ -682,6 +682,56 @@ def test_submodule_gitdir_replaced_by_renaming_modules(world: World) -> None:
     assert world.unsandboxed(script).returncode == 0
 
 
+def _with_submodule(world: World, repo: Path, path: str) -> None:
+    """``git submodule add`` of a small repository (made outside the workspace) at ``path``."""
+    upstream = _repo(world, world.outside / ("upstream-" + path.replace("/", "-")))
+    _git(world, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(upstream),
+         path, cwd=repo)
+    _git(world, "commit", "-q", "-m", "submodule", cwd=repo)
+
+
+FSMONITOR = "touch {marker}; false"
+
+
+@pytest.mark.parametrize("layout", ["name-with-slash", "one-level-down"])
+def test_submodule_config_and_pointer(world: World, layout: str) -> None:
+    """Found in a red-team pass. git keeps a submodule's git directory in
+    ``.git/modules/<name>``, and the name is its path, slashes and all (``git submodule add URL
+    libs/foo`` gives ``.git/modules/libs/foo``); a repository one level down has submodules of
+    its own. The command sets ``core.fsmonitor`` in the submodule's config, or points the
+    checkout's ``.git`` file at a git directory of its own making with one; the host's next
+    plain ``git status`` recurses into the submodule and runs it."""
+    marker = world.outside / "submodule-fsmonitor-ran"
+    if layout == "name-with-slash":
+        world.git_init()
+        repo, rel = world.workspace, ""
+    else:
+        repo, rel = _repo(world, world.workspace / "backend"), "backend/"
+    _with_submodule(world, repo, "libs/foo")
+    cmd = FSMONITOR.format(marker=marker)
+    attacks = [
+        f"git config -f {rel}.git/modules/libs/foo/config core.fsmonitor '{cmd}'",
+        (f"git init -q --bare {rel}evil.git && git config -f {rel}evil.git/config core.fsmonitor"
+         f" '{cmd}' && git config -f {rel}evil.git/config core.worktree ../libs/foo && "
+         f"echo 'gitdir: ../../evil.git' > {rel}libs/foo/.git"),
+    ]
+    for attack in attacks:
+        world.sandbox(attack)
+        _git(world, "status", cwd=repo, check=False)
+        assert not marker.exists(), f"the host's git status ran what {attack!r} planted"
+    # the control: without the guard, each makes the host's git status run the command
+    for attack in attacks:
+        assert world.unsandboxed(attack).returncode == 0, attack
+        _git(world, "status", cwd=repo, check=False)
+        assert marker.exists(), f"control: {attack!r}"
+        marker.unlink()
+        _git(world, "-c", "protocol.file.allow=always", "submodule", "update", "--init", "-q",
+             "--force", cwd=repo, check=False)
+        (repo / "libs" / "foo" / ".git").write_text("gitdir: ../../.git/modules/libs/foo\n")
+        _git(world, "config", "-f", str(repo / ".git" / "modules" / "libs" / "foo" / "config"),
+             "--unset", "core.fsmonitor", cwd=repo, check=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Placeholders: left behind, and shared between runs.
 

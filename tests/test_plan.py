@@ -935,3 +935,37 @@ def test_find_protected_a_planted_fifo_does_not_hang(tmp_path: Path) -> None:
     t.start()
     t.join(10)
     assert result, "the scan hung on a FIFO"
+
+
+def test_extra_deny_paths_are_hidden() -> None:
+    """The host's extra deny-read paths (the account's home when ``HOME`` names another
+    directory; root's machine secrets) are hidden like the home's own: a file is covered, a
+    directory emptied, a missing one left alone."""
+    kinds = {**KINDS, "/home/real/.ssh": "dir", "/etc/shadow": "file", "/etc/wireguard":
+             "missing"}
+    plan = plan_linux(policy(), CMD, facts(
+        kinds=kinds, extra_deny=("/home/real/.ssh", "/etc/shadow", "/etc/wireguard")))
+    joined = " ".join(plan.argv)
+    assert "/home/real/.ssh" in joined and "/etc/shadow" in joined
+    assert "/etc/wireguard" not in joined
+
+
+def test_extra_deny_for_another_home_and_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in a red-team pass: deny-read followed ``$HOME`` only, so a harness that runs
+    agents with a scratch ``HOME`` left the account's real ``~/.ssh`` readable; and root,
+    which keeps uid 0 inside, read ``/etc/shadow`` by its owner bits."""
+    import pwd
+
+    from ringfence.backends import linux
+    from ringfence.plan import ROOT_DENY_READ
+
+    class Entry:
+        pw_dir = "/home/real"
+
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: Entry())
+    out = linux._extra_deny(1000, "/tmp/scratch-home")
+    assert "/home/real/.ssh" in out and "/home/real/.aws" in out
+    assert not any(p in out for p in ROOT_DENY_READ)
+    assert linux._extra_deny(1000, "/home/real/") == []
+    as_root = linux._extra_deny(0, "/home/real")
+    assert "/etc/shadow" in as_root and "/etc/ssl/private" in as_root

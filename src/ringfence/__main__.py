@@ -9,6 +9,13 @@ import sys
 def main() -> None:
     import gc
 
+    # `python -m ringfence` (or -c) puts the current directory first on sys.path: in a
+    # workspace, a command could have left a `tomllib.py` or `json.py` there for the modules
+    # ringfence imports later. (It could also leave a `ringfence` package there, which `-m`
+    # would run instead of this one: hence the `ringfence` command, or `python -P -m`.)
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+
     # No cyclic garbage collection while starting the command: a collection of everything
     # imported so far runs at some allocation or other (~1 ms on every command) and frees
     # nothing. The objects of the start-up are frozen and collection goes on once the command

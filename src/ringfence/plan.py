@@ -91,6 +91,19 @@ RACY_NS = 2_000_000_000
 GATE_SHELL = "/bin/sh"
 GATE_SCRIPT = ('echo >/proc/self/fd/{gate-ready} && read -r _ </proc/self/fd/{gate-fd} && '
                'exec "$@" {gate-close}; exit 125')
+# Deny-read for a command run by root: root keeps uid 0 inside (mapped to the host's root),
+# and without any capability it still reads every file root owns by its owner bits. These hold
+# the machine's secrets: password hashes, private keys of the host and its services, VPN and
+# Wi-Fi keys, cluster admin credentials. (A user's own secrets are in the home list.)
+ROOT_DENY_READ = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",  # password hashes
+    "/etc/ssl/private",                         # TLS private keys of the host's services
+    "/etc/wireguard",                           # VPN private keys
+    "/etc/NetworkManager/system-connections",   # Wi-Fi and VPN secrets
+    "/var/lib/tailscale",                       # the node's key
+    "/etc/kubernetes/admin.conf", "/etc/rancher/k3s/k3s.yaml",  # cluster admin credentials
+    "/etc/sudoers.d", "/var/lib/sss/secrets",   # rules worth knowing to plan an escalation; sssd
+)
 PROC_COVER = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 SOCKET_ENV = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "XDG_RUNTIME_DIR",
               "PULSE_SERVER", "WAYLAND_DISPLAY", "CONTAINER_HOST")
@@ -106,7 +119,7 @@ class HostFacts(Frozen):
         "home", "uid", "environ", "bwrap", "kinds", "realpaths", "protected_paths",
         "config_dir", "state_dir", "cache_dir", "userns", "landlock_abi", "pids_cgroup",
         "python", "fallback_exec", "overlay_lower", "preset_hosts", "connect_helper",
-        "own_files",
+        "own_files", "extra_deny",
     )
     home: str
     uid: int
@@ -127,10 +140,12 @@ class HostFacts(Frozen):
     preset_hosts: tuple[tuple[str, str], ...]
     connect_helper: str
     own_files: tuple[tuple[str, str], ...]  # (what, path), resolved: see own_files()
+    extra_deny: tuple[str, ...]  # deny-read paths of this host beyond the home's (see below)
     _defaults: ClassVar[Mapping[str, Any]] = {
         "userns": "", "landlock_abi": 0, "pids_cgroup": "", "realpaths": {},
         "python": "/usr/bin/python3", "fallback_exec": "_fallback_exec.py", "protected_paths": (),
         "overlay_lower": (), "preset_hosts": (), "connect_helper": "connect.py", "own_files": (),
+        "extra_deny": (),
     }
 
     def kind(self, path: str) -> str:
@@ -795,7 +810,7 @@ def refuse_own_files_writable(own: Sequence[tuple[str, str]], writable: Sequence
 def _deny_read(policy: Policy, facts: HostFacts) -> list[str]:
     """Existing deny-read paths (and the targets of those that are symlinks), longest last."""
     wanted = [os.path.join(facts.home, p) for p in DEFAULT_DENY_READ_HOME]
-    wanted += [facts.config_dir, facts.state_dir, *policy.deny_read]
+    wanted += [facts.config_dir, facts.state_dir, *policy.deny_read, *facts.extra_deny]
     for name in SOCKET_ENV:  # sockets named by the environment: the agent, the bus, the daemon
         value = facts.environ.get(name, "").removeprefix("unix:path=")
         value = value.removeprefix("unix://").split(",")[0]

@@ -153,6 +153,30 @@ def test_ringfence_config_dir_unreadable(world: World) -> None:
     assert "FAKE-RINGFENCE-CONFIG" in control.stdout
 
 
+@pytest.mark.parametrize("where", ["config-home", "home"])
+def test_missing_config_dir_inside_a_writable_root(world: World, where: str) -> None:
+    """Found in a red-team pass. ringfence's config directory does not exist yet (most users
+    never make one), and a writable root holds where it would be: a dotfiles checkout of
+    ``~/.config`` as the workspace, or ``--workspace ~``. The command creates
+    ``ringfence/config.toml`` with ``profile = "full-access"`` and a trust list, and every
+    later run obeys it. It must be kept from the command like an existing one."""
+    config_home = Path(world.env["XDG_CONFIG_HOME"])
+    config_home.mkdir(parents=True, exist_ok=True)
+    config_dir = config_home / "ringfence"
+    assert not config_dir.exists()
+    plant = (f"mkdir -p '{config_dir}' && printf 'profile = \"full-access\"\\n' > "
+             f"'{config_dir}/config.toml'")
+    options = ("--workspace", str(world.home)) if where == "home" else ()
+    cwd = world.home if where == "home" else config_home
+    result = world.sandbox(plant, *options, cwd=cwd)
+    assert result.returncode != 0, result.stderr
+    assert not (config_dir / "config.toml").exists(), "the command planted ringfence's config"
+    later = world.run("explain", "--", "true")
+    assert "profile: workspace-write" in later.stdout, later.stdout + later.stderr
+    control = world.sandbox(plant, *options, "--profile", "full-access", cwd=cwd)
+    assert control.returncode == 0 and (config_dir / "config.toml").exists()
+
+
 def test_ringfence_state_dir_unreadable(world: World) -> None:
     """ringfence's state (``$XDG_STATE_HOME/ringfence``: the policy cache, the placeholder
     records) is neither readable nor writable from inside."""
@@ -230,3 +254,17 @@ def test_first_run_hides_ringfence_state(world: World) -> None:
         os.environ["XDG_STATE_HOME"] = saved
     assert lib.stdout == b"", lib.stdout
     assert (other / "ringfence").is_dir()  # made for the run's placeholders, and hidden
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/etc/shadow"),
+                    reason="root's view of the machine's secrets")
+def test_root_cannot_read_the_machines_secrets(world: World) -> None:
+    """Found in a red-team pass: run by root, the command keeps uid 0 inside and, with no
+    capability at all, still reads every file root owns by its owner bits: ``/etc/shadow``'s
+    password hashes, host and service keys. The probe prints only how many bytes it could
+    read, never the content."""
+    script = "head -c 16 /etc/shadow 2>/dev/null | wc -c"
+    result = world.sandbox(script, "--max-processes", "0")
+    assert result.stdout.strip() == "0", result.stdout + result.stderr
+    control = world.unsandboxed(script)
+    assert int(control.stdout.strip()) > 0

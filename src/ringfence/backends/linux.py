@@ -111,6 +111,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         RUN_KEEP_NETWORK,
         SOCKET_ENV,
         HostFacts,
+        _inside,
         _kind,
         find_protected,
         own_files,
@@ -128,6 +129,8 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     except OSError:
         pass  # the audit log or the placeholders then fail closed, saying why
     paths: list[str] = [os.path.join(home, p) for p in DEFAULT_DENY_READ_HOME]
+    extra_deny = _extra_deny(uid, home)
+    paths += extra_deny
     paths += [config, state, *policy.deny_read, "/var/run", "/var/tmp", home + "/.cargo"]
     paths += [*RUN_KEEP, *RUN_KEEP_NETWORK, GATE_SHELL]
     if policy.gpu:
@@ -143,6 +146,19 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
             _save_scan_memo(memo_file, memo)
     roots = policy.writable_roots()
     paths += roots
+    if any(_inside(config, r) for r in roots) and _kind(config) == "missing":
+        # a workspace that holds it (~/.config checked out as dotfiles, --workspace ~): the
+        # command could create the config that later runs obey. Made now, it is hidden and
+        # pinned like an existing one (deny-read hides what exists).
+        try:
+            os.makedirs(config, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            from ..errors import UnavailableError
+
+            raise UnavailableError(
+                f"cannot create ringfence's config directory {config} ({exc.strerror}), "
+                "which lies inside a writable root and must exist to be kept from the "
+                "command; create it yourself") from None
     # the parents of protected paths, and of ringfence's own state and config, inside a
     # writable root: pinned (plan)
     for path in (state, config, *(p for p, _ in protected)):
@@ -178,11 +194,39 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         userns=userns, landlock_abi=_landlock_abi() if userns else 0,
         pids_cgroup=_pids_cgroup() if uid == 0 else "",
         python=sys.executable, fallback_exec=os.path.join(here, "_fallback_exec.py"),
-        own_files=own_files(os.path.dirname(here), bwrap),
+        own_files=own_files(os.path.dirname(here), bwrap), extra_deny=tuple(extra_deny),
         overlay_lower=_overlay_lower(bwrap, state) if bwrap and not userns else (),
         preset_hosts=preset_hosts,
         connect_helper=os.path.join(os.path.dirname(here), "network", "connect.py"),
     )
+
+
+def _extra_deny(uid: int, home: str) -> list[str]:
+    """Deny-read paths beyond ``$HOME``'s: the account's own home when ``HOME`` names another
+    directory (a harness that runs agents with a scratch ``HOME`` must not leave the real
+    ``~/.ssh`` readable), and for root the machine's secrets (``plan.ROOT_DENY_READ``, with
+    the ssh host keys)."""
+    from ..plan import ROOT_DENY_READ
+    from ..policy.model import DEFAULT_DENY_READ_HOME
+
+    out: list[str] = []
+    try:
+        import pwd
+
+        account = pwd.getpwuid(uid).pw_dir
+    except (ImportError, KeyError, OSError):
+        account = ""
+    if account.startswith("/") and account.rstrip("/") != home.rstrip("/") and \
+            account.rstrip("/"):
+        out += [os.path.join(account, p) for p in DEFAULT_DENY_READ_HOME]
+    if uid == 0:
+        out += ROOT_DENY_READ
+        try:
+            out += sorted(os.path.join("/etc/ssh", n) for n in os.listdir("/etc/ssh")
+                          if n.endswith("_key"))
+        except OSError:
+            pass
+    return out
 
 
 # Read-only overlays of two empty directories cover missing protected directories and deny-read

@@ -329,6 +329,9 @@ def test_missing_protected_names_get_placeholders() -> None:
         DATA + "/.agents", DATA + "/.claude", DATA + "/.codex", DATA + "/.cursor",
         DATA + "/.envrc", DATA + "/.git", DATA + "/.idea", DATA + "/.mcp.json",
         DATA + "/.ringfence.toml", DATA + "/.vscode",
+        *(root + "/" + name for root in (WS, DATA) for name in (
+            ".gemini", "opencode.json", "opencode.jsonc", ".opencode", ".roo", ".kiro",
+            ".amazonq", ".continue", ".aider.conf.yml", ".devcontainer")),
     ]
     assert sorted(plan.placeholders) == sorted(expected)
     for path in expected:  # ringfence creates each one; it is bound read-only onto itself

@@ -193,6 +193,10 @@ def test_create_git_config_worktree(world: World) -> None:
 @pytest.mark.parametrize("name", [
     ".envrc", ".vscode/tasks.json", ".mcp.json", ".claude/settings.json", ".ringfence.toml",
     ".idea/workspace.xml", ".cursor/mcp.json", ".codex/config.toml", ".agents/x.md",
+    # found in a red-team pass: other agents' and tools' settings that start programs
+    ".gemini/settings.json", "opencode.json", "opencode.jsonc", ".opencode/opencode.json",
+    ".roo/mcp.json", ".kiro/settings/mcp.json", ".amazonq/mcp.json",
+    ".continue/mcpServers/x.yaml", ".aider.conf.yml", ".devcontainer/devcontainer.json",
 ])
 def test_create_missing_protected_name(world: World, name: str) -> None:
     """Create a protected file that does not exist yet (with its directory, where it has one)."""

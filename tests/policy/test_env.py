@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ringfence.policy.env import looks_secret, scrub
+from ringfence.policy.env import looks_secret, scrub, secret_value
 
 SECRET = [
     "GITHUB_TOKEN", "OPENAI_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -17,12 +17,16 @@ SECRET = [
     "DBUS_SESSION_BUS_ADDRESS", "ANTHROPIC_API_KEY", "NPM_TOKEN", "GH_TOKEN", "SLACK_SECRET",
     "PGPASSWORD", "DOCKER_HOST", "KUBECONFIG", "github_token", "my-api-key", "SECRET",
     "CLOUDSDK_CONFIG", "VAULT_ADDR",
+    # found in a red-team pass: a vault's session key, mysql's password, bearer secrets
+    "BW_SESSION", "MYSQL_PWD", "CI_JOB_JWT", "JWT", "SENTRY_DSN", "SLACK_WEBHOOK_URL",
+    "SESSION_ID",
 ]
 KEPT = [
     "PATH", "HOME", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "PWD", "OLDPWD", "SSL_CERT_FILE",
     "KEYBOARD_LAYOUT", "PYTHONPATH", "LANG", "LC_ALL", "TERM", "SHELL", "USER", "EDITOR",
     "VIRTUAL_ENV", "GPG_TTY", "KEYTIMEOUT", "PASS_MAX_DAYS", "XDG_CONFIG_HOME", "CC",
-    "NODE_OPTIONS", "JAVA_HOME", "GOPATH", "TZ",
+    "NODE_OPTIONS", "JAVA_HOME", "GOPATH", "TZ", "XDG_SESSION_TYPE", "XDG_SESSION_ID",
+    "DESKTOP_SESSION",
 ]
 
 
@@ -146,3 +150,24 @@ def test_scrub_without_options_keeps_exactly_the_harmless_names(environ: dict[st
 @given(name=_NAMES)
 def test_looks_secret_ignores_case(name: str) -> None:
     assert looks_secret(name) == looks_secret(name.upper()) == looks_secret(name.lower())
+
+
+@pytest.mark.parametrize("value", [
+    "postgres://app:s3cret@db.internal/app", "redis://:s3cret@cache:6379/0",
+    "http://me:pw@proxy.corp:3128", "amqp://guest:guest@localhost//",
+])
+def test_a_url_with_a_password_is_removed_whatever_its_name(value: str) -> None:
+    """Found in a red-team pass: ``DATABASE_URL``, ``REDIS_URL`` and the like carry a password
+    under a name no word rule catches."""
+    assert secret_value(value)
+    env, removed = scrub({"DATABASE_URL": value, "PATH": "/bin"})
+    assert env == {"PATH": "/bin"} and removed == ["DATABASE_URL"]
+    assert scrub({"DATABASE_URL": value}, allow=["DATABASE_URL"])[0] == {"DATABASE_URL": value}
+
+
+@pytest.mark.parametrize("value", [
+    "https://github.com/o/r", "https://me@example.org/x", "/usr/bin", "file:///tmp/x",
+    "http://host/a:b@c", "git@github.com:o/r.git",
+])
+def test_urls_without_a_password_stay(value: str) -> None:
+    assert not secret_value(value)

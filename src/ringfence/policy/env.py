@@ -4,8 +4,9 @@ Pure. A name is removed when one of its ``_``-separated words is a secret word (
 ``TOKEN``, ``SECRET``, ``PASSWORD``, ``CREDENTIALS`` …) or ends in one (``APIKEY``,
 ``GHTOKEN``), when it starts with a big cloud's credential prefix (``AWS_``, ``AZURE_``,
 ``GOOGLE_``, ``CLOUDSDK_`` …), or when it names a way out of the sandbox (``SSH_AUTH_SOCK``,
-``DBUS_SESSION_BUS_ADDRESS``, ``DOCKER_HOST`` …). ``allow`` keeps a name anyway; ``deny`` removes
-more names. ``GIT_AUTHOR_NAME`` and the like stay: words are matched whole.
+``DBUS_SESSION_BUS_ADDRESS``, ``DOCKER_HOST`` …), or when its value is a URL with a password in it
+(``DATABASE_URL=postgres://u:pw@db/x``). ``allow`` keeps a name anyway; ``deny`` removes more
+names. ``GIT_AUTHOR_NAME`` and the like stay: words are matched whole.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ SECRET_WORDS = frozenset({
     "KEY", "KEYS", "APIKEY", "SECRET", "SECRETS", "TOKEN", "TOKENS", "PASSWORD", "PASSWD",
     "PASS", "PASSPHRASE", "PWD_HASH", "CREDENTIAL", "CREDENTIALS", "CREDS", "AUTH", "COOKIE",
     "PRIVATE", "PAT", "SIGNATURE", "OTP",
+    # a session key unlocks a vault (BW_SESSION); MYSQL_PWD is mysql's password; a JWT or a
+    # webhook URL is a bearer secret; a DSN carries a password (SENTRY_DSN, DATABASE_DSN)
+    "SESSION", "PWD", "JWT", "DSN", "WEBHOOK",
 })
 SECRET_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS")
 CLOUD_PREFIXES = (
@@ -32,7 +36,20 @@ ESCAPE_NAMES = frozenset({
     "WAYLAND_DISPLAY", "KUBECONFIG", "KRB5CCNAME", "PULSE_SERVER", "TMUX", "STY",
 })
 # Never removed by the word rules (they contain a secret word but carry none).
-HARMLESS = frozenset({"PWD", "OLDPWD", "PASS_MAX_DAYS", "KEYTIMEOUT", "GPG_TTY"})
+HARMLESS = frozenset({"PWD", "OLDPWD", "PASS_MAX_DAYS", "KEYTIMEOUT", "GPG_TTY",
+                      "XDG_SESSION_ID", "XDG_SESSION_TYPE", "XDG_SESSION_CLASS",
+                      "XDG_SESSION_DESKTOP", "DESKTOP_SESSION"})
+
+
+def secret_value(value: str) -> bool:
+    """Whether ``value`` is a URL with a password in it (``postgres://u:pw@host/db``,
+    ``redis://:pw@host``, a proxy URL with credentials): removed whatever the name."""
+    scheme_end = value.find("://")
+    if scheme_end <= 0:
+        return False
+    authority = value[scheme_end + 3:].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    return bool(at) and ":" in userinfo
 
 
 def looks_secret(name: str) -> bool:
@@ -72,7 +89,8 @@ def scrub(
     env: dict[str, str] = {}
     removed: list[str] = []
     for name, value in environ.items():
-        if _matches(name, deny) or (looks_secret(name) and not _matches(name, allow)):
+        if _matches(name, deny) or ((looks_secret(name) or secret_value(value))
+                                    and not _matches(name, allow)):
             removed.append(name)
         else:
             env[name] = value

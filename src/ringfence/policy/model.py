@@ -40,7 +40,14 @@ DEFAULT_DENY_READ_HOME = (
     ".m2/settings.xml", ".gradle/gradle.properties", ".vault-token", ".terraform.d",
     ".config/op", ".pgpass", ".my.cnf", ".boto", ".s3cfg", ".config/doctl", ".oci",
     ".config/sops", ".config/age", ".config/rclone", ".config/glab-cli",
-    ".cache/huggingface/token", ".huggingface/token",
+    ".cache/huggingface/token", ".huggingface/token", ".terraformrc",
+    ".config/containers/auth.json", ".gitcookies", ".authinfo", ".authinfo.gpg",
+    ".config/composer/auth.json", ".pulumi/credentials.json", ".config/configstore",
+    ".databrickscfg", ".msmtprc", ".sbt/credentials", ".ivy2/.credentials", ".snowflake",
+    ".dbt/profiles.yml", ".fly", ".config/netlify", ".local/share/com.vercel.cli",
+    ".wakatime.cfg", ".config/Bitwarden CLI",
+    # certificate and key databases
+    ".pki/nssdb", ".local/share/python_keyring",
     # coding agents' own logins and API keys (and MCP server settings, which hold tokens)
     ".codex/auth.json", ".claude/.credentials.json", ".claude.json", ".gemini/oauth_creds.json",
     ".gemini/.env", ".config/github-copilot", ".local/share/opencode/auth.json",
@@ -67,6 +74,11 @@ DEFAULT_DENY_READ_HOME = (
 DEFAULT_PROTECTED = (
     ".git/hooks", ".git/config", ".git/config.worktree", ".git/commondir", ".ringfence.toml",
     ".envrc", ".vscode", ".idea", ".mcp.json", ".claude", ".cursor", ".codex", ".agents",
+    # other agents' project settings, which name MCP servers (programs) they start on their
+    # own: Gemini CLI, opencode, Roo Code, Kiro, Amazon Q, Continue; aider's (its lint and test
+    # commands run after each edit); a dev container's initializeCommand runs on the host
+    ".gemini", "opencode.json", "opencode.jsonc", ".opencode", ".roo", ".kiro", ".amazonq",
+    ".continue", ".aider.conf.yml", ".devcontainer",
 )
 
 PROJECT_POLICY_NAME = ".ringfence.toml"

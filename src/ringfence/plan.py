@@ -694,10 +694,12 @@ def _strictly_inside(paths: Iterable[tuple[str, str]], writable: Sequence[str]
     from .errors import PolicyError
 
     out: list[tuple[str, str]] = []
+    seen: set[str] = set()  # an absolute entry comes once per root
     for path, why in paths:
         norm = os.path.normpath(path)
-        if not any(norm != r and _inside(norm, r) for r in writable):
+        if norm in seen or not any(norm != r and _inside(norm, r) for r in writable):
             continue
+        seen.add(norm)
         if norm != path:  # the host facts were read for the path as written: fail closed
             raise PolicyError(f"protected path {path!r} is not in normal form; write it "
                               f"as {norm!r}")

@@ -135,9 +135,12 @@ def test_trusted_workspace_file_cannot_be_planted(world: World) -> None:
     config.mkdir(parents=True)
     (config / "config.toml").write_text(f'[trust]\nworkspaces = ["{app}"]\n')
     plant = 'printf \'profile = "full-access"\\n\' > app/.ringfence.toml'
-    result = world.sandbox(plant)
-    assert result.returncode != 0
-    assert not (app / ".ringfence.toml").is_file()
+    extra = world.base / "extra"  # a second writable root: the path comes once per root
+    extra.mkdir()
+    result = world.sandbox(plant, "--writable", str(extra))
+    assert result.returncode != 0, result.stderr
+    assert "Read-only" in result.stderr or "Is a directory" in result.stderr, result.stderr
+    assert not (app / ".ringfence.toml").exists()  # the placeholder is gone after the run
     assert "full-access" not in world.run("explain", "--", "true", cwd=app).stdout
     # an existing one is read-only
     (app / ".ringfence.toml").write_text('profile = "workspace-write"\n')

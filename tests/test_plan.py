@@ -362,8 +362,27 @@ def test_protected_path_outside_every_writable_root_is_left_alone_when_missing()
     plan = plan_linux(policy(), CMD, facts(protected_paths=prot, kinds=kinds))
     o = ops(plan.argv)
     assert plan.placeholders == ()
-    assert ("--ro-bind", "/etc/hosts", "/etc/hosts") in o
-    assert not any(op[0] == "--bind" and op[1].startswith("/etc") for op in o)
+    # read-only already: no mount at all (only paths strictly inside a writable root count)
+    assert not any(len(op) > 1 and op[1].startswith("/etc/") for op in o)
+
+
+def test_protected_path_leading_out_of_the_root_pins_nothing() -> None:
+    """Attack (a project's ``protected = ["../x"]``, or a policy built in code): the joined
+    path ``/home/u/proj/../x`` passed the string test for "inside the workspace", and every
+    directory between was pinned with a read-write bind: ``--bind /home/u/proj/..`` made the
+    whole home writable. Normalised first, it lies outside: no pin, no placeholder."""
+    prot = tuple((f"{WS}/{up}x", "protected name") for up in ("../", "../../", "../../../"))
+    prot += ((WS, "protected name"),)
+    kinds = {**KINDS, f"{WS}/..": "dir", f"{WS}/../..": "dir", f"{WS}/../../..": "dir"}
+    plan = plan_linux(policy(), CMD, facts(protected_paths=prot, kinds=kinds))
+    binds = [op for op in ops(plan.argv) if op[0] in ("--bind", "--ro-bind")]
+    assert not any(".." in op[1] or op[1] in ("/home", HOME) for op in binds), binds
+    assert ("--bind", "/", "/") not in binds
+    assert ("--ro-bind", WS, WS) not in binds
+    assert not any(".." in p or p in ("/x", "/home/x", HOME + "/x") for p in plan.placeholders)
+    # inside the root but not in normal form (the facts were read for the path as written)
+    with pytest.raises(PolicyError, match="normal form"):
+        plan_linux(policy(), CMD, facts(protected_paths=((f"{WS}/./.envrc", "x"),)))
 
 
 def test_network_off_and_on() -> None:

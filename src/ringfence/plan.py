@@ -482,7 +482,7 @@ def sandbox_env(policy: Policy, facts: HostFacts | MacFacts, cache_root: str
     # that sandboxed commands can write would run what they planted there.
     if policy.profile == "workspace-write":
         env.update(_cache_env(cache_root))
-    env.update(policy.env_set)
+    env.update(policy.env_settings())
     return env, sorted(set(removed))
 
 
@@ -560,7 +560,7 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         from .network.environment import proxy_env
 
         env.update(proxy_env(PROXY_PORT, facts.python, facts.connect_helper))
-        env.update(policy.env_set)  # the user's own settings still win
+        env.update(policy.env_settings())  # the user's own settings still win
     if policy.profile == "full-access":
         return Plan(
             mode="none", argv=tuple(command), rlimits=_rlimits(policy, nproc=False),
@@ -579,7 +579,7 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
                 raise PolicyError(f"writable root {root} is inside deny-read path {d}; "
                                   "deny-read wins, so choose a root outside it")
     _refuse_own_files_writable(facts, writable)
-    protected = [(p, why) for p, why in facts.protected_paths]
+    protected = _strictly_inside(facts.protected_paths, writable)
     for path, _ in protected:
         if facts.kind(path) == "link":
             raise UnavailableError(
@@ -763,6 +763,28 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
         weaker=(AGENT_WEAKER,) if agent is not None else (),
         **common,
     )
+
+
+def _strictly_inside(paths: Iterable[tuple[str, str]], writable: Sequence[str]
+                     ) -> list[tuple[str, str]]:
+    """The protected paths, normalised, that lie strictly below a writable root; the rest are
+    read-only already, or the root itself. Only these are pinned and covered: a name like
+    ``../x`` once joined onto a root passed the string test of ``_inside``, and every
+    "parent" up to the root, the workspace's own parent among them, got a read-write bind."""
+    from .errors import PolicyError
+
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()  # an absolute entry comes once per root
+    for path, why in paths:
+        norm = os.path.normpath(path)
+        if norm in seen or not any(norm != r and _inside(norm, r) for r in writable):
+            continue
+        seen.add(norm)
+        if norm != path:  # the host facts were read for the path as written: fail closed
+            raise PolicyError(f"protected path {path!r} is not in normal form; write it "
+                              f"as {norm!r}")
+        out.append((path, why))
+    return out
 
 
 def _refuse_own_files_writable(facts: HostFacts, writable: Sequence[str]) -> None:

@@ -265,7 +265,7 @@ def plan_macos(policy: Policy, command: Sequence[str], facts: MacFacts, *,
     cwd = cwd or policy.workspace
     cache_root = sandbox_cache(facts.cache_dir, policy.workspace)
     env, removed = sandbox_env(policy, facts, cache_root)
-    if "TMPDIR" not in dict(policy.env_set):
+    if "TMPDIR" not in dict(policy.env_settings()):
         # sandboxed: the private temp directory; full-access: the host's own
         env["TMPDIR"] = (facts.environ.get("TMPDIR", "/tmp") if policy.profile == "full-access"
                          else TMP_DIR)

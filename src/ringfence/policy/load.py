@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 # key -> kind: str, strlist, strmap, bool, size, seconds, count, percent (1-100) ...
 _SCHEMA: dict[str, dict[str, str]] = {
     "": {"profile": "profile"},
-    "filesystem": {"writable": "strlist", "deny_read": "strlist", "protected": "strlist"},
+    "filesystem": {"writable": "strlist", "deny_read": "strlist", "protected": "protected"},
     "network": {"mode": "network", "allow": "hosts", "deny": "hosts", "presets": "presets",
                 "ports": "ports", "allow_local": "bool", "allow_private": "bool",
                 "ssh_agent": "bool", "unix_sockets": "bool"},
@@ -128,8 +128,31 @@ def parse_count(text: object, what: str) -> int | None:
     return text or None
 
 
+def _no_nul(what: str, text: str) -> str:
+    if "\0" in text:
+        raise PolicyError(f"{what}: {text!r} contains a NUL character; remove it")
+    return text
+
+
+def _protected_entry(what: str, entry: str) -> str:
+    """A protected entry: a path relative to each writable root, normalised. An entry that is
+    empty, ``.``, or has a ``..`` component would name the root itself or a place outside it
+    (``../x`` once made the workspace's parent writable: its "pins" were read-write binds)."""
+    parts = entry.replace("\\", "/").split("/")
+    if not entry.strip() or ".." in parts or os.path.normpath(entry) == ".":
+        raise PolicyError(f"{what}: entry {entry!r} must be a path inside the workspace "
+                          "without '..' (like tools/deploy.sh); fix or remove it")
+    return os.path.normpath(entry)
+
+
 def _check(source: str, key: str, kind: str, value: Any) -> Any:
     what = f"{source}: key {key!r}"
+    if isinstance(value, str):
+        _no_nul(what, value)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str):
+                _no_nul(what, item)
     if kind in ("str", "profile", "network", "fallback", "approval_mode"):
         if not isinstance(value, str):
             raise PolicyError(f"{what}: expected a string, got {type(value).__name__}")
@@ -142,9 +165,18 @@ def _check(source: str, key: str, kind: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise PolicyError(f"{what}: expected a list of strings")
         return list(value)
+    if kind == "protected":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise PolicyError(f"{what}: expected a list of strings")
+        return [_protected_entry(what, v) for v in value]
     if kind == "strmap":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise PolicyError(f"{what}: expected a table of string values")
+        for name, item in value.items():
+            if not name or "=" in name or "\0" in name:
+                raise PolicyError(f"{what}: {name!r} is not an environment variable name (it "
+                                  "must be non-empty, without '=' or NUL); fix or remove it")
+            _no_nul(f"{what}: {name}", item)
         return dict(value)
     if kind in ("hosts", "presets", "ports"):
         from ..network.rules import check_pattern, check_port, check_preset
@@ -245,6 +277,9 @@ def read_toml(path: str, *, cache: bool = True) -> dict[str, Any] | None:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: TOML syntax error: {exc}") from None
+    except RecursionError:
+        raise PolicyError(f"{path}: arrays or tables nested too deeply to read; a policy "
+                          "needs at most a few levels") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{path}: cannot read policy file: {exc}") from None
     if cache:
@@ -347,6 +382,7 @@ def _apply(state: dict[str, Any], flat: dict[str, Any], base: str) -> None:
             state[key] = [*state.get(key, ()), *value]
         elif key == "environment.set":
             state[key] = {**state[key], **value}
+            state["environment.set.trusted"] = {**state["environment.set.trusted"], **value}
         elif key == "trust.workspaces":
             state[key] = [*state[key], *(_abspath(v, base) for v in value)]
         else:
@@ -376,8 +412,17 @@ def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str)
             ):
                 raise PolicyError(f"{source}: {key} = {value!r} raises the limit; {hint}")
             state[key] = value
-        elif key in ("filesystem.deny_read", "filesystem.protected", "environment.deny",
-                     "environment.set", "network.deny"):
+        elif key == "filesystem.protected":
+            for entry in value:
+                if entry.startswith(("/", "\\")) or entry[1:2] == ":":
+                    raise PolicyError(f"{source}: filesystem.protected entry {entry!r} is "
+                                      "absolute; a project names paths inside its workspace "
+                                      "(like tools/deploy.sh); make it relative")
+            _apply(state, {key: value}, base)
+        elif key == "environment.set":
+            # applied only inside a sandbox: see Policy.env_set_unsandboxed
+            state[key] = {**state[key], **value}
+        elif key in ("filesystem.deny_read", "environment.deny", "network.deny"):
             _apply(state, {key: value}, base)
         elif key.startswith("network."):
             _narrow_network(state, key, value, f"{source}: {key}", hint, prior_mode)
@@ -389,7 +434,8 @@ def _narrow(state: dict[str, Any], flat: dict[str, Any], source: str, base: str)
             if value not in ("untrusted", state[key]):
                 raise PolicyError(f"{source}: approvals.mode = {value!r} would ask less than "
                                   f"{state[key]!r}; a project may only choose untrusted; {hint}")
-            state[key] = value
+            if state[key] != "never":  # never refuses what untrusted would ask about: kept
+                state[key] = value
         elif key in ("devices.gpu", "sandbox.fallback"):
             weaker = value is True or value == "landlock"
             if weaker:
@@ -416,7 +462,9 @@ def _narrow_network(state: dict[str, Any], key: str, value: Any, what: str, hint
         state[key] = value
         return
     if prior_mode == "on" and key != "network.ports":
-        state[key] = value
+        # anything narrows "on"; but a later trusted layer (--policy, the command line) may
+        # make the network an allowlist, which this must not extend: decided in resolve
+        state["project.network"].append((key, value, what))
         return
     if key == "network.allow":
         trusted = state.get("network.allow", [])
@@ -460,7 +508,9 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         "environment.allow": [],
         "environment.deny": [],
         "environment.set": {},
+        "environment.set.trusted": {},
         "trust.workspaces": [],
+        "project.network": [],
         "approvals.mode": "on-request",
         "rules": [],
     }
@@ -478,6 +528,9 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
                         "a narrower directory, or pass --writable on the command line"
                     )
 
+    if options.workspace is not None and not options.workspace.strip():
+        raise PolicyError("--workspace is empty; name a directory (is a variable unset?), or "
+                          "leave the option out to use the current directory")
     explicit_workspace = options.workspace is not None
     workspace = _abspath(options.workspace or cwd, cwd)
     if not os.path.exists(workspace):
@@ -508,12 +561,15 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
             else:
                 _narrow(state, _rules(flat, project, False, state), project, workspace)
 
+    trusted_mode = ""  # the network mode a trusted layer after the project chose, if any
     if options.policy_file:
         path = _abspath(options.policy_file, cwd)
         data = read_toml(path)
         if data is None:
             raise PolicyError(f"--policy {path}: no such file")
-        _apply(state, _rules(validate(data, path), path, True, state), os.path.dirname(path))
+        flat = _rules(validate(data, path), path, True, state)
+        _apply(state, flat, os.path.dirname(path))
+        trusted_mode = flat.get("network.mode", trusted_mode)
 
     # The command line.
     if options.profile is not None:
@@ -522,6 +578,8 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         state["network.mode"] = options.network
     elif options.allow_domains or options.presets:
         state["network.mode"] = "allowlist"  # --allow-domain alone means "only these"
+    if options.network is not None or options.allow_domains or options.presets:
+        trusted_mode = state["network.mode"]
     for key, extra in (("network.allow", options.allow_domains),
                        ("network.deny", options.deny_domains),
                        ("network.presets", options.presets)):
@@ -555,6 +613,18 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
     if options.bwrap is not None:
         state["sandbox.bwrap"] = options.bwrap
 
+    # A project's network entries taken while the trusted mode was "on" (where anything
+    # narrows): kept if that is still so; where a trusted layer after it made the network an
+    # allowlist, only if they narrow that allowlist too (else dropped: the user's list stands).
+    for key, value, what in state["project.network"]:
+        if trusted_mode in ("", "on"):
+            state[key] = value
+        else:
+            try:
+                _narrow_network(state, key, value, what, "", trusted_mode)
+            except PolicyError:
+                pass
+
     writable = []
     for root in state["filesystem.writable"]:
         if not os.path.exists(root):
@@ -575,6 +645,18 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
             allow_local=state.get("network.allow_local", False),
             allow_private=state.get("network.allow_private", False),
         )
+    # A trusted workspace strictly inside a writable root of this run: its project file would
+    # widen the next run there, so it is protected whether it exists or not (a missing one gets
+    # a placeholder). At the top of a root, the built-in name covers it already.
+    protected = [*Policy._defaults["protected"], *state["filesystem.protected"]]
+    if state["profile"] != "read-only":
+        roots = [workspace, *writable]
+        for trusted in state["trust.workspaces"]:
+            real = os.path.realpath(trusted)
+            if any(real.startswith(r.rstrip("/") + "/") for r in roots):
+                protected.append(os.path.join(real, PROJECT_POLICY_NAME))
+    env_set = tuple(state["environment.set"].items())
+    env_trusted = tuple(state["environment.set.trusted"].items())
     limits = Limits(**{
         name: state[f"limits.{name}"] for name in Limits.__slots__ if f"limits.{name}" in state
     })
@@ -583,11 +665,12 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         workspace=workspace,
         writable=tuple(writable),
         deny_read=tuple(state["filesystem.deny_read"]),
-        protected=(*Policy._defaults["protected"], *state["filesystem.protected"]),
+        protected=tuple(dict.fromkeys(protected)),
         network=state["network.mode"],
         env_allow=tuple(state["environment.allow"]),
         env_deny=tuple(state["environment.deny"]),
-        env_set=tuple(state["environment.set"].items()),
+        env_set=env_set,
+        env_set_unsandboxed=None if env_trusted == env_set else env_trusted,
         limits=limits,
         gpu=state.get("devices.gpu", False),
         fallback=state.get("sandbox.fallback", "refuse"),

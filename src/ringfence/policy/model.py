@@ -12,6 +12,8 @@ costs ~12 ms, and this module is on every command's start-up path.
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and collections cost milliseconds at start-up; checkers only
     from collections.abc import Iterable, Mapping
@@ -196,7 +198,8 @@ class Policy(Frozen):
     - ``writable``: extra absolute writable roots.
     - ``deny_read``: absolute paths the command cannot read (dirs look empty).
     - ``protected``: paths relative to each writable root that stay read-only and cannot be
-      created (``.git/hooks`` …).
+      created (``.git/hooks`` …); an absolute path is protected where it lies inside a writable
+      root. Each is normalised; one that leads out of every root (``../x``) protects nothing.
     - ``network``: ``off`` | ``allowlist`` | ``on``.
     - ``network_rules``: the allowlist (``ringfence.network.rules.NetworkRules``) when
       ``network`` is ``allowlist``; empty means nothing is allowed.
@@ -206,7 +209,10 @@ class Policy(Frozen):
       own servers, ``multiprocessing``); false refuses them (``socketpair`` still works), so no
       host socket the sandbox can see is reachable either.
     - ``env_allow``: names kept even though they look secret; ``env_deny``: names always removed;
-      ``env_set``: (name, value) pairs set for the command.
+      ``env_set``: (name, value) pairs set for the command; ``env_set_unsandboxed``: the pairs
+      for a run without the sandbox (full-access, an approved rerun or escalation without it)
+      where they differ: without an untrusted project's, which may only narrow a sandbox
+      (``GIT_CONFIG_*``, ``LD_PRELOAD`` would run its code on the host). None: ``env_set``.
     - ``limits``: see ``Limits``.
     - ``gpu``: pass the GPU devices through.
     - ``fallback``: ``refuse`` or ``landlock`` (explicit opt-in to the weaker mode where user
@@ -219,7 +225,7 @@ class Policy(Frozen):
     __slots__ = (
         "profile", "workspace", "writable", "deny_read", "protected", "network",
         "env_allow", "env_deny", "env_set", "limits", "gpu", "fallback", "bwrap",
-        "network_rules",
+        "network_rules", "env_set_unsandboxed",
         "approval_mode", "rules", "ssh_agent", "unix_sockets",
     )
     profile: str
@@ -231,6 +237,7 @@ class Policy(Frozen):
     env_allow: tuple[str, ...]
     env_deny: tuple[str, ...]
     env_set: tuple[tuple[str, str], ...]
+    env_set_unsandboxed: tuple[tuple[str, str], ...] | None
     limits: Limits
     gpu: bool
     fallback: str
@@ -249,6 +256,7 @@ class Policy(Frozen):
         "env_allow": (),
         "env_deny": (),
         "env_set": (),
+        "env_set_unsandboxed": None,
         "limits": Limits(),
         "gpu": False,
         "fallback": "refuse",
@@ -264,10 +272,13 @@ class Policy(Frozen):
         for key in ("writable", "deny_read", "protected", "env_allow", "env_deny", "rules"):
             if key in values:
                 values[key] = _tuple(values[key])
-        if "env_set" in values:
-            pairs = values["env_set"]
-            items = pairs.items() if isinstance(pairs, dict) else pairs
-            values["env_set"] = tuple((str(k), str(v)) for k, v in items)
+        if "protected" in values:
+            values["protected"] = tuple(os.path.normpath(p) for p in values["protected"])
+        for key in ("env_set", "env_set_unsandboxed"):
+            pairs = values.get(key)
+            if pairs is not None:
+                items = pairs.items() if isinstance(pairs, dict) else pairs
+                values[key] = tuple((str(k), str(v)) for k, v in items)
         super().__init__(**values)
         if self.profile not in PROFILES:
             from ..errors import PolicyError
@@ -306,6 +317,18 @@ class Policy(Frozen):
             raise PolicyError("network.ssh_agent (--ssh-agent) is a unix socket, and "
                               "network.unix_sockets is false (--no-unix-sockets); drop one of "
                               "the two")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if out["env_set_unsandboxed"] is None:  # shown only where it differs from env_set
+            del out["env_set_unsandboxed"]
+        return out
+
+    def env_settings(self) -> tuple[tuple[str, str], ...]:
+        """The (name, value) pairs to set for this run: see ``env_set_unsandboxed``."""
+        if self.profile == "full-access" and self.env_set_unsandboxed is not None:
+            return self.env_set_unsandboxed
+        return self.env_set
 
     def writable_roots(self) -> tuple[str, ...]:
         """The workspace (unless read-only) and the extra roots, without duplicates."""

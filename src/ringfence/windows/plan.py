@@ -475,7 +475,7 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
     }
     if policy.profile == "full-access":
         env["RINGFENCE_SANDBOX"] = "1"
-        env.update(policy.env_set)
+        env.update(policy.env_settings())
         return WindowsPlan(
             user=facts.username, user_sid="{your SID}", group_sid=group, capability_sids=(),
             token=None, acls=(), placeholders=(), firewall=(), desktop="the caller's",
@@ -508,7 +508,7 @@ def plan_windows(policy: Policy, command: Sequence[str], facts: WindowsFacts, *,
         })
     caps = tuple((r, capability_sid(install_id, r)) for r in roots)
     env["RINGFENCE_SANDBOX"] = "1"
-    env.update(policy.env_set)
+    env.update(policy.env_settings())
 
     deny = _deny_read_paths(policy, facts, f)
     for root in roots:

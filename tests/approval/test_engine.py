@@ -600,3 +600,35 @@ def test_known_bypasses_of_the_always_ask_list(command: str) -> None:
     red-team pass): joined words, options before the script, aliases in -c, option prefixes,
     and the mkfs family by its other names."""
     assert judge(command).verdict == "ask", command
+
+
+@pytest.mark.parametrize("command", [
+    "rm -rf {/tmp/victim,/nonexistent}",  # bash: rm -rf /tmp/victim /nonexistent
+    "rm -rf {~,/tmp}/x",
+    "rm -rf /tmp/victim{,}",
+    "rm -rf /tmp/x{1..3}",
+    "rm -rf {\"/tmp/victim\",x}",  # quoted parts inside still expand
+    "bash -c 'rm -rf {/tmp/victim,/nonexistent}'",
+    "coproc rm -rf /tmp/victim; wait",  # bash's coproc runs its command in the background
+    "coproc NAME { rm -rf /tmp/victim; }",
+    "coproc { sudo id; }",
+    "coproc sudo id",
+    "bash -c 'coproc rm -rf /tmp/victim; wait'",
+])
+@pytest.mark.parametrize("sandboxed", [True, False])
+def test_brace_expansion_and_coproc_are_seen_through(command: str, sandboxed: bool) -> None:
+    """Red team: under full-access (or an approved no-sandbox escalation) in on-request mode,
+    `rm -rf {/tmp/victim,/nonexistent}` and `coproc rm -rf /tmp/victim` ran without asking and
+    deleted the directory: the engine took the brace word for one literal relative path and
+    `coproc` for an unknown program. A word bash brace-expands is now known only at run time,
+    and `coproc` is a wrapper of its command."""
+    assert judge(command, sandboxed=sandboxed).verdict == "ask", command
+
+
+@pytest.mark.parametrize("command", [
+    "rm -rf '{/tmp/victim,/n}'", "rm -rf \"{/tmp/victim,/n}\"", "rm -rf \\{/tmp/victim,/n}",
+    "find . -name '*.o' -exec rm {} +", "rm -rf build{}", "rm -rf build{x}",
+])
+def test_braces_bash_does_not_expand_stay_literal(command: str) -> None:
+    """Quoted or escaped braces, `{}` and a brace without a comma or `..` are literal words."""
+    assert judge(command, sandboxed=False).verdict == "run", command

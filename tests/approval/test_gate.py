@@ -288,3 +288,26 @@ def test_unsandboxed_library_run_runs_in_its_cwd(ws: Path) -> None:
         r = ringfence.run(["pwd"], pol, cwd=str(ws / "sub"), escalation=esc,
                           approver=lambda req: "once")
         assert r.mode == "none" and r.stdout.decode().strip() == str(ws / "sub")
+
+
+@pytest.mark.parametrize("command", [["echo", "\ud800x"], "echo \udfff", ["echo\ud83d"]])
+def test_lone_surrogate_is_refused_before_anything_is_recorded(
+        ws: Path, command: list[str] | str) -> None:
+    """A lone surrogate (a model's JSON `"\\ud800"` decodes to one) was a raw
+    UnicodeEncodeError after the decision "run" was recorded, with no run record after it, and
+    that record then crashed `audit show`. It is a clear error now, and nothing is recorded;
+    an undecodable byte read from the OS (U+DC80-U+DCFF) is still a valid argument."""
+    from ringfence.errors import PolicyError
+    from ringfence.session import Session
+
+    with pytest.raises(PolicyError, match="lone surrogate") as err:
+        ringfence.run(command, policy(ws))
+    assert "\n" not in str(err.value)
+    with Session(policy(ws)) as s:
+        with pytest.raises(PolicyError, match="lone surrogate"):
+            s.run(command)
+        with pytest.raises(PolicyError, match="lone surrogate"):
+            s.run(["true"], cwd="a\ud800")
+    assert records(ws) == []
+    r = ringfence.run(["printf", "%s", "\udcff"], policy(ws))
+    assert r.exit_code == 0 and r.stdout == b"\xff"

@@ -187,3 +187,75 @@ def test_escalation_asks_the_user_through_elicitation(world: World, answer: str 
     asyncio.run(main())
     [question] = callback.asked
     assert str(world.outside) in question and "the task writes its report there" in question
+
+
+def test_run_timeout_cannot_lift_the_users_limit(world: World) -> None:
+    """Red team: `run`'s `timeout` (chosen by the model) replaced the user's `--timeout`, and
+    0 removed it: `ringfence mcp --timeout 1` then ran `sleep 4` to the end. The user's timeout
+    is now a ceiling (0 or none means it), and a timeout past a year (1e18, which killed the
+    session's I/O thread and with it /tmp and every background process) is a clear error."""
+    async def main() -> None:
+        async with Client(params(world, "--timeout", "1")) as client:
+            await client.call_tool("run", {"command": "echo kept > /tmp/state"})
+            for timeout in (0, 100, None):
+                args: dict[str, Any] = {"command": "sleep 4; echo done"}
+                if timeout is not None:
+                    args["timeout"] = timeout
+                start = time.monotonic()
+                r = payload(await client.call_tool("run", args))
+                assert r["limits_hit"] == ["timeout"] and "done" not in r["stdout"], (timeout, r)
+                assert time.monotonic() - start < 3.5
+            r = payload(await client.call_tool("run", {"command": ["sleep", "0.1"],
+                                                       "timeout": 0.5}))
+            assert r["exit_code"] == 0  # a shorter one is the caller's to choose
+            huge = await client.call_tool("run", {"command": ["true"], "timeout": 1e18})
+            assert huge.is_error and "more than a year" in text(huge), text(huge)
+            r = payload(await client.call_tool("run", {"command": "cat /tmp/state"}))
+            assert r["stdout"] == "kept\n"  # the same session goes on
+
+    asyncio.run(main())
+
+
+def test_network_escalation_for_a_host_adds_only_that_host(world: World) -> None:
+    """Red team: approving `request_escalation {"change": "network", "value": "pkgs.test"}`
+    restarted the session with the network on: every host and port, the host's loopback
+    services included, the allow list gone. Now the session restarts with pkgs.test added to
+    its allow list, and the question says "only"; a loopback service the list keeps out stays
+    out."""
+    from tests.network.servers import TCPServer
+
+    server = TCPServer()
+    hosts = world.base / "hosts"
+    hosts.write_text("web.test 127.0.0.1\npkgs.test 127.0.0.1\n")
+    world.env["RINGFENCE_PROXY_HOSTS"] = str(hosts)
+    pol = world.base / "net.toml"
+    pol.write_text(f'[network]\nmode = "allowlist"\nallow = ["web.test"]\n'
+                   f"ports = [{server.port}]\nallow_local = true\n")
+    callback = _answering("once")
+    fetch = ("import sys, urllib.request\ntry:\n    urllib.request.urlopen(sys.argv[1], "
+             "timeout=20); print('REACHED')\nexcept Exception as e:\n    print('FAILED', e)\n")
+    py = os.path.realpath(sys.executable)
+
+    async def get(client: Any, url: str) -> str:
+        r = payload(await client.call_tool("run", {"command": [py, "-c", fetch, url]}))
+        return str(r["stdout"])
+
+    async def main() -> None:
+        async with Client(params(world, "--policy", str(pol)),
+                          elicitation_callback=callback) as client:
+            assert "FAILED" in await get(client, f"http://pkgs.test:{server.port}/")
+            esc = await client.call_tool("request_escalation", {
+                "change": "network", "value": "pkgs.test", "justification": "pip needs it"})
+            assert not esc.is_error, text(esc)
+            assert "REACHED" in await get(client, f"http://pkgs.test:{server.port}/")
+            assert "REACHED" in await get(client, f"http://web.test:{server.port}/")
+            seen = len(server.seen)
+            assert "FAILED" in await get(client, f"http://127.0.0.1:{server.port}/")
+            assert len(server.seen) == seen
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+    [question] = callback.asked
+    assert "pkgs.test only" in question and "every host" not in question

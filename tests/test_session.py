@@ -393,10 +393,26 @@ def test_async_session_commands_are_decided_too(in_world: World) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 1e309, -1.0, True])
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 1e309, -1.0, True, 1e18,
+                                     366 * 86400.0 + 1])
 def test_timeout_that_is_not_a_number_of_seconds(session: Session, timeout: float) -> None:
     """A NaN or infinite timeout (``1e309`` from JSON) made the session's I/O thread fail and
-    the session restart, losing /tmp and every command in it; it is refused up front."""
+    the session restart, losing /tmp and every command in it; it is refused up front. So is a
+    finite one past a year (``1e18``: "timeout is too large" in the I/O thread, the same
+    loss)."""
     with pytest.raises(PolicyError, match="timeout"):
         session.run(["true"], timeout=timeout)
     assert session.run(["true"]).exit_code == 0 and session.restarts == 0
+
+
+def test_policy_timeout_is_a_ceiling(in_world: World) -> None:
+    """A command's timeout was the caller's alone (0: none), so a policy's `timeout` -- the
+    user's `--timeout` behind `ringfence mcp`, where the model is the caller -- could be lifted.
+    Now it is at most the policy's, and 0 or None mean the policy's."""
+    policy = policy_of(in_world, limits=ringfence.Limits(timeout=0.5))
+    with Session(policy) as s:
+        for timeout in (None, 0, 60):
+            start = time.monotonic()
+            r = s.run(["sleep", "3"], timeout=timeout)
+            assert r.limits_hit == ("timeout",) and time.monotonic() - start < 2.5, timeout
+        assert s.run(["sleep", "0.1"], timeout=0.3).exit_code == 0

@@ -8,8 +8,10 @@ A request is what ``Denial.suggestion.to_request()`` makes::
 Deciding it is the approval engine's job (``ringfence.approval``: the approval mode, the rules,
 asking through the caller's approver). ``submit`` hands the request to it as an escalation of
 the command ``escalate CHANGE VALUE``; an approved request returns the policy widened by exactly
-that change. The engine can grant a writable root and the network; other changes (limits, a
-deny-read path) are refused here with the option that would give them on a new run.
+that change. The engine can grant a writable root and the network (a ``network`` request that
+names a host adds just that host to the allow list; without a value it is the whole network);
+other changes (limits, a deny-read path) are refused here with the option that would give them
+on a new run.
 """
 
 from __future__ import annotations
@@ -70,9 +72,21 @@ def submit(request: Mapping[str, Any], policy: Policy, *, approver: Any = None,
     if change == "writable_root":
         if not isinstance(value, str) or not os.path.isabs(value):
             raise PolicyError("escalation writable_root needs an absolute directory as value")
-        esc = Escalation(writable=(os.path.realpath(value),), justification=req["justification"])
-    else:
+        value = os.path.realpath(value)
+        esc = Escalation(writable=(value,), justification=req["justification"])
+    elif value is None or value == "":
+        # the whole network (mode on), and the question says so
         esc = Escalation(network=True, justification=req["justification"])
+    else:
+        # a host: that host on the allow list, not the whole network
+        from .network.rules import check_pattern
+
+        if not isinstance(value, str):
+            raise PolicyError("escalation network takes a host name as value (or none for "
+                              "the whole network)")
+        value = check_pattern(value)
+        esc = Escalation(hosts=(value,), justification=req["justification"])
+    # the command names exactly what is granted (an "always" rule for it then grants no more)
     command = ("escalate", change, str(value) if value is not None else "")
     gate = open_gate(policy, command, cwd=cwd, escalation=esc, approver=approver)
     widened: Policy = gate.policy

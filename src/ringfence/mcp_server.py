@@ -109,7 +109,8 @@ def build_server(policy: Policy) -> Any:
                                  ) -> dict[str, Any] | InputRequiredResult:
         """Ask for more than the policy allows, saying why.
 
-        change: writable_root (value: a directory), network (value: the host, if known),
+        change: writable_root (value: a directory), network (value: the host, which is then
+        added to the allow list; without a value, the whole network),
         timeout / output / memory / max_processes / cpu_seconds / file_size (value: the new
         limit), allow_read (value: a deny-read path). Use the suggestion from a denial.
         justification: why the task needs it, for the person approving.
@@ -128,10 +129,13 @@ def build_server(policy: Policy) -> Any:
             # and the client's retry carries the answer; otherwise it is refused, naming the
             # rule or option that would allow it.
             widened = await asyncio.to_thread(submit, request, current, approver=approver)
+            before = current.network_rules.allow if current.network_rules else ()
+            after = widened.network_rules.allow if widened.network_rules and \
+                widened.network == "allowlist" else ()
             done = await s.widen(
                 writable=[w for w in widened.writable if w not in current.writable],
                 network=widened.network if widened.network != current.network else None,
-                force=True)
+                allow_hosts=[h for h in after if h not in before], force=True)
         except _NeedAnswer as need:
             question: InputRequiredResult = need.result
             return question
@@ -204,8 +208,9 @@ class _ElicitApprover:
             lines.append(f"justification: {request.justification}")
         schema = {"type": "object", "required": ["answer"], "properties": {"answer": {
             "type": "string", "enum": ["once", "session", "always", "deny"],
-            "description": "once: this time; session: for this server's session; always: add "
-                           "an allow rule to your ringfence config; deny: refuse"}}}
+            "description": "once or session: grant this request now (session answers are "
+                           "not kept between requests); always: add an allow rule for "
+                           "exactly this request to your ringfence config; deny: refuse"}}}
         form = ElicitRequestFormParams(message="\n".join(lines), requested_schema=schema)
         return InputRequiredResult(input_requests={self.KEY: ElicitRequest(params=form)},
                                    request_state=self.state)

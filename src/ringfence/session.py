@@ -89,6 +89,9 @@ def _command_argv(command: Sequence[str] | str) -> list[str]:
         if "\0" in arg:
             raise PolicyError(f"command argument {arg[:40]!r} contains a NUL byte, which no "
                               "program can receive; remove it")
+    from .approval.gate import check_words
+
+    check_words(argv, None)  # a lone surrogate: refused before the decision is recorded
     return argv
 
 
@@ -99,15 +102,27 @@ def _inside(path: str, root: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # The plain API.
 
-def _timeout(value: float | None, default: float | None) -> float | None:
+def _timeout(value: float | None, ceiling: float | None) -> float | None:
+    """A command's timeout: the caller's, at most the policy's (``ceiling``); None or 0 means
+    the policy's. In MCP the caller is the model, which must not lift the user's limit (a
+    timeout of 0 once meant none at all). More than a year is refused: the I/O thread's
+    deadline arithmetic overflows (a timeout of 1e18 killed the whole session)."""
     import math
 
+    from .policy.load import MAX_SECONDS
+
     if value is None:
-        return default
+        return ceiling
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or value < 0:
-        raise PolicyError(f"timeout {value!r} is not a number of seconds; pass one (0: none)")
-    return value or None
+        raise PolicyError(f"timeout {value!r} is not a number of seconds; pass one (0: the "
+                          "policy's)")
+    if value > MAX_SECONDS:
+        raise PolicyError(f"timeout {value!r} is more than a year; pass at most "
+                          f"{int(MAX_SECONDS)} seconds (0: the policy's)")
+    if not value:
+        return ceiling
+    return min(value, ceiling) if ceiling else value
 
 
 def _open_gate(policy: Policy, command: Sequence[str] | str, cwd: str) -> Any:
@@ -239,6 +254,9 @@ class Session:
             return ws
         if "\0" in cwd:
             raise PolicyError("the working directory contains a NUL byte; remove it")
+        from .approval.gate import check_words
+
+        check_words((), cwd)
         path = os.path.realpath(os.path.join(ws, cwd))
         if not _inside(path, os.path.realpath(ws)):
             raise PolicyError(f"working directory {cwd!r} is outside the workspace {ws}; use "
@@ -254,8 +272,9 @@ class Session:
               stream: bool = False) -> Command:
         """Start ``command`` (argv list, or a string for ``/bin/sh -c``) and return at once.
 
-        ``cwd``: inside the workspace (relative to it, or absolute). ``timeout`` (seconds) and
-        ``output_limit`` (bytes per stream) default to the policy's; past the output limit the
+        ``cwd``: inside the workspace (relative to it, or absolute). ``timeout`` (seconds): at
+        most the policy's timeout (None or 0: the policy's). ``output_limit`` (bytes per
+        stream) defaults to the policy's; past the output limit the
         command is killed and ``limits_hit`` says ``output``. ``stdin``: bytes to feed, ``True``
         for a pipe fed by ``Command.write``, or None (``/dev/null``). ``pty``: run on a new
         pseudo-terminal (stdout and stderr then arrive together as ``stdout``). ``stream``:
@@ -264,10 +283,11 @@ class Session:
         argv = _command_argv(command)
         where = self._cwd(cwd)
         limits = self.policy.limits
+        seconds = _timeout(timeout, limits.timeout)
         gate = _open_gate(self.policy, command, where)
         return Command(
             self._engine, argv, where, gate=gate,
-            timeout=_timeout(timeout, limits.timeout),
+            timeout=seconds,
             output_limit=limits.output if output_limit is None else output_limit,
             stdin=stdin, pty=pty, stream=stream)
 
@@ -283,15 +303,16 @@ class Session:
     # -- widening and ending --------------------------------------------------------------
 
     def widen(self, *, writable: Sequence[str] = (), network: str | None = None,
-              force: bool = False) -> Widened:
-        """Give the session more: extra writable roots, the network.
+              allow_hosts: Sequence[str] = (), force: bool = False) -> Widened:
+        """Give the session more: extra writable roots, the network, hosts on the allow list
+        (``allow_hosts``: from network ``off``, an allow list of just them).
 
         A live sandbox cannot gain either (mount and network namespaces are fixed at start), so
         the session is restarted on the wider policy; its ``/tmp`` and background processes
         are lost, and the returned ``notice`` says so. Refuses while commands are running
         unless ``force`` (which kills them).
         """
-        new = _widened_policy(self.policy, writable, network)
+        new = _widened_policy(self.policy, writable, network, allow_hosts)
         if new == self.policy:
             return Widened(restarted=False, notice="the session already allows this",
                            policy=self.policy)
@@ -335,7 +356,8 @@ _RESTART_NOTICE = (
 )
 
 
-def _widened_policy(policy: Policy, writable: Sequence[str], network: str | None) -> Policy:
+def _widened_policy(policy: Policy, writable: Sequence[str], network: str | None,
+                    allow_hosts: Sequence[str] = ()) -> Policy:
     from .policy.model import NETWORK_MODES
 
     roots = list(policy.writable)
@@ -354,7 +376,13 @@ def _widened_policy(policy: Policy, writable: Sequence[str], network: str | None
             raise PolicyError(f"network {network!r}: use one of {', '.join(NETWORK_MODES)}")
         if NETWORK_MODES.index(network) > NETWORK_MODES.index(net):
             net = network
-    return policy.replace(writable=tuple(roots), network=net)  # type: ignore[no-any-return]
+    policy = policy.replace(writable=tuple(roots), network=net)
+    hosts = [allow_hosts] if isinstance(allow_hosts, str) else list(allow_hosts)
+    if hosts and net != "on":
+        from .approval.gate import allow_hosts as added
+
+        policy = policy.replace(**added(policy, hosts))
+    return policy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,10 +472,11 @@ class AsyncSession:
         s = self.session
         limits = s.policy.limits
         argv, where = _command_argv(command), s._cwd(cwd)
+        seconds = _timeout(timeout, limits.timeout)
         gate = _open_gate(s.policy, command, where)
         return AsyncCommand(
             s._engine, asyncio.get_running_loop(), argv, where, gate=gate,
-            timeout=_timeout(timeout, limits.timeout),
+            timeout=seconds,
             output_limit=limits.output if output_limit is None else output_limit,
             stdin=stdin, pty=pty, stream=stream)
 
@@ -461,11 +490,11 @@ class AsyncSession:
             yield item
 
     async def widen(self, *, writable: Sequence[str] = (), network: str | None = None,
-                    force: bool = False) -> Widened:
+                    allow_hosts: Sequence[str] = (), force: bool = False) -> Widened:
         import asyncio
 
         return await asyncio.to_thread(self.session.widen, writable=writable,
-                                       network=network, force=force)
+                                       network=network, allow_hosts=allow_hosts, force=force)
 
     async def close(self) -> None:
         import asyncio

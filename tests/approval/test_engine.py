@@ -441,15 +441,46 @@ def test_rule_ask_offers_no_always() -> None:
 
 # --- session approvals and escalation --------------------------------------------------------
 
+def approval(*argv: str, grants: tuple[str, ...] = (), cwd: str = WS) -> Approval:
+    return Approval(argv=argv, grants=grants, cwd=cwd, workspace=WS)
+
+
 def test_session_approval_covers_the_ask() -> None:
-    approved = (Approval(argv=("sudo", "apt"), grants=()),)
+    approved = (approval("sudo", "apt", "update"),)
     d = judge(["sudo", "apt", "update"], approved=approved)
     assert d.verdict == "run" and d.approved_by == "session"
     assert judge(["sudo", "rm"], approved=approved).verdict == "ask"
+    text = (approval("/bin/sh", "-c", "eval true"),)
+    assert judge("eval true", approved=text).verdict == "run"
+    assert judge("eval true; eval false", approved=text).verdict == "ask"
+
+
+def test_session_approval_covers_only_the_very_command_here() -> None:
+    """Red team: a "session" answer was an argv *prefix* and knew no directory. Approving
+    `rm -rf build` without a sandbox also approved `rm -rf build /victim` (and `git push -f
+    origin feat` approved `git push -f origin feat main`), and approving it in one repository
+    approved it in every other (a relative target is another file there)."""
+    esc = Escalation(no_sandbox=True)
+    approved = (approval("rm", "-rf", "build", grants=("no-sandbox",)),)
+    assert judge(["rm", "-rf", "build"], escalation=esc, approved=approved,
+                 sandboxed=False).verdict == "run"
+    longer = judge(["rm", "-rf", "build", "/victim"], escalation=esc, approved=approved,
+                   sandboxed=False)
+    assert longer.verdict == "ask", longer
+    push = (approval("git", "push", "-f", "origin", "feat"),)
+    assert judge(["git", "push", "-f", "origin", "feat"], approved=push).verdict == "run"
+    assert judge(["git", "push", "-f", "origin", "feat", "main"], approved=push).verdict == "ask"
+    # another directory, or another workspace
+    elsewhere = judge(["git", "push", "-f", "origin", "feat"], approved=push,
+                      cwd=WS + "/sub")
+    assert elsewhere.verdict == "ask"
+    other = judge(["git", "push", "-f", "origin", "feat"], approved=push,
+                  workspace="/home/u/other", cwd=WS)
+    assert other.verdict == "ask"
 
 
 def test_session_approval_never_overrides_forbid() -> None:
-    approved = (Approval(argv=("curl",), grants=()),)
+    approved = (approval("curl", "x"),)
     assert judge(["curl", "x"], rules=(rule(("curl",), "forbid"),),
                  approved=approved).verdict == "forbid"
 
@@ -458,7 +489,8 @@ def test_escalation_asks_and_says_what_more_it_gets() -> None:
     esc = Escalation(network=True, writable=("/srv/cache",), justification="fetch deps")
     d = judge(["npm", "install"], escalation=esc)
     assert d.verdict == "ask" and d.rule == "escalation"
-    assert "network access" in d.grants and "write access to /srv/cache" in d.grants
+    assert d.grants[0].startswith("network access: every host and port")
+    assert "write access to /srv/cache" in d.grants
     assert "fetch deps" in d.reason
     assert judge(["npm", "install"], "never", escalation=esc).verdict == "forbid"
     nosb = judge(["make"], escalation=Escalation(no_sandbox=True))
@@ -477,10 +509,53 @@ def test_escalation_covered_by_an_allow_rule_with_grants() -> None:
 
 def test_escalation_covered_by_session() -> None:
     esc = Escalation(network=True)
-    ok = (Approval(argv=("npm", "install"), grants=("network",)),)
-    assert judge(["npm", "install", "x"], escalation=esc, approved=ok).verdict == "run"
-    less = (Approval(argv=("npm", "install"), grants=()),)
+    ok = (approval("npm", "install", grants=("network",)),)
+    assert judge(["npm", "install"], escalation=esc, approved=ok).verdict == "run"
+    assert judge(["npm", "install", "x"], escalation=esc, approved=ok).verdict == "ask"
+    less = (approval("npm", "install"),)
     assert judge(["npm", "install"], escalation=esc, approved=less).verdict == "ask"
+
+
+def test_session_escalation_grant_is_exact() -> None:
+    """A "session" answer granted the escalation's kinds: approving `make` with write access
+    to /srv/cache then covered `make` with write access to any directory (/etc too), and
+    network access to one host covered the whole network."""
+    cache = (approval("make", grants=("writable:/srv/cache",)),)
+    assert judge(["make"], escalation=Escalation(writable=("/srv/cache",)),
+                 approved=cache).verdict == "run"
+    assert judge(["make"], escalation=Escalation(writable=("/etc",)),
+                 approved=cache).verdict == "ask"
+    host = (approval("pip", "install", grants=("network:pypi.example",)),)
+    assert judge(["pip", "install"], escalation=Escalation(hosts=("pypi.example",)),
+                 approved=host).verdict == "run"
+    assert judge(["pip", "install"], escalation=Escalation(network=True),
+                 approved=host).verdict == "ask"
+
+
+def test_always_is_offered_only_when_the_rule_grants_no_more() -> None:
+    """An "always" rule grants kinds (`writable`), so for `make` asking for /srv/cache it
+    would let `make` have any directory later: "always" is not offered there. Where the
+    command's words name the root or host (an escalation request's `escalate writable_root
+    /srv/cache`), the exact rule grants no more than was asked."""
+    esc = Escalation(writable=("/srv/cache",))
+    assert not judge(["make"], escalation=esc).always_ok
+    assert judge(["escalate", "writable_root", "/srv/cache"], escalation=esc).always_ok
+    assert not judge(["make"], escalation=Escalation(hosts=("a.example",))).always_ok
+    assert judge(["make"], escalation=Escalation(no_sandbox=True)).always_ok
+
+
+def test_exact_rule_matches_only_its_words() -> None:
+    """An "always" answer wrote a prefix rule: approving `rm -rf build` allowed `rm -rf build
+    /victim` for good. It now writes an exact rule, which also compares the program as
+    written (`/tmp/x/rm` is not `rm`)."""
+    exact = rule(("rm", "-rf", "build"), "allow", grants=("no-sandbox",), exact=True)
+    esc = Escalation(no_sandbox=True)
+    assert judge(["rm", "-rf", "build"], rules=(exact,), escalation=esc,
+                 sandboxed=False).verdict == "run"
+    assert judge(["rm", "-rf", "build", "/victim"], rules=(exact,), escalation=esc,
+                 sandboxed=False).verdict == "ask"
+    assert judge(["/tmp/x/rm", "-rf", "build"], rules=(exact,), escalation=esc,
+                 sandboxed=False).verdict == "ask"
 
 
 def test_decision_json_names_parts() -> None:
@@ -525,3 +600,35 @@ def test_known_bypasses_of_the_always_ask_list(command: str) -> None:
     red-team pass): joined words, options before the script, aliases in -c, option prefixes,
     and the mkfs family by its other names."""
     assert judge(command).verdict == "ask", command
+
+
+@pytest.mark.parametrize("command", [
+    "rm -rf {/tmp/victim,/nonexistent}",  # bash: rm -rf /tmp/victim /nonexistent
+    "rm -rf {~,/tmp}/x",
+    "rm -rf /tmp/victim{,}",
+    "rm -rf /tmp/x{1..3}",
+    "rm -rf {\"/tmp/victim\",x}",  # quoted parts inside still expand
+    "bash -c 'rm -rf {/tmp/victim,/nonexistent}'",
+    "coproc rm -rf /tmp/victim; wait",  # bash's coproc runs its command in the background
+    "coproc NAME { rm -rf /tmp/victim; }",
+    "coproc { sudo id; }",
+    "coproc sudo id",
+    "bash -c 'coproc rm -rf /tmp/victim; wait'",
+])
+@pytest.mark.parametrize("sandboxed", [True, False])
+def test_brace_expansion_and_coproc_are_seen_through(command: str, sandboxed: bool) -> None:
+    """Red team: under full-access (or an approved no-sandbox escalation) in on-request mode,
+    `rm -rf {/tmp/victim,/nonexistent}` and `coproc rm -rf /tmp/victim` ran without asking and
+    deleted the directory: the engine took the brace word for one literal relative path and
+    `coproc` for an unknown program. A word bash brace-expands is now known only at run time,
+    and `coproc` is a wrapper of its command."""
+    assert judge(command, sandboxed=sandboxed).verdict == "ask", command
+
+
+@pytest.mark.parametrize("command", [
+    "rm -rf '{/tmp/victim,/n}'", "rm -rf \"{/tmp/victim,/n}\"", "rm -rf \\{/tmp/victim,/n}",
+    "find . -name '*.o' -exec rm {} +", "rm -rf build{}", "rm -rf build{x}",
+])
+def test_braces_bash_does_not_expand_stay_literal(command: str) -> None:
+    """Quoted or escaped braces, `{}` and a brace without a comma or `..` are literal words."""
+    assert judge(command, sandboxed=False).verdict == "run", command

@@ -112,7 +112,8 @@ def test_escalation_grants_what_was_asked(ws: Path) -> None:
     esc = Escalation(network=True, justification="download the index")
     result = ringfence.run(["true"], policy(ws), approver=approver, escalation=esc)
     assert result.exit_code == 0
-    assert seen[0].grants == ("network access",) and seen[0].justification == \
+    assert seen[0].grants[0].startswith("network access: every host and port")
+    assert seen[0].justification == \
         "download the index"
     decision, run = records(ws)
     assert decision["escalation"] == ["network"] and run["network"] == "on"
@@ -200,3 +201,113 @@ def test_every_part_that_asked_is_remembered(ws: Path) -> None:
     ringfence.run(["sh", "-c", text], policy(ws), approver=approver, session=session)
     ringfence.run(["sh", "-c", text], policy(ws), approver=approver, session=session)
     assert len(calls) == 1
+
+
+def test_session_answer_covers_only_that_command_there(ws: Path) -> None:
+    """Red team: "session" answers were argv prefixes that knew no directory. Answering
+    "session" to `rm -rf build` without a sandbox (an escalation) let `rm -rf build /victim` run
+    later, unasked and unsandboxed, and `rm -rf build` in any other directory. Now only the
+    very command, from the same directory of the same workspace, is covered."""
+    victim = ws.parent.parent / "victim"
+    (victim / "important").mkdir(parents=True)
+    (ws / "build").mkdir()
+    (ws / "sub" / "build").mkdir(parents=True)
+    answers = iter(["session", "deny", "deny"])
+    asked: list[tuple[str, ...]] = []
+
+    def approver(request: ApprovalRequest) -> str:
+        asked.append(request.command)
+        return next(answers)
+
+    session = SessionApprovals()
+    esc = Escalation(no_sandbox=True, justification="clean the build")
+    pol = policy(ws)
+    ringfence.run(["rm", "-rf", "build"], pol, approver=approver, escalation=esc,
+                  session=session, cwd=str(ws))
+    assert not (ws / "build").exists() and len(asked) == 1
+    with pytest.raises(ApprovalError, match="denied"):
+        ringfence.run(["rm", "-rf", "build", str(victim)], pol, approver=approver,
+                      escalation=esc, session=session, cwd=str(ws))
+    assert (victim / "important").exists() and len(asked) == 2
+    with pytest.raises(ApprovalError, match="denied"):
+        ringfence.run(["rm", "-rf", "build"], pol, approver=approver, escalation=esc,
+                      session=session, cwd=str(ws / "sub"))
+    assert (ws / "sub" / "build").exists() and len(asked) == 3
+    (ws / "build").mkdir()
+    ringfence.run(["rm", "-rf", "build"], pol, approver=approver, escalation=esc,
+                  session=session, cwd=str(ws))  # the very command, there: not asked again
+    assert not (ws / "build").exists() and len(asked) == 3
+
+
+def test_always_answer_writes_an_exact_rule(ws: Path) -> None:
+    """Red team: "always" wrote a prefix rule, so approving `rm -rf build` without a sandbox
+    allowed `rm -rf build /victim` without a sandbox for good. The rule is now exact."""
+    from ringfence.policy.load import Options, resolve
+
+    victim = ws.parent.parent / "victim"
+    (victim / "important").mkdir(parents=True)
+    (ws / "build").mkdir()
+    esc = Escalation(no_sandbox=True, justification="clean the build")
+    ringfence.run(["rm", "-rf", "build"], policy(ws), approver=lambda r: "always",
+                  escalation=esc, session=SessionApprovals(), cwd=str(ws))
+    config = ws.parent.parent / "config" / "ringfence" / "config.toml"
+    assert "exact = true" in config.read_text()
+    later = resolve(Options(workspace=str(ws)), cwd=str(ws))
+    with pytest.raises(ApprovalError, match="needs approval"):
+        ringfence.run(["rm", "-rf", "build", str(victim)], later, escalation=esc,
+                      session=SessionApprovals(), cwd=str(ws))
+    assert (victim / "important").exists()
+    (ws / "build").mkdir()
+    ringfence.run(["rm", "-rf", "build"], later, escalation=esc, session=SessionApprovals(),
+                  cwd=str(ws))  # the rule's own command runs without asking
+    assert not (ws / "build").exists()
+
+
+def test_terminal_session_file_round_trips(ws: Path) -> None:
+    """The terminal session's file keeps each approval whole: words with newlines, tabs and
+    undecodable bytes, the directory, the workspace and the exact grants; a line from an older
+    ringfence (a prefix approval) is ignored, so that command is asked again."""
+    from ringfence.approval.model import Approval
+
+    path = ws.parent / "s" / "x.session"
+    path.parent.mkdir()
+    path.write_text("no-sandbox\trm\0-rf\n")
+    a = Approval(argv=("/bin/sh", "-c", "eval 'a\tb'\necho \udcff"),
+                 grants=("writable:/srv/a,b",), cwd=str(ws), workspace=str(ws))
+    SessionApprovals(str(path)).add(a)
+    assert SessionApprovals(str(path)).items == (a,)
+
+
+def test_unsandboxed_library_run_runs_in_its_cwd(ws: Path) -> None:
+    """An approved run without the sandbox (full-access, or a no-sandbox escalation) ignored
+    ``cwd`` and ran in the calling process's directory: `rm -rf build`, approved "where: the
+    workspace", removed `build` wherever the caller happened to be."""
+    (ws / "sub").mkdir()
+    for pol, esc in ((policy(ws, profile="full-access"), None),
+                     (policy(ws), Escalation(no_sandbox=True))):
+        r = ringfence.run(["pwd"], pol, cwd=str(ws / "sub"), escalation=esc,
+                          approver=lambda req: "once")
+        assert r.mode == "none" and r.stdout.decode().strip() == str(ws / "sub")
+
+
+@pytest.mark.parametrize("command", [["echo", "\ud800x"], "echo \udfff", ["echo\ud83d"]])
+def test_lone_surrogate_is_refused_before_anything_is_recorded(
+        ws: Path, command: list[str] | str) -> None:
+    """A lone surrogate (a model's JSON `"\\ud800"` decodes to one) was a raw
+    UnicodeEncodeError after the decision "run" was recorded, with no run record after it, and
+    that record then crashed `audit show`. It is a clear error now, and nothing is recorded;
+    an undecodable byte read from the OS (U+DC80-U+DCFF) is still a valid argument."""
+    from ringfence.errors import PolicyError
+    from ringfence.session import Session
+
+    with pytest.raises(PolicyError, match="lone surrogate") as err:
+        ringfence.run(command, policy(ws))
+    assert "\n" not in str(err.value)
+    with Session(policy(ws)) as s:
+        with pytest.raises(PolicyError, match="lone surrogate"):
+            s.run(command)
+        with pytest.raises(PolicyError, match="lone surrogate"):
+            s.run(["true"], cwd="a\ud800")
+    assert records(ws) == []
+    r = ringfence.run(["printf", "%s", "\udcff"], policy(ws))
+    assert r.exit_code == 0 and r.stdout == b"\xff"

@@ -152,7 +152,7 @@ def test_command_line_allow_and_mode(env: Path) -> None:
 def test_always_rule_round_trips(env: Path) -> None:
     text = rule_text(("sudo", "apt", 'we"ird\n'), ("network",), "today")
     rules = parse_rules(tomllib.loads(text)["rules"], "x", trusted=True)
-    assert rules[0].prefix == ("sudo", "apt", 'we"ird\n')
+    assert rules[0].prefix == ("sudo", "apt", 'we"ird\n') and rules[0].exact
     assert rules[0].grants == ("network",)
 
 
@@ -162,7 +162,23 @@ def test_append_user_rule_writes_the_user_config(env: Path) -> None:
     assert Path(path) == user_config(env)
     assert not (ws / ".ringfence.toml").exists()
     policy = resolve(Options(workspace=str(ws)), cwd=str(ws))
-    assert check(policy, ["sudo", "apt", "install", "x"]).verdict == "run"
+    assert check(policy, ["sudo", "apt"]).verdict == "run"
+    # exact: not a longer command, nor the program found elsewhere
+    assert check(policy, ["sudo", "apt", "install", "x"]).verdict == "ask"
+    assert check(policy, ["/tmp/x/sudo", "apt"]).verdict == "ask"
     append_user_rule(("git", "push", "-f"), ())  # appending twice keeps the file valid
     policy = resolve(Options(workspace=str(ws)), cwd=str(ws))
     assert len(policy.rules) == 2
+
+
+def test_exact_key() -> None:
+    """``exact = true``: the command is exactly the words (its examples are checked so); a
+    value that is not a boolean is an error naming the rule."""
+    rules = load('[[rules]]\nprefix = "git push"\ndecision = "allow"\nexact = true\n'
+                 'match = ["git push"]\nnot_match = ["git push origin main"]\n')
+    assert rules[0].exact  # type: ignore[attr-defined]
+    with pytest.raises(PolicyError, match="rule #1: exact must be true or false"):
+        load('[[rules]]\nprefix = "git push"\ndecision = "allow"\nexact = "yes"\n')
+    with pytest.raises(PolicyError, match="does not match exact words"):
+        load('[[rules]]\nprefix = "git push"\ndecision = "allow"\nexact = true\n'
+             'match = ["git push origin"]\n')

@@ -89,3 +89,25 @@ def test_unwritable_log_fails_closed(world: World) -> None:
     assert r.returncode == 125
     assert r.stderr.count("\n") == 1 and "cannot write the audit log" in r.stderr
     assert not (world.workspace / "ran").exists()
+
+
+def test_since_out_of_range_is_one_line(world: World) -> None:
+    """`audit show --since 0001-01-01` was a traceback (year 0 is out of range in UTC)."""
+    r = rf(world, "audit", "show", "--since", "0001-01-01")
+    assert r.returncode == 125 and "--since" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_show_survives_a_record_it_cannot_encode(world: World) -> None:
+    """A record with a lone surrogate (written by an older ringfence for a library command
+    `"echo \\ud800x"`) made `audit show` crash on it, hiding every record after it until
+    filtered out with --since; it is now shown escaped."""
+    from ringfence.audit.log import Writer
+
+    Writer(str(log_file(world).parent)).append(
+        {"kind": "decision", "time": "2026-01-01T00:00:00.000Z", "decision": "run",
+         "rule": "policy", "command": ["echo", "\ud800x"]})
+    rf(world, "run", "--", "true")
+    shown = rf(world, "audit", "show")
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "\\ud800x" in shown.stdout and "true" in shown.stdout.splitlines()[-1]

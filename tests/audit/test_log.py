@@ -298,3 +298,28 @@ def test_writer_imports_nothing_heavy(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_inserted_torn_looking_line_is_named(tmp_path: Path) -> None:
+    """Red team: a line inserted mid-file that looks like a torn record (the start of one,
+    not valid JSON: `{"seq":2,"kind":"decision","command":"rm -rf / (approved by admin)" `)
+    got a warning and "chain intact". A crash's torn line is now vouched for by the record
+    the next writer chains after it; one nothing vouches for is named as tampering."""
+    fill(tmp_path, 3)
+    content = lines(tmp_path)
+    content.insert(1, '{"seq":2,"kind":"decision","command":"rm -rf / (approved by admin)" ')
+    rewrite(tmp_path, content)
+    report = verify(str(tmp_path))
+    assert not report.ok and report.where is not None and report.where[1] == 2
+    assert "looks like a torn record" in (report.problem or "")
+
+
+def test_torn_line_at_a_rotation_is_vouched_for(tmp_path: Path) -> None:
+    """A crash's torn line at the end of a file that then rotates: the first record of the
+    next file names it."""
+    w = fill(tmp_path, 3, max_bytes=1000)
+    with open(tmp_path / log.ACTIVE, "ab") as fh:
+        fh.write(b'{"seq":4,"time":"2026-' + b"x" * 1000)
+    w.append({"kind": "run"})
+    report = verify(str(tmp_path))
+    assert report.ok and report.records == 4 and len(report.warnings) == 1, report.to_json()

@@ -320,6 +320,14 @@ def unwrap(w: Words) -> list[Words]:
     i = 1
     out: list[Words] = []
     argv = w.argv
+    if w.name == "coproc":
+        # `coproc CMD ARGS`, or `coproc [NAME] { CMD; }` (the grammar gives the braced
+        # command's words to coproc: skip the name and the brace); no options
+        if len(argv) > 2 and argv[2] in ("{", "("):
+            return [w.tail(3)] if len(argv) > 3 else []
+        if len(argv) > 1 and argv[1] in ("{", "("):
+            return [w.tail(2)] if len(argv) > 2 else []
+        return [w.tail(1)] if len(argv) > 1 else []
     while i < len(argv):
         a = argv[i]
         if a == "--":

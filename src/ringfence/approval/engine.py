@@ -235,12 +235,6 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
             _judge_text(text, rules, ctx, out, depth + 1, covered)
 
 
-def _covered(argv: tuple[str, ...], kinds: tuple[str, ...], prefix: tuple[str, ...],
-             grants: tuple[str, ...]) -> bool:
-    return (len(argv) >= len(prefix) and argv[: len(prefix)] == prefix
-            and set(kinds) <= set(grants))
-
-
 def _escalation(key: tuple[str, ...], rules: Sequence[Rule], esc: Escalation,
                 parts: list[_Raw]) -> _Raw:
     kinds = esc.kinds()
@@ -278,8 +272,8 @@ def _combine(raw: list[_Raw], ctx: Context, esc: Escalation, key: tuple[str, ...
         elif item.kind == "run" and item.from_rule:
             approved_by = item.rule
         if verdict == "ask":
-            grants = esc.kinds() if item.rule == "escalation" else ()
-            approval = _session(item.argv, grants, ctx)
+            grants = esc.exact() if item.rule == "escalation" else ()
+            approval = _session(key, grants, ctx)
             if approval:
                 verdict = "run"
                 reason = f"approved earlier this session ({reason})"
@@ -317,9 +311,21 @@ def _combine(raw: list[_Raw], ctx: Context, esc: Escalation, key: tuple[str, ...
         verdict="ask", reason=worst.reason, rule=worst.rule,
         grants=esc.describe(), escalation=esc,
         ask_argv=key if first.rule == "escalation" or first.kind == "flag" else first.argv,
-        parts=tuple(parts), always_ok=not any(a.from_rule for a in asks),
+        parts=tuple(parts), always_ok=not any(a.from_rule for a in asks) and (
+            not any(a.rule == "escalation" for a in asks) or _rule_can_say(esc, key)),
     )
 
 
-def _session(argv: tuple[str, ...], grants: tuple[str, ...], ctx: Context) -> bool:
-    return any(_covered(argv, grants, a.argv, a.grants) for a in ctx.approved)
+def _rule_can_say(esc: Escalation, key: tuple[str, ...]) -> bool:
+    """Whether an "always" rule for ``key`` grants no more than ``esc``: a rule's grants are
+    kinds (``writable``, ``network``), so for a root or a host to stay the one asked for, the
+    command's own words must name it (``escalate writable_root /srv/cache``)."""
+    return all(item in key for item in (*esc.writable, *esc.hosts))
+
+
+def _session(key: tuple[str, ...], grants: tuple[str, ...], ctx: Context) -> bool:
+    """Whether a "session" answer covers this very command (the same words, not a longer
+    command that starts with them), run in the same directory of the same workspace, with
+    every grant it needs granted then."""
+    return any(a.argv == key and a.cwd == ctx.cwd and a.workspace == ctx.workspace
+               and set(grants) <= set(a.grants) for a in ctx.approved)

@@ -119,29 +119,40 @@ def _terminal_session_path() -> str:
 
 
 def _load_session(path: str) -> list[Approval]:
+    """The terminal session's approvals: one JSON object a line (only read when a decision
+    asks, so ``json`` stays off the run path). A line in another shape (an older ringfence's
+    prefix approvals, or damage) is skipped: that command is simply asked again."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            lines = fh.read().split("\n")
+        with open(path, "rb") as fh:
+            lines = fh.read().split(b"\n")
     except OSError:
         return []
+    import json
+
     out = []
     for line in lines:
-        if not line:
+        try:
+            item = json.loads(line)
+            argv, grants = item["argv"], item["grants"]
+            cwd, workspace = item["cwd"], item["workspace"]
+        except (ValueError, KeyError, TypeError):
             continue
-        grants, _, words = line.partition("\t")
-        out.append(Approval(argv=tuple(words.split("\0")),
-                            grants=tuple(g for g in grants.split(",") if g)))
+        if isinstance(argv, list) and isinstance(grants, list) and all(
+                isinstance(w, str) for w in (*argv, *grants, cwd, workspace)):
+            out.append(Approval(argv=tuple(argv), grants=tuple(grants), cwd=cwd,
+                                workspace=workspace))
     return out
 
 
 def _save_session(path: str, approval: Approval) -> None:
-    if any("\n" in w or "\t" in w or "\0" in w for w in approval.argv):
-        return  # cannot be stored faithfully: it will simply be asked again
+    import json
+
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    line = ",".join(approval.grants) + "\t" + "\0".join(approval.argv) + "\n"
+    line = json.dumps({"argv": list(approval.argv), "grants": list(approval.grants),
+                       "cwd": approval.cwd, "workspace": approval.workspace}) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        os.write(fd, line.encode("utf-8", "surrogateescape"))
+        os.write(fd, line.encode("ascii"))  # (json escapes everything else, surrogates too)
     finally:
         os.close(fd)
 
@@ -150,7 +161,8 @@ def context_for(policy: Policy, cwd: str | None, approved: tuple[Approval, ...] 
                 escalation: Escalation = NO_ESCALATION) -> Context:
     return Context(
         mode=policy.approval_mode, workspace=policy.workspace,
-        writable=policy.writable_roots() or (policy.workspace,), cwd=cwd or policy.workspace,
+        writable=policy.writable_roots() or (policy.workspace,),
+        cwd=os.path.abspath(cwd) if cwd else policy.workspace,
         sandboxed=policy.profile != "full-access" and not escalation.no_sandbox,
         approved=approved,
     )
@@ -168,18 +180,55 @@ def check(policy: Policy, command: Sequence[str] | str, *, cwd: str | None = Non
 
 
 def apply_escalation(policy: Policy, esc: Escalation) -> Policy:
-    """The policy with a granted escalation: network on, more writable roots, or no sandbox."""
+    """The policy with a granted escalation: network on, more hosts on the allow list, more
+    writable roots, or no sandbox."""
     if not esc:
         return policy
     changes: dict[str, Any] = {}
     if esc.network:
         changes["network"] = "on"
+    elif esc.hosts and policy.network != "on":
+        changes.update(allow_hosts(policy, esc.hosts))
     if esc.writable:
         changes["writable"] = (*policy.writable, *esc.writable)
     if esc.no_sandbox:
         changes["profile"] = "full-access"
     result: Policy = policy.replace(**changes)
     return result
+
+
+def allow_hosts(policy: Policy, hosts: Sequence[str]) -> dict[str, Any]:
+    """The changes that add ``hosts`` to the policy's allow list (mode ``allowlist``; from
+    ``off``, an allow list of just these hosts); the list's other entries stay as they are."""
+    from ..network.rules import NetworkRules
+
+    rules = policy.network_rules if policy.network == "allowlist" and \
+        policy.network_rules is not None else NetworkRules()
+    allow = (*rules.allow, *(h for h in hosts if h not in rules.allow))
+    return {"network": "allowlist", "network_rules": rules.replace(allow=allow)}
+
+
+def check_words(command: Sequence[str] | str, cwd: str | None) -> None:
+    """Refuse (``PolicyError``) what no program can receive before anything is decided or
+    recorded: a NUL, or a lone surrogate (``"\\ud800"`` in a model's JSON) that cannot be
+    encoded for the operating system (an undecodable byte read from it, U+DC80-U+DCFF, can)."""
+    words = (command,) if isinstance(command, str) else tuple(command)
+    for word in (*words, cwd or ""):
+        if not isinstance(word, str):
+            continue  # (the caller's own check names it)
+        if "\0" in word:
+            from ..errors import PolicyError
+
+            raise PolicyError(f"command argument {word[:40]!r} contains a NUL byte, which no "
+                              "program can receive; remove it")
+        try:
+            word.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            from ..errors import PolicyError
+
+            raise PolicyError(f"command argument {word[:40]!r} contains a lone surrogate (a "
+                              "broken UTF-16 escape such as \\ud800), which cannot be passed "
+                              "to a program; send valid Unicode") from None
 
 
 def command_text(command: Sequence[str] | str) -> str:
@@ -254,6 +303,7 @@ def open_gate(
     ``Gate.durable()``, which the caller calls while the sandbox is being built."""
     from .engine import decide
 
+    check_words(command, cwd)
     key: tuple[str, ...] | str = command if isinstance(command, str) else tuple(command)
     ctx = context_for(policy, cwd, (), escalation)
     decision = decide(key, policy.rules, ctx, escalation)
@@ -285,17 +335,21 @@ def open_gate(
             raise ApprovalError(f"not run: {command_text(key)}: denied at the prompt "
                                 f"({decision.reason})", decision)
         approved_by = str(getattr(approver, "who", "approver callback"))
-        # every part that asked is remembered (not only the one the question named)
-        asked = dict.fromkeys(
-            (p.argv, escalation.kinds() if p.rule == "escalation" else ())
-            for p in decision.parts if p.verdict == "ask")
+        asked = [p for p in decision.parts if p.verdict == "ask"]
+        escalated = any(p.rule == "escalation" for p in asked)
         if answer in ("session", "always") and session is not None:
-            for argv, grants in asked:
-                session.add(Approval(argv=argv, grants=grants))
+            # this very command (the words the question showed), here, with exactly what it
+            # was granted: not a longer command, another directory or another root or host
+            whole = key if isinstance(key, tuple) else ("/bin/sh", "-c", key)
+            session.add(Approval(argv=whole, grants=escalation.exact() if escalated else (),
+                                 cwd=ctx.cwd, workspace=ctx.workspace))
         if answer == "always":
             from .rules import append_user_rule
 
-            for argv, grants in asked:
+            # an exact rule for every part that asked (not only the one the question named)
+            for argv, grants in dict.fromkeys(
+                    (p.argv, escalation.kinds() if p.rule == "escalation" else ())
+                    for p in asked):
                 append_user_rule(argv, grants)
     elif decision.verdict == "forbid":
         _record(writer, policy, key, decision, "", "", cwd)
@@ -367,6 +421,7 @@ def refusal(command: tuple[str, ...] | str, decision: Decision, *, cli: bool) ->
         opts = []
         if esc.network:
             opts.append("--network on")
+        opts += [f"--allow-domain {h}" for h in esc.hosts if not esc.network]
         opts += [f"--writable {w}" for w in esc.writable]
         if esc.no_sandbox:
             opts.append("--profile full-access")

@@ -41,11 +41,13 @@ class Rule(Frozen):
 
     ``decision``: allow | ask | forbid. ``grants``: for ``allow``, the escalations it pre-approves
     (``network``, ``writable``, ``no-sandbox``). ``source``: the file it came from (or
-    ``session``, ``command line``); ``name``: how messages name it.
+    ``session``, ``command line``); ``name``: how messages name it. ``exact``: the command must
+    be exactly these words, no more (what an "always" answer writes), and the program is
+    compared as written, not by its base name.
     """
 
     __slots__ = ("prefix", "decision", "justification", "match", "not_match", "grants",
-                 "source", "name")
+                 "source", "name", "exact")
     prefix: tuple[str | tuple[str, ...], ...]
     decision: str
     justification: str
@@ -54,21 +56,23 @@ class Rule(Frozen):
     grants: tuple[str, ...]
     source: str
     name: str
+    exact: bool
     _defaults: ClassVar[Mapping[str, Any]] = {
         "justification": "", "match": (), "not_match": (), "grants": (), "source": "",
-        "name": "",
+        "name": "", "exact": False,
     }
 
     def matches(self, argv: tuple[str, ...] | list[str]) -> bool:
-        """Whether ``argv`` starts with the prefix (the program compared by its base name too)."""
-        if len(argv) < len(self.prefix):
+        """Whether ``argv`` starts with the prefix (the program compared by its base name too),
+        or, for an ``exact`` rule, is exactly its words."""
+        if len(argv) < len(self.prefix) or (self.exact and len(argv) != len(self.prefix)):
             return False
         for i, want in enumerate(self.prefix):
             word = argv[i]
             options = want if isinstance(want, tuple) else (want,)
             if word in options:
                 continue
-            if i == 0 and "/" in word and word.rsplit("/", 1)[1] in options:
+            if i == 0 and not self.exact and "/" in word and word.rsplit("/", 1)[1] in options:
                 continue
             return False
         return True
@@ -76,24 +80,34 @@ class Rule(Frozen):
     def label(self) -> str:
         words = [("|".join(w) if isinstance(w, tuple) else w) for w in self.prefix]
         where = f" in {self.source}" if self.source else ""
-        return self.name or f"rule {' '.join(words)!r}{where}"
+        exact = "exact " if self.exact else ""
+        return self.name or f"{exact}rule {' '.join(words)!r}{where}"
 
 
 class Escalation(Frozen):
-    """More than the policy gives, asked for with a justification."""
+    """More than the policy gives, asked for with a justification.
 
-    __slots__ = ("network", "writable", "no_sandbox", "justification")
+    ``network``: the whole network (mode ``on``: every host and port, this machine's own
+    services included). ``hosts``: only these hosts, as allow-list entries (mode ``allowlist``,
+    added to any allow list the policy has). ``writable``: more writable roots. ``no_sandbox``:
+    run without a sandbox.
+    """
+
+    __slots__ = ("network", "hosts", "writable", "no_sandbox", "justification")
     network: bool
+    hosts: tuple[str, ...]
     writable: tuple[str, ...]
     no_sandbox: bool
     justification: str
     _defaults: ClassVar[Mapping[str, Any]] = {
-        "network": False, "writable": (), "no_sandbox": False, "justification": "",
+        "network": False, "hosts": (), "writable": (), "no_sandbox": False,
+        "justification": "",
     }
 
     def kinds(self) -> tuple[str, ...]:
+        """The kinds a rule's ``grants`` name (``network`` covers ``hosts`` too)."""
         out = []
-        if self.network:
+        if self.network or self.hosts:
             out.append("network")
         if self.writable:
             out.append("writable")
@@ -107,24 +121,45 @@ class Escalation(Frozen):
         if self.no_sandbox:
             out.append("no sandbox: full access to your account's files, network and processes")
         if self.network:
-            out.append("network access")
+            out.append("network access: every host and port, this machine's own services "
+                       "included (network mode on, no allow list)")
+        elif self.hosts:
+            out.append(f"network access to {', '.join(self.hosts)} only (added to the allow "
+                       "list; no other host)")
         for root in self.writable:
             out.append(f"write access to {root}")
         return tuple(out)
 
+    def exact(self) -> tuple[str, ...]:
+        """Exactly what is granted, item by item (what a "session" answer remembers): a grant
+        for one host or one root does not cover another."""
+        out = []
+        if self.no_sandbox:
+            out.append("no-sandbox")
+        if self.network:
+            out.append("network")
+        out += [f"network:{h}" for h in self.hosts]
+        out += [f"writable:{w}" for w in self.writable]
+        return tuple(out)
+
     def __bool__(self) -> bool:
-        return bool(self.network or self.writable or self.no_sandbox)
+        return bool(self.network or self.hosts or self.writable or self.no_sandbox)
 
 
 NO_ESCALATION = Escalation()
 
 
 class Approval(Frozen):
-    """One remembered "yes": the command words it covers and the escalation kinds granted."""
+    """One remembered "session" answer: the very command it covers (its argv, or
+    ``("/bin/sh", "-c", TEXT)`` for shell text; never a longer one), the directory it runs in
+    and the workspace (a relative path means another file elsewhere), and exactly what it was
+    granted (``Escalation.exact``)."""
 
-    __slots__ = ("argv", "grants")
+    __slots__ = ("argv", "grants", "cwd", "workspace")
     argv: tuple[str, ...]
     grants: tuple[str, ...]
+    cwd: str
+    workspace: str
 
 
 class Context(Frozen):

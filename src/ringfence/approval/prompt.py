@@ -47,9 +47,17 @@ def screen(request: ApprovalRequest, config_path: str) -> str:
         lines.append(f"  {'it gets' if n == 0 else '':9} {visible(grant)}")
     if request.justification:
         lines.append(f"  asked    {visible(request.justification)}")
-    always = (f"[a] always (adds an allow rule to {visible(config_path)})"
-              if request.always_ok else "")
-    lines.append(f"  [o] once   [s] this session   {always}   [d] deny".replace("     ", "  "))
+    # what each answer grants, no more: "session" and "always" cover exactly this command
+    # (not a longer one that starts with it); "session" only in this directory
+    lines.append("  [o] once")
+    lines.append("  [s] this session: exactly this command, run from this directory")
+    if request.always_ok:
+        asked = dict.fromkeys(command_text(p.argv) for p in request.decision.parts
+                              if p.verdict == "ask")
+        what = " and ".join(f"`{visible(a)}`" for a in asked) or "this command"
+        lines.append(f"  [a] always: an allow rule for exactly {what} (from any directory), "
+                     f"added to {visible(config_path)}")
+    lines.append("  [d] deny")
     return "\n".join(lines) + "\n"
 
 

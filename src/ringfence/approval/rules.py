@@ -10,6 +10,8 @@ A rule::
     not_match = ["git pull"]          # examples that must not match
     grants = ["network"]              # allow only: escalations it pre-approves
     name = "push"                     # optional; how messages name the rule
+    exact = true                      # optional: exactly these words, no more (what an
+                                      # "always" answer writes)
 
 Where rules may live: the user's config and ``--policy`` files (trusted: any decision); the
 project's ``.ringfence.toml`` (attacker-controlled: only ``ask`` and ``forbid``, no ``grants``, so
@@ -25,7 +27,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_KEYS = ("prefix", "decision", "justification", "match", "not_match", "grants", "name")
+_KEYS = ("prefix", "decision", "justification", "match", "not_match", "grants", "name",
+         "exact")
 
 
 def split_words(text: str) -> list[str]:
@@ -135,6 +138,9 @@ def parse_rule(item: dict[str, Any], source: str, n: int, *, trusted: bool) -> R
             f"{where}: a project's rules may only ask or forbid (this one allows); put allow "
             f"rules in {user_config_path()}, or trust this workspace there"
         )
+    exact = item.get("exact", False)
+    if not isinstance(exact, bool):
+        raise PolicyError(f"{where}: exact must be true or false")
     examples: dict[str, tuple[tuple[str, ...], ...]] = {}
     for key in ("match", "not_match"):
         value = item.get(key, [])
@@ -145,16 +151,17 @@ def parse_rule(item: dict[str, Any], source: str, n: int, *, trusted: bool) -> R
         prefix=tuple(prefix), decision=decision, justification=justification,
         match=tuple(" ".join(e) for e in examples["match"]),
         not_match=tuple(" ".join(e) for e in examples["not_match"]),
-        grants=tuple(grants), source=source, name=f"{label} in {source}",
+        grants=tuple(grants), source=source, name=f"{label} in {source}", exact=exact,
     )
+    what = "exact words" if exact else "prefix"
     for example in examples["match"]:
         if not rule.matches(example):
             raise PolicyError(f"{where}: match example {' '.join(example)!r} does not match "
-                              f"prefix {_show(rule)}; fix the example or the prefix")
+                              f"{what} {_show(rule)}; fix the example or the {what}")
     for example in examples["not_match"]:
         if rule.matches(example):
             raise PolicyError(f"{where}: not_match example {' '.join(example)!r} matches "
-                              f"prefix {_show(rule)}; fix the example or the prefix")
+                              f"{what} {_show(rule)}; fix the example or the {what}")
     return rule
 
 
@@ -169,10 +176,11 @@ def _toml_str(text: str) -> str:
 
 
 def rule_text(prefix: tuple[str, ...], grants: tuple[str, ...], when: str) -> str:
-    """The TOML an "always" answer appends to the user's config."""
+    """The TOML an "always" answer appends to the user's config: an exact rule (this command,
+    not every command that starts with it)."""
     words = ", ".join(_toml_str(w) for w in prefix)
     lines = ["", f"# added by ringfence {when}: answered \"always\" at the prompt", "[[rules]]",
-             f"prefix = [{words}]", 'decision = "allow"',
+             f"prefix = [{words}]", "exact = true", 'decision = "allow"',
              f"justification = {_toml_str('approved at the prompt ' + when)}",
              f"match = [[{words}]]"]
     if grants:
@@ -181,7 +189,8 @@ def rule_text(prefix: tuple[str, ...], grants: tuple[str, ...], when: str) -> st
 
 
 def append_user_rule(prefix: tuple[str, ...], grants: tuple[str, ...]) -> str:
-    """Append an allow rule to the user's config (never a project's). Returns its path."""
+    """Append an exact allow rule for the words ``prefix`` to the user's config (never a
+    project's). Returns its path."""
     import os
     import time
 

@@ -168,9 +168,53 @@ def _unescape(raw: str, escapable: str | None = None) -> str:
     return "".join(out)
 
 
+def _shape(node: Any) -> str:
+    """The word with every quoted or escaped character replaced by ``_`` (they expand to
+    nothing), so what is left is what bash may expand."""
+    if node.type in ("word", "number"):
+        raw = _text(node)
+        out = []
+        i = 0
+        while i < len(raw):
+            if raw[i] == "\\" and i + 1 < len(raw):
+                out.append("_")
+                i += 2
+                continue
+            out.append(raw[i])
+            i += 1
+        return "".join(out)
+    if node.type == "concatenation":
+        return "".join(_shape(c) for c in node.named_children)
+    return "_"
+
+
+def braces(shape: str) -> bool:
+    """Whether bash brace-expands the word (``{a,b}``, ``x{,.bak}``, ``{1..3}``): an unquoted
+    ``{`` whose matching ``}`` has a ``,`` or ``..`` between them at its own level."""
+    for start, ch in enumerate(shape):
+        if ch != "{" or (start and shape[start - 1] == "$"):
+            continue
+        depth = 0
+        for i in range(start, len(shape)):
+            c = shape[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            elif depth == 1 and (c == "," or shape.startswith("..", i)):
+                return True
+    return False
+
+
 def word_value(node: Any) -> tuple[str, bool, bool]:
-    """(value, dynamic, glob): the word as the program would receive it, when that is known."""
+    """(value, dynamic, glob): the word as the program would receive it, when that is known.
+    A word bash brace-expands (``rm -rf {/x,/y}`` is ``rm -rf /x /y`` to bash, zsh and macOS's
+    sh) is dynamic: its words are only known when the shell runs."""
     kind = node.type
+    if kind in ("word", "number", "concatenation") and braces(_shape(node)):
+        return _text(node), True, True
     if kind in ("word", "number"):
         raw = _text(node)
         glob = raw.startswith("~") or any(c in _GLOB_CHARS for c in raw)

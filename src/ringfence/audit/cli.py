@@ -30,9 +30,13 @@ def _since(text: str) -> str:
     except ValueError:
         raise PolicyError(f"--since {text!r}: use a duration like 10m, 2h, 3d or a date like "
                           "2026-01-31 or 2026-01-31T12:00") from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # local time, as the user typed it
-    return iso_time(when.astimezone(UTC).timestamp())
+    try:
+        if when.tzinfo is None:
+            when = when.astimezone()  # local time, as the user typed it
+        return iso_time(when.astimezone(UTC).timestamp())
+    except (ValueError, OverflowError, OSError):  # year 1 in local time is year 0 in UTC...
+        raise PolicyError(f"--since {text!r}: the date is out of range; use a date like "
+                          "2026-01-31") from None
 
 
 def cmd_audit(argv: list[str]) -> int:
@@ -69,6 +73,10 @@ def _show(since: str | None, as_json: bool) -> int:
     from .log import read_records
 
     cutoff = _since(since) if since else ""
+    if hasattr(sys.stdout, "reconfigure"):
+        # a record holding what the terminal's encoding cannot show (a lone surrogate from a
+        # library caller) is shown escaped, never a crash that hides every record after it
+        sys.stdout.reconfigure(errors="backslashreplace")
     for _path, _number, line in read_records():
         try:
             rec: dict[str, Any] = json.loads(line)

@@ -16,7 +16,9 @@ whose last key is ``prev``, the SHA-256 (hex) of the previous record's line (64 
 first). A record's own hash is the SHA-256 of its line's bytes, without the newline. Each record
 is written with one ``write`` on an ``O_APPEND`` descriptor and ``fsync``-ed before the command
 starts or its result is returned. A torn last line (a crash mid-write) is closed with a newline by
-the next writer, which chains from the last whole record; ``verify`` reports the torn line.
+the next writer, which chains from the last whole record and puts the torn line's hash in that
+record (``torn``); ``verify`` reports a torn line as a warning when it is the log's last line or
+the record after it names it, and as tampering otherwise (a line inserted to look torn).
 
 What this detects: an edited, removed, reordered or cut-off record, by anyone who does not also
 rewrite every record after it and the head. It is evidence against tampering by the sandboxed
@@ -166,6 +168,22 @@ def _last_whole(fd: int, size: int) -> bytes | None:
         chunk *= 4
 
 
+def _tail_line(fd: int, size: int) -> bytes:
+    """The file's last line (after its last newline)."""
+    if sys.platform == "win32":
+        raise _no_windows()
+    chunk = 4096
+    while True:
+        start = max(0, size - chunk)
+        data = os.pread(fd, size - start, start)
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            return data[cut + 1:]
+        if start == 0:
+            return data
+        chunk *= 4
+
+
 def _unwritable(directory: str, exc: OSError) -> Exception:
     from ..errors import UnavailableError
 
@@ -231,6 +249,13 @@ class Writer:
         fd = os.open(path, flags, 0o600)
         try:
             size = os.fstat(fd).st_size
+            torn = None
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # a torn line left by a crash: close it, and say so in the (chained) record
+                # that follows, so `verify` can tell it from a line inserted later
+                torn = sha256_hex(_tail_line(fd, size))
+                os.write(fd, b"\n")
+                size += 1
             if size >= self.max_bytes:
                 last = _last_whole(fd, size)
                 os.close(fd)
@@ -241,8 +266,6 @@ class Writer:
                 prev_line = last
             else:
                 prev_line = _last_whole(fd, size) if size else None
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    os.write(fd, b"\n")  # close a torn line left by a crash
             if prev_line is None and size == 0:
                 prev_line = self._last_of_previous_file()
             if prev_line is None:
@@ -254,6 +277,8 @@ class Writer:
                 # records were cut off the end: chain on from the head, so the gap stays
                 # visible to `verify` instead of being papered over by new records
                 seq, prev = head[0] + 1, head[1]
+            if torn is not None:
+                record = {**record, "torn": torn}
             body = encode(record)[1:-1]
             line = f'{{"seq":{seq}' + (f",{body}" if body else "") + f',"prev":"{prev}"}}'
             data = line.encode("ascii")
@@ -438,14 +463,16 @@ def verify(directory: str | None = None) -> Report:
     expected = 1
     seen: dict[int, str] = {}
     prev_where: tuple[str, int] | None = None
+    torn: tuple[str, int, str, str] | None = None  # a torn line no record has vouched for yet
     for path, number, line in read_records(directory):
         name = f"{os.path.basename(path)} line {number}"
         if not line:
             continue
         if not _whole(line):
             if _torn(line):
-                report.warnings.append(f"{name}: a torn record (a crash while writing); the "
-                                       "chain continues from the record before it")
+                if torn is not None:
+                    return _unvouched(report, torn)
+                torn = (path, number, name, sha256_hex(line))
                 continue
             return _fail(report, path, number,
                          f"{name} is not a ringfence record (edited or inserted)")
@@ -455,6 +482,15 @@ def verify(directory: str | None = None) -> Report:
             prev = str(rec["prev"])
         except (ValueError, KeyError, TypeError):
             return _fail(report, path, number, f"{name} is not valid JSON (edited)")
+        if torn is not None:
+            # a crash's torn line is closed by the next writer, whose record names its hash;
+            # one no record names was put there afterwards
+            if rec.get("torn") != torn[3]:
+                return _unvouched(report, torn)
+            report.warnings.append(f"{torn[2]}: a torn record (a crash while writing), closed "
+                                   "by the record after it; the chain continues from the "
+                                   "record before it")
+            torn = None
         if seq > expected:
             missing = f"record {expected}" if seq == expected + 1 else \
                 f"records {expected}-{seq - 1}"
@@ -474,6 +510,9 @@ def verify(directory: str | None = None) -> Report:
         prev_where = (path, number)
         expected = seq + 1
         report.records += 1
+    if torn is not None:  # the last line: a crash while writing, nobody has written since
+        report.warnings.append(f"{torn[2]}: a torn record (a crash while writing); the chain "
+                               "continues from the record before it")
     head = _read_head(directory)
     if head is not None:
         head_seq, head_hash = head
@@ -504,6 +543,12 @@ def _torn(line: bytes) -> bool:
     except ValueError:
         return True
     return False
+
+
+def _unvouched(report: Report, torn: tuple[str, int, str, str]) -> Report:
+    return _fail(report, torn[0], torn[1],
+                 f"{torn[2]} looks like a torn record, but no record after it says a writer "
+                 "closed it there (a line inserted later; or two crashes in a row)")
 
 
 def _fail(report: Report, path: str, number: int, message: str) -> Report:

@@ -1353,6 +1353,9 @@ def run_captured(
             preexec_fn=prep.child_setup(plan.rlimits),
             start_new_session=plan.mode == "none",
             close_fds=True,
+            # unsandboxed, nothing else moves it there (bubblewrap and the fallback launcher
+            # change to plan.cwd themselves): without it the command ran in this process's cwd
+            cwd=plan.cwd if plan.mode == "none" else None,
         )
     except OSError as exc:
         if streams is not None:

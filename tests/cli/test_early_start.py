@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.approval.test_cli import REFUSED, on_pty, rf, rf_argv
 from tests.conftest import World
 

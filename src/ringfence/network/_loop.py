@@ -7,9 +7,9 @@ generator that yields what it waits for:
 - ``("read", fd)`` / ``("write", fd)``: until the descriptor is ready;
 - ``("thread", fn, group)``: ``fn()`` runs in a worker thread; its result (or exception) comes
   back. Jobs wait in one queue per ``group`` (a run), served in turn, and a group runs at most
-  ``MAX_RUNNING`` at once, so one group's slow jobs do not hold up another's; a group has at most ``MAX_PENDING`` jobs queued or running
-  (``Busy`` is thrown into the task past that). A job whose task has moved on (timed out,
-  cancelled) before a worker takes it is dropped, not run;
+  ``MAX_RUNNING`` at once, so one group's slow jobs do not hold up another's; a group has at
+  most ``MAX_PENDING`` jobs queued or running (``Busy`` is thrown into the task past that). A
+  job whose task has moved on (timed out, cancelled) before a worker takes it is dropped;
 - ``("wait", event)``: until ``event.set()`` (an ``Event`` of this module, set in the loop);
 - ``("deadline", seconds_or_None)``: from now on, ``TimeoutError`` is thrown into the task
   when the deadline passes (returns at once).

@@ -9,11 +9,13 @@ port. One port speaks both protocols; the first byte tells them apart:
   BIND and UDP ASSOCIATE are refused ("command not supported"), a denial answers "connection
   not allowed by ruleset".
 - HTTP: ``CONNECT host:port`` (then bytes are relayed), or a plain request in absolute form
-  (``GET http://host/path``), forwarded once in origin form with ``Connection: close``. A
-  refusal is a 403 whose body names the host and the option that would allow it.
+  (``GET http://host/path``), forwarded once in origin form with ``Connection: close``: its
+  head and ``Content-Length`` bytes of body, nothing after them (one request per connection).
+  A refusal is a 403 whose body names the host and the option that would allow it.
 
-Each listener carries its own ``NetworkRules`` and a list that receives one ``Connection``
-record per connection (host, port, decision, rule, bytes each way, duration). Bad input -- an
+Each listener carries its own ``NetworkRules`` and a ``ConnectionLog`` that receives one
+``Connection`` record per connection (host, port, decision, rule, bytes each way, duration),
+bounded in size and number (``network.records``): the command chooses what it sends. Bad input -- an
 oversized or endless header, a client that sends nothing, garbage, a target that never answers --
 ends that one connection with a log line and a record; everything else keeps being served.
 

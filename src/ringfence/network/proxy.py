@@ -496,7 +496,10 @@ class Proxy:
         state.rule, state.reason = decision.rule, decision.reason
         if not decision.allowed:
             raise _Refused(decision)
-        addresses = yield from self._resolve(normalise_host(host) or host, port, conn, listener)
+        # a client that has closed its end is gone, unless its (plain http) request is whole
+        # and it only half-closed, as some do, to wait for the answer
+        watch = conn if state.body is None else None
+        addresses = yield from self._resolve(normalise_host(host) or host, port, watch, listener)
         if not addresses:
             raise _Refused(Decision(allowed=False, rule="resolve",
                                     reason=f"{state.host} does not resolve"))
@@ -530,9 +533,11 @@ class Proxy:
             raise _Refused(refusal)
         raise last_error or _Unreachable(f"{state.host}: no address to connect to", False)
 
-    def _resolve(self, host: str, port: int, conn: socket.socket, listener: Listener) -> Gen:
+    def _resolve(self, host: str, port: int, watch: socket.socket | None,
+                 listener: Listener) -> Gen:
         """The addresses of ``host``, looked up on a worker thread (in ``listener``'s queue),
-        which also reads this host's addresses again when they are stale."""
+        which also reads this host's addresses again when they are stale; not looked up if
+        the client ``watch`` has gone by then."""
         from .rules import ip_literal
 
         literal = ip_literal(host)
@@ -541,7 +546,7 @@ class Proxy:
         resolver = self.resolver
 
         def lookup() -> list[str]:
-            if _client_gone(conn):  # nobody waits for the answer: do not ask DNS
+            if watch is not None and _client_gone(watch):  # nobody waits: no DNS query
                 raise _Abandoned("the client closed before its host name was looked up")
             if literal is not None:
                 found = [literal]

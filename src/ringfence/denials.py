@@ -317,7 +317,7 @@ def from_proxy(connections: Iterable[Any]) -> list[Denial]:
     out: list[Denial] = []
     seen: set[tuple[str, int]] = set()
     for conn in connections:
-        if getattr(conn, "allowed", True) or getattr(conn, "rule", "") in ("malformed", ""):
+        if getattr(conn, "allowed", True) or getattr(conn, "rule", "") in ("malformed", "", "more"):
             continue
         host, port, rule = str(conn.host), int(conn.port), str(conn.rule)
         if (host, port) in seen:

@@ -10,7 +10,9 @@ import time
 
 class TCPServer:
     """A threaded TCP server on 127.0.0.1. ``mode``: ``http`` (answers one request with
-    ``body``), ``echo`` (echoes until EOF), ``silent`` (accepts, reads, never answers)."""
+    ``body``), ``echo`` (echoes until EOF), ``silent`` (accepts, reads, never answers),
+    ``keepalive`` (answers every request on a connection, its Content-Length body included,
+    whatever ``Connection`` says, until the client is quiet for a second)."""
 
     def __init__(self, mode: str = "http", body: bytes = b"hello from the test server\n") -> None:
         self.mode = mode
@@ -43,6 +45,8 @@ class TCPServer:
                     self.seen.append(data)
                     conn.sendall(data)
                 conn.shutdown(socket.SHUT_WR)
+            elif self.mode == "keepalive":
+                self._keepalive(conn)
             elif self.mode == "silent":
                 conn.settimeout(30)
                 while conn.recv(65536):
@@ -62,6 +66,33 @@ class TCPServer:
             pass
         finally:
             conn.close()
+
+    def _keepalive(self, conn: socket.socket) -> None:
+        conn.settimeout(1)
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    return
+                if not chunk:
+                    return
+                data += chunk
+            end = data.index(b"\r\n\r\n") + 4
+            length = 0
+            for line in data[:end].split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            while len(data) < end + length:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            self.seen.append(data[:end + length])
+            data = data[end + length:]
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(self.body), self.body))
 
     def wait_seen(self, within: float = 2.0) -> list[bytes]:
         deadline = time.monotonic() + within

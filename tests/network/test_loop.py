@@ -79,3 +79,51 @@ def test_recv_deadline_thread_and_cancel() -> None:
         thread.join(5)
         a.close()
         b.close()
+
+
+def test_a_job_whose_task_moved_on_is_dropped() -> None:
+    """A lookup queued behind busy workers whose connection then timed out or was cancelled
+    used to run anyway (a DNS query nobody waits for, a worker held). Now a worker that takes
+    a job whose task has moved on drops it without calling it."""
+    loop, thread = run_loop()
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def job(name: str) -> Any:
+        def fn() -> str:
+            ran.append(name)
+            if name.startswith("hold"):
+                gate.wait(10)
+            return name
+        return fn
+
+    def waiter(name: str, deadline: float | None) -> Any:
+        def gen() -> _loop.Gen:
+            yield ("deadline", deadline)
+            try:
+                return (yield ("thread", job(name), "group"))
+            except TimeoutError:
+                return "timed out"
+        return gen
+
+    try:
+        holders = [in_loop(loop, waiter(f"hold{i}", None)) for i in range(_loop.MAX_RUNNING)]
+        deadline = time.monotonic() + 5
+        while len(ran) < _loop.MAX_RUNNING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        late = in_loop(loop, waiter("late", 0.2))  # queued: every worker of its group is busy
+        cancelled = in_loop(loop, waiter("cancelled", None))
+        wait_done(late)
+        assert late.result == "timed out"
+        loop.call_soon_threadsafe(cancelled.cancel)
+        wait_done(cancelled)
+        gate.set()
+        for task in holders:
+            wait_done(task)
+        time.sleep(0.2)
+        assert sorted(ran) == sorted(f"hold{i}" for i in range(_loop.MAX_RUNNING))
+    finally:
+        gate.set()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from ringfence.network import proxy as proxy_mod
-from ringfence.network.proxy import Connection, Proxy
+from ringfence.network.proxy import Connection, ConnectionLog, Proxy
 from ringfence.network.rules import NetworkRules
 from tests.network.servers import TCPServer
 
@@ -29,7 +29,7 @@ HOSTS = {"web.test": ["127.0.0.1"], "other.test": ["127.0.0.1"], "private.test":
 class Setup:
     def __init__(self, proxy: Proxy, rules: NetworkRules) -> None:
         self.proxy = proxy
-        self.records: list[Connection] = []
+        self.records = ConnectionLog()
         self.listen = socket.socket()
         self.listen.bind(("127.0.0.1", 0))
         self.listen.listen(1024)
@@ -52,7 +52,7 @@ class Setup:
         deadline = time.monotonic() + within
         while len(self.records) < n and time.monotonic() < deadline:
             time.sleep(0.01)
-        return self.records
+        return self.records.entries()
 
 
 @pytest.fixture
@@ -364,7 +364,7 @@ def test_unix_socket_listener(proxy: Proxy, server: TCPServer, tmp_path_factory:
 
     TEST_ROOT.mkdir(exist_ok=True)
     path = os.path.join(tempfile.mkdtemp(dir=TEST_ROOT), "proxy.sock")
-    records: list[Connection] = []
+    records = ConnectionLog()
     proxy.serve_unix(path, rules_for(server), records)
     assert os.stat(path).st_mode & 0o777 == 0o600
     with socket.socket(socket.AF_UNIX) as s:
@@ -443,7 +443,8 @@ def test_name_lookups_run_on_a_bounded_pool(server: TCPServer) -> None:
     Each lookup used to get a thread of its own, without bound, until the user's process
     limit (which the sandbox's own threads count against) stopped thread creation and the
     error ended the proxy's loop for every run in the process. Lookups now share at most
-    MAX_WORKERS threads; once they return, the proxy serves as before."""
+    MAX_WORKERS threads (several runs here: one run holds at most MAX_RUNNING of them); once
+    they return, the proxy serves as before."""
     from ringfence.network import _loop
 
     gate = threading.Event()
@@ -468,11 +469,14 @@ def test_name_lookups_run_on_a_bounded_pool(server: TCPServer) -> None:
               own_addresses=()).start()
     socks = []
     try:
-        setup = Setup(p, rules_for(server, allow=["slow.test", "web.test"]))
-        for _ in range(3 * _loop.MAX_WORKERS):
-            s = setup.connect()
-            s.sendall(f"CONNECT slow.test:{server.port} HTTP/1.1\r\n\r\n".encode())
-            socks.append(s)
+        rules = rules_for(server, allow=["slow.test", "web.test"])
+        setups = [Setup(p, rules) for _ in range(3)]
+        setup = setups[0]
+        for run in setups:
+            for _ in range(_loop.MAX_WORKERS):
+                s = run.connect()
+                s.sendall(f"CONNECT slow.test:{server.port} HTTP/1.1\r\n\r\n".encode())
+                socks.append(s)
         deadline = time.monotonic() + 5
         while most[0] < _loop.MAX_WORKERS and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -569,3 +573,322 @@ def test_one_run_cannot_hold_every_descriptor(proxy: Proxy) -> None:
         for s in held:
             s.close()
         echo.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Red-team findings (redteam-net.md): what a command can make ringfence's own process keep, the
+# lookup queue, the host's own addresses, site-local IPv6, absurd ports, one request per
+# plain-http connection.
+
+def test_flood_of_refused_connections_keeps_bounded_records(proxy: Proxy) -> None:
+    """Attack: a command floods the proxy with refused CONNECTs whose host is a long string.
+    Every connection used to leave a record holding the raw host (up to the 32 KiB head) and a
+    reason repeating it, without a cap, in ringfence's own never-sandboxed process, then in one
+    audit line: 5 s of flooding grew ringfence to 1.6 GB and wrote a 332 MB audit record. Now
+    a record's host is normalised or cut to ~100 characters, a run keeps MAX_KEPT records and
+    folds the rest into counts, and the audit record stays bounded."""
+    from ringfence.audit.log import encode, run_record
+    from ringfence.network import records as records_mod
+    from ringfence.policy.model import Policy
+
+    setup = Setup(proxy, NetworkRules(allow=["web.test"], ports=[443]))
+    n = records_mod.MAX_KEPT + 300
+    for i in range(n):  # distinct hosts: they fold into per-host counts, then into "more"
+        with setup.connect() as s:
+            s.sendall(f"CONNECT {i:05d}{'a' * 8000}:443 HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(100).startswith(b"HTTP/1.1 403")
+    deadline = time.monotonic() + 10
+    while sum(c.count for c in setup.records) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    entries = setup.records.entries()
+    assert sum(c.count for c in entries) == n
+    assert len(entries) <= records_mod.MAX_KEPT + records_mod.MAX_FOLDED + 2
+    assert all(len(c.host) <= 300 and len(c.reason) <= 600 for c in entries)
+    assert entries[0].host.startswith("00000aaaa") and "8005 characters" in entries[0].host
+    record = run_record(Policy(workspace="/"), ["flood"], decision_seq=1, mode="bwrap",
+                        layers=[], weaker=[], exit_code=0, duration=1.0, limits_hit=[],
+                        stderr=None, setup_failed=False, network=entries)
+    assert len(encode(record)) < 1000 * len(entries)  # was over 16 KB per connection
+
+
+def test_records_past_the_cap_fold_into_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound itself, with small caps: the first MAX_KEPT connections are kept one each,
+    then one count per (host, port, decision, rule) for MAX_FOLDED keys, then one count per
+    decision (host ``*``, rule ``more``), which the denials skip. A session's command gets
+    what was added while it ran, counts included."""
+    from ringfence.denials import from_proxy
+    from ringfence.network import records as records_mod
+
+    monkeypatch.setattr(records_mod, "MAX_KEPT", 3)
+    monkeypatch.setattr(records_mod, "MAX_FOLDED", 2)
+    log = ConnectionLog()
+
+    def conn(host: str, allowed: bool = False, sent: int = 1) -> Connection:
+        return Connection(protocol="http", host=host, port=443, allowed=allowed,
+                          rule="default", reason=f"{host} is not in the allow list",
+                          address="", sent=sent, received=0, duration=0.5)
+
+    for host in ("a.test", "b.test", "c.test"):
+        log.add(conn(host))
+    mark = log.mark()
+    for host in ("d.test", "d.test", "e.test", "f.test", "g.test", "g.test"):
+        log.add(conn(host))
+    log.add(conn("h.test", allowed=True))
+    entries = log.entries()
+    assert [(c.host, c.count) for c in entries] == [
+        ("a.test", 1), ("b.test", 1), ("c.test", 1), ("d.test", 2), ("e.test", 1),
+        ("*", 3), ("*", 1)]
+    assert entries[3].sent == 2 and entries[3].duration == 1.0
+    assert entries[5].rule == "more" and not entries[5].allowed and entries[6].allowed
+    assert [d.target for d in from_proxy(entries)] == [
+        f"{h}.test:443" for h in "abcde"]
+    mark2 = log.mark()
+    log.add(conn("d.test"))
+    log.add(conn("z.test"))
+    assert [(c.host, c.count) for c in log.since(mark2)] == [("d.test", 1), ("*", 1)]
+    assert sum(c.count for c in log.since(mark)) == 9
+
+
+def test_abandoned_lookups_are_not_run() -> None:
+    """Attack: a command opens connections to allowed names whose lookups are slow, and closes
+    them at once. Each lookup still ran later, sending DNS queries nobody waited for and
+    holding the lookup threads, so other runs' connections waited behind them (13.8 s for 200
+    of them). A lookup whose client has gone before a worker takes it is now dropped (one
+    whose connection timed out too: see test_loop)."""
+    from ringfence.network import _loop
+
+    gate = threading.Event()
+    looked_up: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        if host.startswith("hold"):
+            gate.wait(20)
+        return ["127.0.0.1"]
+
+    echo = TCPServer("echo")
+    p = Proxy(resolver=resolve, header_timeout=10.0, connect_timeout=10.0,
+              own_addresses=()).start()
+    held: list[socket.socket] = []
+    try:
+        setup = Setup(p, NetworkRules(allow=["*.ex.test"], ports=[echo.port],
+                                      allow_local=True))
+        for j in range(_loop.MAX_RUNNING):  # every worker of this run busy on a lookup
+            s = setup.connect()
+            s.sendall(f"CONNECT hold{j}.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
+            held.append(s)
+        deadline = time.monotonic() + 5
+        while len(looked_up) < _loop.MAX_RUNNING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for i in range(10):  # queued behind them: clients that close at once
+            with setup.connect() as s:
+                s.sendall(f"CONNECT gone{i}.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
+        time.sleep(0.3)
+        gate.set()  # long before their time limit
+        with setup.connect() as s:  # served as before
+            s.sendall(f"CONNECT fine.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
+            s.settimeout(5)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        assert [h for h in looked_up if h.startswith("gone")] == []
+        assert "fine.ex.test" in looked_up
+        gone = [r for r in setup.wait_records(10) if r.host.startswith("gone")]
+        assert len(gone) == 10 and all("client closed" in r.reason for r in gone)
+    finally:
+        gate.set()
+        for s in held:
+            s.close()
+        p.stop()
+        echo.close()
+
+
+def test_one_runs_slow_lookups_do_not_stall_another_run() -> None:
+    """Attack: one run queues hundreds of lookups that answer slowly (names under an allowed
+    wildcard whose DNS the attacker controls) and keeps their connections open. The lookup
+    queue had no bound and no order between runs: another run's connection waited behind all
+    of them and hit its time limit. Now a run has at most MAX_PENDING lookups queued or
+    running (more are refused at once, with a log line), runs at most MAX_RUNNING at once, and
+    runs are served in turn: the other run's connection goes through while the slow ones
+    still hang."""
+    from ringfence.network import _loop
+
+    gate = threading.Event()
+    active, most = [0], [0]
+    lock = threading.Lock()
+
+    def resolve(host: str, port: int) -> list[str]:
+        if host.startswith("slow"):
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            gate.wait(20)
+            with lock:
+                active[0] -= 1
+        return ["127.0.0.1"]
+
+    echo = TCPServer("echo")
+    p = Proxy(resolver=resolve, header_timeout=10.0, connect_timeout=10.0,
+              own_addresses=()).start()
+    held: list[socket.socket] = []
+    try:
+        rules = NetworkRules(allow=["*.ex.test"], ports=[echo.port], allow_local=True)
+        greedy, other = Setup(p, rules), Setup(p, rules)
+        for i in range(3 * _loop.MAX_PENDING):
+            s = greedy.connect()
+            s.sendall(f"CONNECT slow{i}.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
+            held.append(s)
+        deadline = time.monotonic() + 5
+        while len(greedy.records) < 2 * _loop.MAX_PENDING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        refused = greedy.records.entries()
+        assert len(refused) == 2 * _loop.MAX_PENDING  # answered at once, not queued
+        assert all("lookups of this run are already waiting" in r.reason for r in refused)
+        with other.connect() as s:
+            s.settimeout(3)
+            s.sendall(f"CONNECT quick.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        assert most[0] == _loop.MAX_RUNNING and not gate.is_set()
+    finally:
+        gate.set()
+        for s in held:
+            s.close()
+        p.stop()
+        echo.close()
+
+
+def _own_address(link_local: bool) -> tuple[str, str] | None:
+    """One of this host's non-loopback addresses (with its interface), or None."""
+    try:
+        with open("/proc/net/if_inet6") as fh:
+            lines = [line.split() for line in fh]
+    except OSError:
+        return None
+    import ipaddress
+
+    for raw, _, _, scope, _, name in lines:
+        ip = ipaddress.IPv6Address(int(raw, 16))
+        if not ip.is_loopback and (scope == "20") == link_local:
+            return str(ip), name
+    return None
+
+
+def test_addresses_the_host_gains_later_are_its_own() -> None:
+    """Attack (needs DNS for an allowed name): the host gains an address after the proxy
+    started (an IPv6 privacy address, a VPN, a container bridge), and an allowed name is made
+    to resolve to it. The proxy read the host's addresses once, so the new one was not
+    'local' and was reached with allow_private (or as public). It now reads them again when
+    a decision needs them and they are older than OWN_MAX_AGE."""
+    found = _own_address(link_local=False)
+    if found is None:
+        pytest.skip("this host has no non-loopback IPv6 address")
+    address = found[0]
+    current: list[str] = []
+    p = Proxy(resolver=lambda host, port: [address], header_timeout=2.0, connect_timeout=2.0,
+              own_addresses=lambda: list(current)).start()
+    echo = TCPServer("echo")  # on 127.0.0.1: nothing answers on the host's other address
+    try:
+        setup = Setup(p, NetworkRules(allow=["new.test"], ports=[echo.port],
+                                      allow_private=True))
+        current.append(address)  # the host gains it after the proxy started
+        time.sleep(proxy_mod.OWN_MAX_AGE + 0.5)
+        with setup.connect() as s:
+            s.sendall(f"CONNECT new.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 403")
+        rec = setup.wait_records(1)[0]
+        assert not rec.allowed and rec.rule == "address" and "own address" in rec.reason
+    finally:
+        p.stop()
+        echo.close()
+
+
+def test_own_address_with_a_zone_is_local() -> None:
+    """Attack (needs a resolver that answers with a scoped address): ``fe80::…%eth0``, this
+    host's own link-local address with a zone, was compared as text with the zone and so was
+    classed 'private', not 'local': allowed with allow_private and without allow_local. The
+    zone is now left out of the comparison."""
+    found = _own_address(link_local=True)
+    if found is None:
+        pytest.skip("this host has no link-local IPv6 address")
+    address, interface = found
+    p = Proxy(resolver=lambda host, port: [f"{address}%{interface}"], header_timeout=2.0,
+              connect_timeout=2.0, own_addresses=[address]).start()
+    echo = TCPServer("echo")
+    try:
+        setup = Setup(p, NetworkRules(allow=["zone.test"], ports=[echo.port],
+                                      allow_private=True))
+        with setup.connect() as s:
+            s.sendall(f"CONNECT zone.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 403")
+        rec = setup.wait_records(1)[0]
+        assert not rec.allowed and rec.rule == "address" and "own address" in rec.reason
+    finally:
+        p.stop()
+        echo.close()
+
+
+def test_site_local_ipv6_is_private(proxy: Proxy, server: TCPServer) -> None:
+    """Attack (needs DNS for an allowed name): the name resolves into the deprecated
+    site-local range ``fec0::/10``, which Python's ``is_private`` leaves out: it was classed
+    public and connected to without allow_private, reaching an internal host where a network
+    still uses that range. It is private now, refused before any connect."""
+    HOSTS["site.test"] = ["fec0::1"]
+    try:
+        setup = Setup(proxy, rules_for(server, allow=["site.test"]))
+        with setup.connect() as s:
+            s.sendall(f"CONNECT site.test:{server.port} HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 403")
+        rec = setup.wait_records(1)[0]
+        assert not rec.allowed and rec.rule == "address" and "private" in rec.reason
+        assert rec.address == ""
+    finally:
+        del HOSTS["site.test"]
+
+
+def test_connect_port_of_thousands_of_digits_is_a_400(proxy: Proxy, server: TCPServer) -> None:
+    """Bad input: ``CONNECT web.test:444…4`` with 4,300+ digits made ``int()`` raise (Python's
+    limit on digits), and the proxy ended the connection as an internal error without an
+    answer. It is now a 400 naming the bad port, and the proxy keeps serving."""
+    setup = Setup(proxy, rules_for(server))
+    with setup.connect() as s:
+        s.sendall(f"CONNECT web.test:{'4' * 5000} HTTP/1.1\r\n\r\n".encode())
+        answer = recv_all(s)
+    assert answer.startswith(b"HTTP/1.1 400") and b"bad port" in answer
+    rec = setup.wait_records(1)[0]
+    assert rec.rule == "malformed" and "internal" not in rec.reason
+    still_serving(setup, server)
+
+
+def test_plain_http_forwards_one_request_per_connection(proxy: Proxy) -> None:
+    """Attack: after a plain ``GET http://web.test/…`` the client sends more requests on the
+    same connection (pipelined, or after the answer), naming other hosts. The proxy decided
+    only the first, yet relayed the rest of the stream to web.test's server, which (keeping
+    the connection alive) answered them all: not what the README's "one request per
+    connection" says, and none of them was recorded. Now only the first request (its head
+    and Content-Length bytes of body) is forwarded."""
+    keep = TCPServer("keepalive")
+    try:
+        setup = Setup(proxy, NetworkRules(allow=["web.test"], ports=[keep.port],
+                                          allow_local=True))
+        first = f"POST http://web.test:{keep.port}/one HTTP/1.1\r\nHost: web.test\r\n" \
+                "Content-Length: 5\r\n\r\nhello"
+        second = f"GET http://other.test:{keep.port}/two HTTP/1.1\r\nHost: other.test\r\n\r\n"
+        with setup.connect() as s:  # pipelined in one write
+            s.sendall((first + second).encode())
+            answer = recv_all(s)
+        assert answer.count(b"HTTP/1.1 200") == 1
+        with setup.connect() as s:  # the next one after the answer
+            s.sendall(first.encode())
+            s.settimeout(5)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            s.sendall(second.encode())
+            answer = recv_all(s)
+        assert b"HTTP/1.1 200" not in answer
+        time.sleep(0.3)
+        assert [r.split(b"\r\n")[0] for r in keep.seen] == [b"POST /one HTTP/1.1"] * 2
+        assert all(r.endswith(b"\r\n\r\nhello") for r in keep.seen)
+        with setup.connect() as s:  # a body of unknown length: refused, not guessed at
+            s.sendall(f"POST http://web.test:{keep.port}/c HTTP/1.1\r\nHost: web.test\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode())
+            assert recv_all(s).startswith(b"HTTP/1.1 411")
+        assert len(keep.seen) == 2
+    finally:
+        keep.close()

@@ -153,3 +153,30 @@ def test_names_idna_2003_and_2008_spell_differently_are_refused() -> None:
             check_pattern(entry)
     assert check_pattern("münchen.de") == "xn--mnchen-3ya.de"
     assert check_pattern("xn--strae-oqa.example.org") == "xn--strae-oqa.example.org"
+
+
+def test_site_local_ipv6_is_private() -> None:
+    """The deprecated site-local range fec0::/10 (outside Python's ``is_private``) was public."""
+    assert address_class("fec0::1") == "private"
+    assert address_class("feff::1") == "private"
+
+
+def test_own_address_with_a_zone_is_local() -> None:
+    """``fe80::1%eth0`` is this host's ``fe80::1``: local, not merely private."""
+    assert address_class("fe80::fc:ff:fe00:1%eth0", own=["fe80::fc:ff:fe00:1"]) == "local"
+    assert address_class("fd00::2%eth0", own=["fd00::2"]) == "local"
+    assert address_class("fd00::2", own=["fd00::2%eth0"]) == "local"
+    assert address_class("fd00::3%eth0", own=["fd00::2"]) == "private"
+
+
+def test_what_records_show_of_a_host_is_bounded() -> None:
+    """A command chooses the host it sends (up to the 32 KiB head): what records and reasons
+    keep of it is the normalised name, or its first 100 characters and its length."""
+    from ringfence.network.rules import decide, shown
+
+    assert shown("WEB.Test.") == "web.test"
+    long = "x" * 30000
+    assert shown(long) == "x" * 100 + "... (30000 characters)"
+    assert len(decide(NetworkRules(allow=["web.test"]), long, 443).reason) < 200
+    scoped = "fe80::1%" + "e" * 30000  # an "address" whose zone is 30,000 characters
+    assert len(shown(scoped)) < 200 and len(decide(NetworkRules(), scoped, 443).reason) < 200

@@ -635,3 +635,33 @@ def test_network_decisions_in_the_audit_log(net: Net, server: TCPServer) -> None
     [run] = [r for r in records if r.get("kind") == "run"]
     seen = {(d["host"], d["allowed"], d["rule"]) for d in run["network_decisions"]}
     assert seen == {("web.test", True, "allow web.test"), ("other.test", False, "default")}
+
+
+def test_connection_flood_leaves_bounded_records(net: Net) -> None:
+    """Attack: the command floods the proxy with refused CONNECTs naming an 8 KiB host. Each
+    left a record of the raw host (and a reason repeating it) in ringfence's own process, the
+    ``--json`` output and one audit line, without a cap: 5 s of flooding with 32 KiB hosts
+    grew ringfence to 1.6 GB and wrote a 332 MB audit record. Records are now bounded in
+    number and size: the run's ``network`` list and its audit record stay small, and still
+    count every connection."""
+    from ringfence.network.records import MAX_FOLDED, MAX_KEPT
+
+    n = MAX_KEPT + 200
+    code = ("import os, socket\n"
+            "port = int(os.environ['http_proxy'].rsplit(':', 1)[1])\n"
+            f"for i in range({n}):\n"
+            "    c = socket.create_connection(('127.0.0.1', port))\n"
+            "    c.sendall(b'CONNECT %05d%s:443 HTTP/1.1\\r\\n\\r\\n' % (i, b'a' * 8192))\n"
+            "    c.recv(100); c.close()\n")
+    proc, report = net.json_run([PY, "-c", code], ["web.test"], [443])
+    assert report["exit_code"] == 0, proc.stderr
+    records = report["network"]
+    assert isinstance(records, list)
+    assert sum(r["count"] for r in records) == n
+    assert len(records) <= MAX_KEPT + MAX_FOLDED + 2
+    assert len(proc.stdout) < 2500 * len(records)  # with denials; was over 32 KB a connection
+    log = net.world.home / ".local" / "state" / "ringfence" / "audit"
+    [line] = [line for f in sorted(log.glob("*.jsonl")) for line in f.read_text().splitlines()
+              if '"kind":"run"' in line.replace(" ", "")]
+    assert len(line) < 1000 * len(records)
+    assert sum(d["count"] for d in json.loads(line)["network_decisions"]) == n

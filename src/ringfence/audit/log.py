@@ -393,7 +393,7 @@ def _connection(conn: Any) -> dict[str, Any]:
     return {"host": str(conn.host), "port": int(conn.port), "allowed": bool(conn.allowed),
             "rule": str(conn.rule), "reason": str(conn.reason), "address": str(conn.address),
             "sent": int(conn.sent), "received": int(conn.received),
-            "duration": round(float(conn.duration), 6)}
+            "duration": round(float(conn.duration), 6), "count": int(getattr(conn, "count", 1))}
 
 
 def run_record(policy: Policy, command: Sequence[str] | str, *, decision_seq: int, mode: str,

@@ -71,7 +71,7 @@ class _Pending:
         self.failure: tuple[int, str] | None = None
         self.exited_at = 0.0
         self.start = 0.0
-        self.net_mark = 0  # how many proxy records the session had when this command started
+        self.net_mark: Any = None  # the proxy's records when this command started (a mark)
         self.sink = sink
         self.stream = stream
         self.done = False
@@ -423,12 +423,16 @@ class _Engine:
         p.result = self._result(p)
         p.sink(("done", p.result))
 
-    def _net_records(self) -> list[Any]:
-        """The allowlist proxy's connection records so far (the session's one proxy). A
-        command's result gets those made while it ran: with commands running at once, each
-        also gets the others' connections of that time."""
+    def _net_log(self) -> Any:
+        """The allowlist proxy's connection records (the session's one proxy, a bounded
+        ``ConnectionLog``), or None. A command's result gets those made while it ran: with
+        commands running at once, each also gets the others' connections of that time."""
         net = getattr(self.prep, "net", None) if self.prep is not None else None
-        return net.records if net is not None else []
+        return net.records if net is not None else None
+
+    def _net_since(self, mark: Any) -> tuple[Any, ...]:
+        log = self._net_log()
+        return tuple(log.since(mark)) if log is not None and mark is not None else ()
 
     def _result(self, p: _Pending) -> Result:
         from ..runner import Result
@@ -451,7 +455,7 @@ class _Engine:
             mode=self.plan.mode, stdout=bytes(p.buffers["stdout"]),
             stderr=bytes(p.buffers["stderr"]), command=tuple(p.argv),
             env_removed=self.plan.env_removed, weaker=self.plan.weaker,
-            layers=self.plan.layers, network=tuple(self._net_records()[p.net_mark:]),
+            layers=self.plan.layers, network=self._net_since(p.net_mark),
         )
         refused = any(not c.allowed for c in result.network)
         if code != 0 or limits or refused:
@@ -535,7 +539,8 @@ class _Engine:
             if timeout:
                 p.deadline = time.monotonic() + timeout
             p.start = time.monotonic()
-            p.net_mark = len(self._net_records())
+            log = self._net_log()
+            p.net_mark = log.mark() if log is not None else None
             with self.lock:
                 self.pending[ident] = p
             try:

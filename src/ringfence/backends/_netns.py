@@ -27,7 +27,7 @@ assert sys.platform == "linux"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ..network.proxy import Connection, Listener, Proxy
+    from ..network.proxy import Connection, ConnectionLog, Listener, Proxy
     from ..network.rules import NetworkRules
 
 CLONE_NEWUSER = 0x10000000
@@ -109,7 +109,9 @@ class Attachment:
     def __init__(self, rules: NetworkRules, port: int) -> None:
         self.rules = rules
         self.port = port
-        self.records: list[Connection] = []
+        from ..network.records import ConnectionLog  # small; the proxy needs it anyway
+
+        self.records: ConnectionLog = ConnectionLog()  # bounded, whatever the command does
         self.proxy: Proxy | None = None
         self.listener: Listener | None = None
         # Importing and starting the proxy takes milliseconds: do it while bubblewrap builds
@@ -146,7 +148,7 @@ class Attachment:
         if self.proxy is not None and self.listener is not None:
             self.proxy.remove_listener(self.listener, wait=1.0)
             self.listener = None
-        return list(self.records)
+        return self.records.entries()
 
     def close(self) -> None:
         self.warming.join()

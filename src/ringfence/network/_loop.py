@@ -5,7 +5,11 @@ for every ``ringfence run``; this module imports only ``selectors`` (a few ms). 
 generator that yields what it waits for:
 
 - ``("read", fd)`` / ``("write", fd)``: until the descriptor is ready;
-- ``("thread", fn)``: ``fn()`` runs in a worker thread; its result (or exception) comes back;
+- ``("thread", fn, group)``: ``fn()`` runs in a worker thread; its result (or exception) comes
+  back. Jobs wait in one queue per ``group`` (a run), served in turn, and a group runs at most
+  ``MAX_RUNNING`` at once, so one group's slow jobs do not hold up another's; a group has at
+  most ``MAX_PENDING`` jobs queued or running (``Busy`` is thrown into the task past that). A
+  job whose task has moved on (timed out, cancelled) before a worker takes it is dropped;
 - ``("wait", event)``: until ``event.set()`` (an ``Event`` of this module, set in the loop);
 - ``("deadline", seconds_or_None)``: from now on, ``TimeoutError`` is thrown into the task
   when the deadline passes (returns at once).
@@ -26,6 +30,8 @@ import time
 from collections import deque
 
 MAX_WORKERS = 16  # threads for blocking work (name lookups), started as needed
+MAX_PENDING = 32  # jobs one group (a run) may have queued or running at once
+MAX_RUNNING = MAX_WORKERS // 2  # workers one group may hold while another group's jobs wait
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,6 +43,13 @@ if TYPE_CHECKING:
 
 class Cancelled(BaseException):
     """Thrown into a task by ``Task.cancel()``."""
+
+
+_ANY = "any"  # the group of jobs that name none
+
+
+class Busy(Exception):
+    """A ``("thread", fn, group)`` request whose group already has ``MAX_PENDING`` jobs."""
 
 
 class Event:
@@ -104,7 +117,9 @@ class Loop:
         # blocking work ("thread" requests: name lookups) runs on at most MAX_WORKERS threads:
         # a client cannot make the proxy start threads without bound (and fail when the user's
         # process limit is reached, which the sandbox's own threads count against)
-        self.jobs: deque[Callable[[], None]] = deque()
+        self.jobs: dict[object, deque[Callable[[], bool]]] = {}  # per group, served in turn
+        self.pending: dict[object, int] = {}  # per group: jobs queued or running
+        self.busy: dict[object, int] = {}  # per group: jobs running
         self.jobs_ready = threading.Condition(self.lock)
         self.workers = 0
         self.idle = 0
@@ -206,7 +221,7 @@ class Loop:
                 self._finish(task, None, error)
                 return
             value, exc = None, None
-            kind, arg = request
+            kind, arg = request[0], request[1]
             if kind == "deadline":
                 self.cancel_timer(task.deadline)
                 task.deadline = None
@@ -236,7 +251,9 @@ class Loop:
             if kind == "thread":
                 token = task.token
 
-                def work(t: Task = task, fn: Callable[[], Any] = arg, tok: int = token) -> None:
+                def work(t: Task = task, fn: Callable[[], Any] = arg, tok: int = token) -> bool:
+                    if t.done or t.token != tok:  # its task moved on while it waited: drop it
+                        return False
                     try:
                         out, err = fn(), None
                     except BaseException as e:
@@ -247,23 +264,30 @@ class Loop:
                             self._resume(t, out, err)
 
                     self.call_soon_threadsafe(back)
+                    return True
 
                 try:
-                    self._submit(work)
-                except RuntimeError as error:  # no thread could be started: this task fails
+                    self._submit(work, request[2] if len(request) > 2 else _ANY)
+                except (Busy, RuntimeError) as error:  # no room, or no thread could be started
                     exc = error
                     continue
                 return
             exc = RuntimeError(f"unknown request {kind!r}")
 
-    def _submit(self, job: Callable[[], None]) -> None:
+    def _submit(self, job: Callable[[], bool], group: object) -> None:
         with self.lock:
-            self.jobs.append(job)
-            start = self.idle == 0 and self.workers < MAX_WORKERS
+            pending = self.pending.get(group, 0)
+            if pending >= MAX_PENDING:
+                raise Busy(f"{pending} jobs of this group are waiting")
+            self.pending[group] = pending + 1
+            self.jobs.setdefault(group, deque()).append(job)
+            # another thread only if the idle ones are fewer than the jobs that may run now
+            runnable = sum(min(len(queue), MAX_RUNNING - self.busy.get(g, 0))
+                           for g, queue in self.jobs.items())
+            start = self.workers < MAX_WORKERS and self.idle < runnable
             if start:
                 self.workers += 1
-            else:
-                self.jobs_ready.notify()
+            self.jobs_ready.notify()
         if start:
             try:
                 _start_thread(self._worker, "ringfence-proxy-lookup")
@@ -271,21 +295,54 @@ class Loop:
                 with self.lock:
                     self.workers -= 1
                     if self.workers == 0:  # nobody will ever run it
-                        self.jobs.remove(job)
+                        queue = self.jobs.get(group)
+                        if queue is not None and job in queue:
+                            queue.remove(job)
+                            if not queue:
+                                del self.jobs[group]
+                            self._done(group)
                         raise
 
     def _worker(self) -> None:
         while True:
             with self.lock:
                 self.idle += 1
-                while not self.jobs and not self.closed:
+                while (group := self._next_group()) is None and not self.closed:
                     self.jobs_ready.wait()
                 self.idle -= 1
-                if not self.jobs:  # closed: the pool ends with its loop
+                if group is None:  # closed: the pool ends with its loop
                     self.workers -= 1
                     return
-                job = self.jobs.popleft()
-            job()
+                queue = self.jobs.pop(group)
+                job = queue.popleft()
+                if queue:
+                    self.jobs[group] = queue  # to the back of the line
+                self.busy[group] = self.busy.get(group, 0) + 1
+            try:
+                job()
+            finally:
+                with self.lock:
+                    running = self.busy.get(group, 1) - 1
+                    if running > 0:
+                        self.busy[group] = running
+                    else:
+                        self.busy.pop(group, None)
+                    self._done(group)
+
+    def _next_group(self) -> object | None:
+        """The group whose turn it is: served longest ago, below MAX_RUNNING (lock held)."""
+        for group in self.jobs:
+            if self.busy.get(group, 0) < MAX_RUNNING:
+                return group
+        return None
+
+    def _done(self, group: object) -> None:
+        """One job of ``group`` is over (the lock is held)."""
+        left = self.pending.get(group, 1) - 1
+        if left > 0:
+            self.pending[group] = left
+        else:
+            self.pending.pop(group, None)
 
     def _finish(self, task: Task, result: Any, error: BaseException | None) -> None:
         task.done = True
@@ -353,6 +410,8 @@ class Loop:
         with self.lock:
             self.closed = True
             self.jobs.clear()
+            self.pending.clear()
+            self.busy.clear()
             self.jobs_ready.notify_all()
         self.sel.close()
         self.wake_r.close()

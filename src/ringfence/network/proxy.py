@@ -9,11 +9,13 @@ port. One port speaks both protocols; the first byte tells them apart:
   BIND and UDP ASSOCIATE are refused ("command not supported"), a denial answers "connection
   not allowed by ruleset".
 - HTTP: ``CONNECT host:port`` (then bytes are relayed), or a plain request in absolute form
-  (``GET http://host/path``), forwarded once in origin form with ``Connection: close``. A
-  refusal is a 403 whose body names the host and the option that would allow it.
+  (``GET http://host/path``), forwarded once in origin form with ``Connection: close``: its
+  head and ``Content-Length`` bytes of body, nothing after them (one request per connection).
+  A refusal is a 403 whose body names the host and the option that would allow it.
 
-Each listener carries its own ``NetworkRules`` and a list that receives one ``Connection``
-record per connection (host, port, decision, rule, bytes each way, duration). Bad input -- an
+Each listener carries its own ``NetworkRules`` and a ``ConnectionLog`` that receives one
+``Connection`` record per connection (host, port, decision, rule, bytes each way, duration),
+bounded in size and number (``network.records``): the command chooses what it sends. Bad input -- an
 oversized or endless header, a client that sends nothing, garbage, a target that never answers --
 ends that one connection with a log line and a record; everything else keeps being served.
 
@@ -37,10 +39,12 @@ import sys
 import threading
 import time
 
-from ..policy.model import Frozen
 from . import _loop
 from ._loop import Loop, Task
-from .rules import Decision, NetworkRules, allow_hint, check_address, decide, normalise_host
+from .records import Connection, ConnectionLog
+from .rules import Decision, NetworkRules, allow_hint, check_address, decide, normalise_host, shown
+
+__all__ = ["Connection", "ConnectionLog", "Proxy", "acquire", "release"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,36 +57,23 @@ if TYPE_CHECKING:
 
 MAX_HEADER = 32 * 1024
 """Bytes a request head (HTTP) may have; more ends the connection (431)."""
-
-
-class Connection(Frozen):
-    """One connection through the proxy, as it appears in ``Result.network`` and ``--json``."""
-
-    __slots__ = ("protocol", "host", "port", "allowed", "rule", "reason", "address", "sent",
-                 "received", "duration")
-    protocol: str
-    host: str
-    port: int
-    allowed: bool
-    rule: str
-    reason: str
-    address: str
-    sent: int
-    received: int
-    duration: float
+_TOO_LARGE = "431 Request Header Fields Too Large"
+_MAX_TEXT = 300
+"""Characters of a record's host and rule (twice that for its reason): a host name has 253."""
 
 
 class Listener:
-    __slots__ = ("sock", "rules", "records", "task", "closed", "tasks")
+    __slots__ = ("sock", "rules", "records", "task", "closed", "tasks", "busy")
 
     def __init__(self, sock: socket.socket, rules: NetworkRules,
-                 records: list[Connection]) -> None:
+                 records: ConnectionLog) -> None:
         self.sock = sock
         self.rules = rules
         self.records = records
         self.task: Task | None = None
         self.closed = False
         self.tasks: set[Task] = set()
+        self.busy = False  # its lookup queue is full (logged once per burst)
 
 
 class _Refused(Exception):
@@ -92,7 +83,13 @@ class _Refused(Exception):
 
 
 class _BadInput(Exception):
-    pass
+    def __init__(self, message: str, status: str = "") -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP answer, if not 400 (431, 411)
+
+
+class _Abandoned(Exception):
+    """The client went away while its connection waited (for a name lookup)."""
 
 
 class _Unreachable(Exception):
@@ -107,7 +104,7 @@ class _State:
     """What one connection learned, for its record."""
 
     __slots__ = ("protocol", "host", "port", "allowed", "rule", "reason", "address", "sent",
-                 "received", "start")
+                 "received", "start", "body")
 
     def __init__(self) -> None:
         self.protocol = "?"
@@ -120,10 +117,14 @@ class _State:
         self.sent = 0
         self.received = 0
         self.start = time.monotonic()
+        self.body: int | None = None  # plain http: bytes of body the client has yet to send
 
     def record(self) -> Connection:
-        return Connection(protocol=self.protocol, host=self.host, port=self.port,
-                          allowed=self.allowed, rule=self.rule, reason=self.reason,
+        # every string is bounded (see ``records``): the host is normalised or cut short
+        # where it is set, a reason is made of bounded parts; cut here too, to be sure
+        return Connection(protocol=self.protocol, host=self.host[:_MAX_TEXT], port=self.port,
+                          allowed=self.allowed, rule=self.rule[:_MAX_TEXT],
+                          reason=self.reason[:2 * _MAX_TEXT],
                           address=self.address, sent=self.sent, received=self.received,
                           duration=round(time.monotonic() - self.start, 6))
 
@@ -134,11 +135,24 @@ class Proxy:
 
     def __init__(self, *, resolver: Resolver | None = None, header_timeout: float = 10.0,
                  connect_timeout: float = 10.0,
-                 own_addresses: Iterable[str] | None = None) -> None:
+                 own_addresses: Iterable[str] | Callable[[], Iterable[str]] | None = None
+                 ) -> None:
+        """``own_addresses``: this host's addresses, fixed (a test's), or a function that reads
+        them (default: ``own_addresses()``, from the kernel's tables), called again when a
+        decision needs them and they are older than ``OWN_MAX_AGE`` seconds: addresses come
+        and go (IPv6 privacy addresses, a VPN, a container bridge) while a session's proxy
+        lives for hours."""
         self.resolver = resolver
         self.header_timeout = header_timeout
         self.connect_timeout = connect_timeout
-        self._own = tuple(own_addresses) if own_addresses is not None else None
+        self._own_source: Callable[[], Iterable[str]] | None
+        if own_addresses is None or callable(own_addresses):
+            self._own_source = own_addresses or _host_addresses
+            self._own: tuple[str, ...] | None = None
+        else:
+            self._own_source = None
+            self._own = tuple(own_addresses)
+        self._own_at = 0.0  # when _own was read (monotonic)
         self.loop: Loop | None = None
         self.thread: threading.Thread | None = None
         self.listeners: list[Listener] = []
@@ -155,7 +169,7 @@ class Proxy:
 
         def main() -> None:
             if self._own is None:  # before the first connection is served
-                self._own = own_addresses()
+                self._read_own()
             loop.run()
             loop.close()
 
@@ -204,10 +218,11 @@ class Proxy:
         self.thread = None
 
     def add_listener(self, sock: socket.socket, rules: NetworkRules,
-                     records: list[Connection] | None = None) -> Listener:
-        """Serve connections accepted on ``sock`` (already listening) under ``rules``."""
+                     records: ConnectionLog | None = None) -> Listener:
+        """Serve connections accepted on ``sock`` (already listening) under ``rules``; their
+        records go to ``records`` (``listener.records``)."""
         sock.setblocking(False)
-        listener = Listener(sock, rules, records if records is not None else [])
+        listener = Listener(sock, rules, records if records is not None else ConnectionLog())
 
         def add(done: Callable[[], None]) -> None:
             assert self.loop is not None
@@ -219,7 +234,7 @@ class Proxy:
         return listener
 
     def serve_unix(self, path: str, rules: NetworkRules,
-                   records: list[Connection] | None = None) -> Listener:
+                   records: ConnectionLog | None = None) -> Listener:
         if sys.platform == "win32":
             raise OSError("unix socket listeners need Linux or macOS")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -259,6 +274,16 @@ class Proxy:
                 task.add_done_callback(later)
 
         self._in_loop(remove, timeout=wait + 10)
+
+    def _read_own(self) -> None:
+        """Read this host's addresses again (any thread; the loop's only at start: reading may
+        block on the host's own name lookup)."""
+        if self._own_source is not None:
+            self._own = tuple(self._own_source())
+            self._own_at = time.monotonic()
+
+    def _own_stale(self) -> bool:
+        return self._own_source is not None and time.monotonic() - self._own_at > OWN_MAX_AGE
 
     def _close_listener(self, listener: Listener) -> None:
         if listener.closed:
@@ -309,7 +334,7 @@ class Proxy:
         upstream: socket.socket | None = None
         try:
             yield ("deadline", self.header_timeout + self.connect_timeout)
-            up, leftover, reply = yield from self._handshake(conn, listener.rules, state)
+            up, leftover, reply = yield from self._handshake(conn, listener, state)
             upstream = up
             yield ("deadline", None)
             yield from _loop.sendall(conn, reply)
@@ -317,7 +342,7 @@ class Proxy:
         except _Refused as refused:
             state.allowed = False
             state.rule, state.reason = refused.decision.rule, refused.decision.reason
-        except _Unreachable as exc:
+        except (_Unreachable, _Abandoned) as exc:
             state.reason = str(exc)
         except (_BadInput, TimeoutError) as exc:
             yield ("deadline", None)
@@ -327,9 +352,8 @@ class Proxy:
                             else "no complete request within the time limit")
             _warn("ringfence proxy: ended a connection: %s", state.reason)
             if state.protocol == "http":
-                status = "431 Request Header Fields Too Large" if "too large" in state.reason \
-                    else "408 Request Timeout" if isinstance(exc, TimeoutError) \
-                    else "400 Bad Request"
+                status = "408 Request Timeout" if isinstance(exc, TimeoutError) \
+                    else exc.status or "400 Bad Request"
                 yield from _quiet_send(conn, _http_response(status, state.reason + "\n"))
         except _loop.Cancelled:
             state.reason = state.reason or "proxy stopped"
@@ -348,31 +372,31 @@ class Proxy:
                         s.close()
                     except OSError:
                         pass
-            listener.records.append(state.record())
+            listener.records.add(state.record())
 
-    def _handshake(self, conn: socket.socket, rules: NetworkRules, state: _State) -> Gen:
+    def _handshake(self, conn: socket.socket, listener: Listener, state: _State) -> Gen:
         """Read the request, decide, connect. (upstream socket, bytes to forward, reply)."""
         first = yield from _loop.recv(conn, 1)
         if not first:
             raise _BadInput("the client closed without sending a request")
         if first == b"\x05":
             state.protocol = "socks5"
-            return (yield from self._socks(conn, rules, state))
+            return (yield from self._socks(conn, listener, state))
         state.protocol = "http"
-        return (yield from self._http(conn, first, rules, state))
+        return (yield from self._http(conn, first, listener, state))
 
-    def _http(self, conn: socket.socket, buf: bytes, rules: NetworkRules, state: _State) -> Gen:
+    def _http(self, conn: socket.socket, buf: bytes, listener: Listener, state: _State) -> Gen:
         data = bytearray(buf)
         while b"\r\n\r\n" not in data:
             if len(data) > MAX_HEADER:
-                raise _BadInput(f"request head too large (over {MAX_HEADER} bytes)")
+                raise _BadInput(f"request head too large (over {MAX_HEADER} bytes)", _TOO_LARGE)
             chunk = yield from _loop.recv(conn, 8192)
             if not chunk:
                 raise _BadInput("the client closed in the middle of the request head")
             data += chunk
         end = data.index(b"\r\n\r\n") + 4
         if end > MAX_HEADER:
-            raise _BadInput(f"request head too large (over {MAX_HEADER} bytes)")
+            raise _BadInput(f"request head too large (over {MAX_HEADER} bytes)", _TOO_LARGE)
         head, rest = bytes(data[:end]), bytes(data[end:])
         try:
             lines = head.decode("latin-1").split("\r\n")
@@ -393,19 +417,34 @@ class Proxy:
             authority, slash, path = target[7:].partition("/")
             host, port = _split_hostport(authority.rpartition("@")[2], 80)
             out = [f"{method} /{path if slash else ''} {version}"]
+            lengths: set[str] = set()
             for line in lines[1:]:
-                name = line.partition(":")[0].strip().lower()
+                name, _, value = line.partition(":")
+                name = name.strip().lower()
+                if name == "transfer-encoding":
+                    raise _BadInput("a request body without Content-Length (Transfer-Encoding) "
+                                    "is not forwarded for plain http://", "411 Length Required")
+                if name == "content-length":
+                    lengths.add(value.strip())
                 if line and name not in ("proxy-connection", "proxy-authorization",
                                          "connection", "keep-alive"):
                     out.append(line)
             out.append("Connection: close")
-            request = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + rest
+            # one request per connection: its head and Content-Length bytes of body are
+            # forwarded, nothing after them (a second request would go to this same host,
+            # whatever it names)
+            length = lengths.pop() if len(lengths) == 1 else "0" if not lengths else ""
+            if not (length.isascii() and length.isdigit() and len(length) <= 18):
+                raise _BadInput("bad or conflicting Content-Length")
+            body = int(length)
+            request = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + rest[:body]
+            state.body = body - len(rest[:body])
             reply = b""
-        state.host, state.port = host, port
+        state.host, state.port = shown(host), port
         try:
-            upstream = yield from self._connect(rules, host, port, state)
+            upstream = yield from self._connect(conn, listener, host, port, state)
         except _Refused as refused:
-            yield from _quiet_send(conn, _forbidden(host, port, refused.decision))
+            yield from _quiet_send(conn, _forbidden(state.host, port, refused.decision))
             raise
         except _Unreachable as exc:
             status = "504 Gateway Timeout" if exc.timeout else "502 Bad Gateway"
@@ -413,7 +452,7 @@ class Proxy:
             raise
         return upstream, request, reply
 
-    def _socks(self, conn: socket.socket, rules: NetworkRules, state: _State) -> Gen:
+    def _socks(self, conn: socket.socket, listener: Listener, state: _State) -> Gen:
         n = (yield from _recv_exact(conn, 1))[0]
         methods = (yield from _recv_exact(conn, n)) if n else b""
         if 0 not in methods:
@@ -434,14 +473,14 @@ class Proxy:
             yield from _quiet_send(conn, _socks_reply(8))
             raise _BadInput(f"SOCKS5 address type {atyp} is unknown")
         raw_port = yield from _recv_exact(conn, 2)
-        state.host, state.port = host, raw_port[0] << 8 | raw_port[1]
+        state.host, state.port = shown(host), raw_port[0] << 8 | raw_port[1]
         if cmd != 1:
             yield from _quiet_send(conn, _socks_reply(7))
             what = {2: "BIND", 3: "UDP ASSOCIATE"}.get(cmd, f"command {cmd}")
             raise _Refused(Decision(allowed=False, rule="socks-command",
                                     reason=f"SOCKS5 {what} is not supported"))
         try:
-            upstream = yield from self._connect(rules, host, state.port, state)
+            upstream = yield from self._connect(conn, listener, host, state.port, state)
         except _Refused:
             yield from _quiet_send(conn, _socks_reply(2))  # connection not allowed by ruleset
             raise
@@ -450,15 +489,20 @@ class Proxy:
             raise
         return upstream, b"", _socks_reply(0)
 
-    def _connect(self, rules: NetworkRules, host: str, port: int, state: _State) -> Gen:
+    def _connect(self, conn: socket.socket, listener: Listener, host: str, port: int,
+                 state: _State) -> Gen:
+        rules = listener.rules
         decision = decide(rules, host, port)
         state.rule, state.reason = decision.rule, decision.reason
         if not decision.allowed:
             raise _Refused(decision)
-        addresses = yield from self._resolve(normalise_host(host) or host, port)
+        # a client that has closed its end is gone, unless its (plain http) request is whole
+        # and it only half-closed, as some do, to wait for the answer
+        watch = conn if state.body is None else None
+        addresses = yield from self._resolve(normalise_host(host) or host, port, watch, listener)
         if not addresses:
             raise _Refused(Decision(allowed=False, rule="resolve",
-                                    reason=f"{host} does not resolve"))
+                                    reason=f"{state.host} does not resolve"))
         refusal: Decision | None = None
         last_error: _Unreachable | None = None
         for address in addresses:
@@ -475,11 +519,11 @@ class Proxy:
                 yield from _loop.connect(sock, (address, port))
             except TimeoutError:
                 sock.close()
-                last_error = _Unreachable(f"{host}:{port} ({address}) did not answer within "
+                last_error = _Unreachable(f"{state.host}:{port} ({address}) did not answer within "
                                           f"{self.connect_timeout:g} s", True)
             except OSError as exc:
                 sock.close()
-                last_error = _Unreachable(f"cannot connect to {host}:{port} ({address}): "
+                last_error = _Unreachable(f"cannot connect to {state.host}:{port} ({address}): "
                                           f"{exc.strerror or exc}", False)
             else:
                 yield ("deadline", self.header_timeout)  # for the rest of the handshake
@@ -487,26 +531,48 @@ class Proxy:
             yield ("deadline", self.header_timeout)
         if last_error is None and refusal is not None:
             raise _Refused(refusal)
-        raise last_error or _Unreachable(f"{host}: no address to connect to", False)
+        raise last_error or _Unreachable(f"{state.host}: no address to connect to", False)
 
-    def _resolve(self, host: str, port: int) -> Gen:
+    def _resolve(self, host: str, port: int, watch: socket.socket | None,
+                 listener: Listener) -> Gen:
+        """The addresses of ``host``, looked up on a worker thread (in ``listener``'s queue),
+        which also reads this host's addresses again when they are stale; not looked up if
+        the client ``watch`` has gone by then."""
         from .rules import ip_literal
 
         literal = ip_literal(host)
-        if literal is not None:
+        if literal is not None and not self._own_stale():
             return [literal]
         resolver = self.resolver
 
         def lookup() -> list[str]:
-            if resolver is not None:  # the test hook: on the same threads as real lookups
-                return list(resolver(host, port))
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError:
-                return []
-            return list(dict.fromkeys(str(info[4][0]) for info in infos))
+            if watch is not None and _client_gone(watch):  # nobody waits: no DNS query
+                raise _Abandoned("the client closed before its host name was looked up")
+            if literal is not None:
+                found = [literal]
+            elif resolver is not None:  # the test hook: on the same threads as real lookups
+                found = list(resolver(host, port))
+            else:
+                try:
+                    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                except OSError:
+                    infos = []
+                found = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            if self._own_stale():
+                self._read_own()
+            return found
 
-        return (yield ("thread", lookup))
+        try:
+            found = yield ("thread", lookup, listener)
+        except _loop.Busy:
+            if not listener.busy:
+                _warn("ringfence proxy: a run has %d host name lookups waiting, its most; "
+                      "refusing its new connections until they are done", _loop.MAX_PENDING)
+            listener.busy = True
+            raise _Unreachable(f"{_loop.MAX_PENDING} host name lookups of this run are "
+                               "already waiting; try again", False) from None
+        listener.busy = False
+        return found
 
     def _relay(self, client: socket.socket, upstream: socket.socket, first: bytes,
                state: _State) -> Gen:
@@ -532,7 +598,7 @@ class Proxy:
             if exc is not None or left[0] == 0:
                 done.set()
 
-        pumps = (_Pump(loop, client, upstream, sent, finished),
+        pumps = (_Pump(loop, client, upstream, sent, finished, state.body),
                  _Pump(loop, upstream, client, received, finished))
         for pump in pumps:
             pump.start()
@@ -556,11 +622,12 @@ _CHUNK = 1 << 20
 
 
 class _Pump:
-    """One direction of a tunnel: ``src`` to ``dst``."""
+    """One direction of a tunnel: ``src`` to ``dst``; at most ``limit`` bytes, if given (then
+    it ends without passing the end on: the other direction ends the tunnel)."""
 
     def __init__(self, loop: Loop, src: socket.socket, dst: socket.socket,
-                 count: Callable[[int], None], finished: Callable[[BaseException | None], None]
-                 ) -> None:
+                 count: Callable[[int], None], finished: Callable[[BaseException | None], None],
+                 limit: int | None = None) -> None:
         self.loop = loop
         self.src, self.dst = src.fileno(), dst.fileno()
         self.src_sock, self.dst_sock = src, dst
@@ -573,12 +640,16 @@ class _Pump:
         self.done = False
         self.reading = False
         self.writing = False
+        self.limit = limit
 
     def start(self) -> None:
-        self._read_on()
+        if self.limit == 0:
+            self._finish(None)
+        else:
+            self._read_on()
 
     def _read_on(self) -> None:
-        if not self.reading and not self.eof and not self.done:
+        if not self.reading and not self.eof and not self.done and self.limit != 0:
             self.loop.add_reader(self.src, self._readable)
             self.reading = True
 
@@ -592,9 +663,11 @@ class _Pump:
             if _SPLICE:
                 if self.pipe is None:
                     self.pipe = self._make_pipe()
-                n = _splice(self.src, self.pipe[1], _CHUNK, flags=_SPLICE_FLAGS)
+                n = _splice(self.src, self.pipe[1], _CHUNK if self.limit is None
+                            else min(_CHUNK, self.limit), flags=_SPLICE_FLAGS)
             else:
-                data = self.src_sock.recv(_CHUNK)
+                data = self.src_sock.recv(_CHUNK if self.limit is None
+                                          else min(_CHUNK, self.limit))
                 self.buffer += data
                 n = len(data)
         except (BlockingIOError, InterruptedError):
@@ -608,6 +681,10 @@ class _Pump:
         else:
             self.count(n)
             self.pending += n
+            if self.limit is not None:
+                self.limit -= n
+                if self.limit == 0:
+                    self._read_off()
         self._drain()
 
     @staticmethod
@@ -648,6 +725,8 @@ class _Pump:
             except OSError:
                 pass
             self._finish(None)
+        elif self.limit == 0:
+            self._finish(None)  # all it may pass on is passed on
         else:
             self._read_on()
 
@@ -703,6 +782,17 @@ def _warn(message: str, *args: object) -> None:
     logging.getLogger("ringfence.proxy").warning(message, *args)
 
 
+def _client_gone(sock: socket.socket) -> bool:
+    """Whether the client has closed its end (a peek: reads nothing, blocks never; called from
+    a lookup thread while the connection's task waits for that lookup)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
 def _quiet_send(sock: socket.socket, data: bytes) -> Gen:
     try:
         yield ("deadline", 2.0)
@@ -737,7 +827,8 @@ def _split_hostport(text: str, default: int | None) -> tuple[str, int]:
         if default is None:
             raise _BadInput(f"CONNECT target {text[:80]!r} has no port")
         return host, default
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) \
+            or not 0 < int(port_text) < 65536:  # (int() of 4,300+ digits raises)
         raise _BadInput(f"bad port in {text[:80]!r}")
     return host, int(port_text)
 
@@ -780,6 +871,10 @@ def own_addresses() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def _host_addresses() -> tuple[str, ...]:
+    return own_addresses()
+
+
 def _ipv6(raw: str) -> Any:
     import ipaddress
 
@@ -808,6 +903,8 @@ def _raise_nofile() -> int:
 
 
 MAX_PER_RUN = 1024
+OWN_MAX_AGE = 5.0
+"""Seconds this host's addresses are trusted before a decision reads them again."""
 
 
 # ---------------------------------------------------------------------------------------------

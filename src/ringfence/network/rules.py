@@ -10,8 +10,9 @@ A connection is decided twice:
 2. ``check_address(rules, address, own)`` after resolution, for the address the proxy is about
    to connect to: loopback, unspecified and the host's own addresses are refused unless
    ``allow_local``; private ranges, carrier-grade NAT, link-local (the cloud metadata service at
-   169.254.169.254) and unique-local IPv6 unless ``allow_private``; multicast, broadcast and
-   reserved addresses always. The proxy connects to exactly the address it checked.
+   169.254.169.254), unique-local and (deprecated) site-local IPv6 unless ``allow_private``;
+   multicast, broadcast and reserved addresses always. The proxy connects to exactly the
+   address it checked.
 
 ``check_pattern`` validates one entry when the policy loads: no ``*`` alone, no ``*.com``
 (a wildcard needs at least two labels after ``*.``), no wildcard over any other public suffix
@@ -114,6 +115,8 @@ def ip_literal(host: str) -> str | None:
     import ipaddress
 
     text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if len(text) > 64:  # the longest address with a zone (an interface name) is shorter
+        return None
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -208,6 +211,18 @@ def normalise_host(host: str) -> str | None:
     return _check_name(host)
 
 
+def shown(host: str) -> str:
+    """``host`` as records and messages show it: normalised, or (not a host name) its first
+    100 characters and how long it was. A command chooses what it sends; what ringfence keeps
+    of it stays small."""
+    name = normalise_host(host)
+    if name is not None:
+        return name
+    if len(host) <= 100:
+        return host
+    return f"{host[:100]}... ({len(host)} characters)"
+
+
 def matches(pattern: str, host: str) -> bool:
     """``example.org`` matches itself only; ``*.example.org`` matches names below it only."""
     if pattern.startswith("*."):
@@ -219,7 +234,7 @@ def decide(rules: NetworkRules, host: str, port: int) -> Decision:
     """Whether a connection to ``host:port`` may be attempted (before resolution)."""
     name = normalise_host(host)
     if name is None:
-        return Decision(allowed=False, rule="invalid", reason=f"{host!r} is not a host name")
+        return Decision(allowed=False, rule="invalid", reason=f"{shown(host)!r} is not a host name")
     if port not in rules.ports:
         listed = ", ".join(str(p) for p in rules.ports) or "none"
         return Decision(allowed=False, rule="ports",
@@ -245,8 +260,9 @@ def decide(rules: NetworkRules, host: str, port: int) -> Decision:
 
 
 def address_class(address: str, own: Iterable[str] = ()) -> str:
-    """``public``, ``local`` (loopback, unspecified, this host's), ``private`` (RFC 1918,
-    CGNAT, link-local, unique-local) or ``never`` (multicast, broadcast, reserved)."""
+    """``public``, ``local`` (loopback, unspecified, this host's, with or without a zone),
+    ``private`` (RFC 1918, CGNAT, link-local, unique-local, site-local ``fec0::/10``) or
+    ``never`` (multicast, broadcast, reserved)."""
     import ipaddress
 
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
@@ -256,14 +272,27 @@ def address_class(address: str, own: Iterable[str] = ()) -> str:
             ip = mapped
         elif ip in ipaddress.ip_network("64:ff9b::/96"):  # NAT64: the IPv4 address inside
             ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip.is_loopback or ip.is_unspecified or str(ip) in set(own):
+    # an address with a zone (fe80::1%eth0) is the same address for "is it this host's?"
+    if ip.is_loopback or ip.is_unspecified or _unscoped(str(ip)) in {_unscoped(a) for a in own}:
         return "local"
     if ip.is_multicast or ip.is_reserved or str(ip) == "255.255.255.255":
         return "never"
     if ip.is_link_local or ip.is_private or (
-            isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10")):
+            isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10")
+    ) or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local):  # fec0::/10, deprecated
         return "private"
     return "public"
+
+
+def _unscoped(address: str) -> str:
+    """An address without its zone, in the normal form (``FE80::1%eth0`` -> ``fe80::1``)."""
+    import ipaddress
+
+    base = address.partition("%")[0]
+    try:
+        return str(ipaddress.ip_address(base))
+    except ValueError:
+        return base
 
 
 def check_address(rules: NetworkRules, address: str, own: Iterable[str] = ()) -> Decision:

@@ -771,6 +771,23 @@ def _own_address(link_local: bool) -> tuple[str, str] | None:
     return None
 
 
+def _refused_as_own_address(p: Proxy, host: str, wait: float = 0.0) -> None:
+    """A CONNECT to ``host`` (allowed by name, private addresses allowed) is refused with 403
+    because it resolves to the host's own address; stops ``p``."""
+    echo = TCPServer("echo")  # on 127.0.0.1: nothing answers on the host's other address
+    try:
+        setup = Setup(p, NetworkRules(allow=[host], ports=[echo.port], allow_private=True))
+        time.sleep(wait)
+        with setup.connect() as s:
+            s.sendall(f"CONNECT {host}:{echo.port} HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 403")
+        rec = setup.wait_records(1)[0]
+        assert not rec.allowed and rec.rule == "address" and "own address" in rec.reason
+    finally:
+        p.stop()
+        echo.close()
+
+
 def test_addresses_the_host_gains_later_are_its_own() -> None:
     """Attack (needs DNS for an allowed name): the host gains an address after the proxy
     started (an IPv6 privacy address, a VPN, a container bridge), and an allowed name is made
@@ -784,20 +801,8 @@ def test_addresses_the_host_gains_later_are_its_own() -> None:
     current: list[str] = []
     p = Proxy(resolver=lambda host, port: [address], header_timeout=2.0, connect_timeout=2.0,
               own_addresses=lambda: list(current)).start()
-    echo = TCPServer("echo")  # on 127.0.0.1: nothing answers on the host's other address
-    try:
-        setup = Setup(p, NetworkRules(allow=["new.test"], ports=[echo.port],
-                                      allow_private=True))
-        current.append(address)  # the host gains it after the proxy started
-        time.sleep(proxy_mod.OWN_MAX_AGE + 0.5)
-        with setup.connect() as s:
-            s.sendall(f"CONNECT new.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
-            assert s.recv(4096).startswith(b"HTTP/1.1 403")
-        rec = setup.wait_records(1)[0]
-        assert not rec.allowed and rec.rule == "address" and "own address" in rec.reason
-    finally:
-        p.stop()
-        echo.close()
+    current.append(address)  # the host gains it after the proxy started
+    _refused_as_own_address(p, "new.test", wait=proxy_mod.OWN_MAX_AGE + 0.5)
 
 
 def test_own_address_with_a_zone_is_local() -> None:
@@ -811,18 +816,7 @@ def test_own_address_with_a_zone_is_local() -> None:
     address, interface = found
     p = Proxy(resolver=lambda host, port: [f"{address}%{interface}"], header_timeout=2.0,
               connect_timeout=2.0, own_addresses=[address]).start()
-    echo = TCPServer("echo")
-    try:
-        setup = Setup(p, NetworkRules(allow=["zone.test"], ports=[echo.port],
-                                      allow_private=True))
-        with setup.connect() as s:
-            s.sendall(f"CONNECT zone.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
-            assert s.recv(4096).startswith(b"HTTP/1.1 403")
-        rec = setup.wait_records(1)[0]
-        assert not rec.allowed and rec.rule == "address" and "own address" in rec.reason
-    finally:
-        p.stop()
-        echo.close()
+    _refused_as_own_address(p, "zone.test")
 
 
 def test_site_local_ipv6_is_private(proxy: Proxy, server: TCPServer) -> None:

@@ -76,16 +76,6 @@ def _q(path: object) -> str:
     return f'"{text}"'
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    e = Env(tmp_path)
-    monkeypatch.setenv("HOME", str(e.home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(e.config))
-    monkeypatch.setenv("XDG_STATE_HOME", str(e.state))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    return e
-
-
 def _error(env: Env, **options: object) -> str:
     with pytest.raises(PolicyError) as info:
         env.resolve(**options)

@@ -6,7 +6,6 @@ The escape tests that run these against the kernel are in tests/escapes/test_pro
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -14,16 +13,6 @@ from ringfence.errors import PolicyError
 from ringfence.policy.load import Options, resolve
 from ringfence.policy.model import Policy
 from tests.policy.test_load import Env, _q
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    e = Env(tmp_path)
-    monkeypatch.setenv("HOME", str(e.home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(e.config))
-    monkeypatch.setenv("XDG_STATE_HOME", str(e.state))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    return e
 
 
 def _error(env: Env, **options: object) -> str:

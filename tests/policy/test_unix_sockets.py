@@ -11,28 +11,28 @@ from ringfence.errors import PolicyError
 from ringfence.plan import plan_linux
 from ringfence.policy.model import Policy
 from ringfence.runner import unenforceable
-from tests.policy.test_load import Env, env  # noqa: F401  (the fixture)
+from tests.policy.test_load import Env
 from tests.test_plan import facts, policy
 
 
-def test_on_by_default_and_off_by_any_layer(env: Env) -> None:  # noqa: F811
+def test_on_by_default_and_off_by_any_layer(env: Env) -> None:
     assert env.resolve().unix_sockets is True
     env.write_project("[network]\nunix_sockets = false\n")  # a project may narrow
     assert env.resolve().unix_sockets is False
 
 
-def test_command_line_turns_them_off(env: Env) -> None:  # noqa: F811
+def test_command_line_turns_them_off(env: Env) -> None:
     assert env.resolve(unix_sockets=False).unix_sockets is False
 
 
-def test_a_project_may_not_turn_them_back_on(env: Env) -> None:  # noqa: F811
+def test_a_project_may_not_turn_them_back_on(env: Env) -> None:
     env.write_user("[network]\nunix_sockets = false\n")
     env.write_project("[network]\nunix_sockets = true\n")
     with pytest.raises(PolicyError, match="unix_sockets = true widens the policy"):
         env.resolve()
 
 
-def test_wrong_type_is_one_line_error(env: Env) -> None:  # noqa: F811
+def test_wrong_type_is_one_line_error(env: Env) -> None:
     path = env.write_user('[network]\nunix_sockets = "no"\n')
     with pytest.raises(PolicyError) as info:
         env.resolve()

@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 APP = "ringfence"
 
 
@@ -47,16 +51,23 @@ def cache_dir() -> str:
     return platformdirs.user_cache_dir(APP, appauthor=False)
 
 
+_SHA256: Any = None
+
+
 def sha256_hex(data: bytes) -> str:
-    """SHA-256 of ``data`` in hex, from the hash's C module (``hashlib`` costs ms to import)."""
-    try:
-        from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]  # 3.12+
-    except ImportError:
+    """SHA-256 of ``data`` in hex, from the hash's C module (``hashlib`` costs ms to import);
+    which module has it is found once (a failed import searches the whole path again)."""
+    global _SHA256
+    if _SHA256 is None:
         try:
-            from _sha256 import sha256  # type: ignore[import-not-found, unused-ignore]  # 3.11
-        except ImportError:  # pragma: no cover - CPython always has one of them
+            if sys.version_info >= (3, 12):
+                from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]
+            else:
+                from _sha256 import sha256  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:  # pragma: no cover - CPython has the one for its version
             from hashlib import sha256
-    return str(sha256(data).hexdigest())
+        _SHA256 = sha256
+    return str(_SHA256(data).hexdigest())
 
 
 def sandbox_cache(cache_dir: str, workspace: str) -> str:

@@ -210,12 +210,17 @@ def _extra_deny(uid: int, home: str) -> list[str]:
     from ..policy.model import DEFAULT_DENY_READ_HOME
 
     out: list[str] = []
-    try:
-        import pwd
+    user = os.environ.get("USER", "")
+    usual = "/root" if uid == 0 else f"/home/{user}" if user and "/" not in user else ""
+    if home.rstrip("/") == usual:
+        account = home  # the usual layout: no account database lookup (~0.2 ms) needed
+    else:
+        try:
+            import pwd
 
-        account = pwd.getpwuid(uid).pw_dir
-    except (ImportError, KeyError, OSError):
-        account = ""
+            account = pwd.getpwuid(uid).pw_dir
+        except (ImportError, KeyError, OSError):
+            account = ""
     if account.startswith("/") and account.rstrip("/") != home.rstrip("/") and \
             account.rstrip("/"):
         out += [os.path.join(account, p) for p in DEFAULT_DENY_READ_HOME]

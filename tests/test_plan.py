@@ -991,3 +991,23 @@ def test_extra_deny_for_another_home_and_for_root(monkeypatch: pytest.MonkeyPatc
     assert linux._extra_deny(1000, "/home/real/") == []
     as_root = linux._extra_deny(0, "/home/real")
     assert "/etc/shadow" in as_root and "/etc/ssl/private" in as_root
+
+
+def test_find_protected_links_in_git_modules_do_not_loop(tmp_path: Path) -> None:
+    """Found in review: a command makes links in ``.git/modules`` back to ``..`` (each looked
+    like a git directory through the link, with the nested scan following it three levels
+    deep): every later run hung with its memory growing. Links are not looked through."""
+    import time
+
+    root = tmp_path / "repo"
+    git = root / ".git"
+    _mk(git / "HEAD", "ref: refs/heads/main\n")
+    _mk(git / "config", "")
+    modules = git / "modules"
+    modules.mkdir()
+    for i in range(256):
+        (modules / f"l{i:03d}").symlink_to("..")
+    start = time.monotonic()
+    found = find_protected(str(root), DEFAULT_PROTECTED)
+    assert time.monotonic() - start < 5
+    assert not any("/modules/l" in p for p, _ in found)

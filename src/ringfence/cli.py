@@ -267,7 +267,7 @@ class _Early:
         plan = early.plan
         assert plan is not None
         # only bubblewrap holds its sandbox before the command; the other modes start it at once
-        if plan.mode != "bwrap" or {"--json", "--capture"} <= args.flags:
+        if plan.mode != "bwrap" or {"--json", "--capture"} <= args.flags or _stdin_is_file():
             return early
         if sys.platform == "linux":
             from . import _dirs
@@ -284,20 +284,38 @@ class _Early:
                 return early
             early.prep = prep
             try:
+                early.hold_signals()
                 if "--json" in args.flags:  # the command's stdout goes to stderr
                     sys.stdout.flush()
                     early.saved_stdout = os.dup(1)
                     os.dup2(2, 1)
                 early.spawned = linux.spawn_cli(plan, prep)
-            except BaseException:
-                early.abandon()
-                early.plan = None  # spawned or not, the normal path says why in its turn
+            except Exception:
+                early.abandon()  # spawned or not, the normal path says why in its turn
                 return early
+            except BaseException:  # Ctrl-C, or SIGTERM/SIGHUP (hold_signals): stop here
+                early.abandon()
+                raise
         return early
 
+    def hold_signals(self) -> None:
+        """Until ``exec_cli`` takes them over, SIGTERM and SIGHUP end ringfence through its
+        ``finally``s (the early sandbox ended, its placeholders taken away) instead of at once
+        (which would leave the placeholders in the workspace)."""
+        import signal
+
+        def stop(signum: int, frame: object) -> None:
+            raise SystemExit(128 + signum)
+
+        for name in ("SIGTERM", "SIGHUP"):
+            signal.signal(getattr(signal, name), stop)
+
     def abandon(self) -> None:
-        """End the held sandbox unreleased and undo everything ``begin`` did (idempotent)."""
+        """End the held sandbox unreleased and undo everything ``begin`` did (idempotent). Its
+        plan goes too: after a question, which can wait minutes, the workspace is looked at
+        afresh (a repository that appeared meanwhile is protected)."""
         prep, spawned, self.prep, self.spawned = self.prep, self.spawned, None, None
+        self.plan = None
         try:
             if spawned is not None and sys.platform == "linux":
                 from .backends import linux
@@ -313,6 +331,19 @@ class _Early:
             os.dup2(self.saved_stdout, 1)
             os.close(self.saved_stdout)
             self.saved_stdout = -1
+
+
+def _stdin_is_file() -> bool:
+    """Whether standard input is a file, which the stream guard copies into a pipe from the
+    spawn on (``backends._streams``): what the copy read could not be given back if the early
+    sandbox were ended, so there is no early start then."""
+    import stat
+
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode)
 
 
 def _run_once(args: Args, plan: Plan, passed: Gate, early: _Early | None = None) -> int:

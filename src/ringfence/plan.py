@@ -250,29 +250,36 @@ NESTED_SUBMODULES = 3
 
 
 def _is_gitdir(path: str) -> bool:
-    return _kind(os.path.join(path, "HEAD")) in ("file", "link")
+    """A real directory (not a link to one: a command could point one back at ``.git`` or
+    its parents, and make the scan go round) with a ``HEAD``."""
+    return _kind(path) == "dir" and _kind(os.path.join(path, "HEAD")) in ("file", "link")
 
 
-def _submodule_gitdirs(gitdir: str) -> list[str]:
+def _submodule_gitdirs(gitdir: str, budget: list[int] | None = None) -> list[str]:
     """The git directories under ``gitdir/modules``. First those the repository's config
     names (``[submodule "NAME"]``; that config is read-only in the sandbox, so a command cannot
     add names, nor push these past the bound), then whatever else is a git directory there,
-    looking through directories that are parts of a name with slashes."""
+    looking through directories that are parts of a name with slashes. ``budget``: how many
+    more git directories may be found, shared by the nested calls (at most MAX_SUBMODULES in
+    all)."""
     from ._gitconfig import _read, entries
 
     modules = os.path.join(gitdir, "modules")
     if _kind(modules) != "dir":
         return []
+    if budget is None:
+        budget = [MAX_SUBMODULES]
     found: list[str] = []
+    limit = len(found) + budget[0]
     text = _read(os.path.join(gitdir, "config")) or ""
     for section, _, _ in entries(text):
-        if section.startswith("submodule.") and len(found) < MAX_SUBMODULES:
+        if section.startswith("submodule.") and len(found) < limit:
             path = os.path.normpath(os.path.join(modules, section[len("submodule."):]))
             if _inside(path, modules) and path != modules and path not in found \
                     and _is_gitdir(path):
                 found.append(path)
     stack = [(modules, 1)]
-    while stack and len(found) < MAX_SUBMODULES:
+    while stack and len(found) < limit:
         where, depth = stack.pop()
         try:
             names = sorted(os.listdir(where))[:MAX_SUBMODULES]
@@ -282,17 +289,21 @@ def _submodule_gitdirs(gitdir: str) -> list[str]:
         for name in names:
             path = os.path.join(where, name)
             if _is_gitdir(path):
-                if path not in found and len(found) < MAX_SUBMODULES:
+                if path not in found and len(found) < limit:
                     found.append(path)
             elif depth < NAME_DEPTH and _kind(path) == "dir":
                 below.append((path, depth + 1))
         stack.extend(reversed(below))
+    budget[0] -= len(found)
     return found
 
 
-def _git_nested(gitdir: str, depth: int = NESTED_SUBMODULES) -> list[str]:
+def _git_nested(gitdir: str, depth: int = NESTED_SUBMODULES,
+                budget: list[int] | None = None) -> list[str]:
     """hooks/config of linked worktrees and submodules kept inside ``gitdir``, and each
     submodule checkout's ``.git`` file (which says which git directory its git obeys)."""
+    if budget is None:
+        budget = [MAX_SUBMODULES]
     found: list[str] = []
     try:
         worktrees = os.listdir(os.path.join(gitdir, "worktrees"))
@@ -302,15 +313,15 @@ def _git_nested(gitdir: str, depth: int = NESTED_SUBMODULES) -> list[str]:
         found += _git_internal(os.path.join(gitdir, "worktrees", name))
     from ._gitconfig import _read, entries
 
-    for inner in _submodule_gitdirs(gitdir):
+    for inner in _submodule_gitdirs(gitdir, budget):
         found += _git_internal(inner)
         for section, name, value in entries(_read(os.path.join(inner, "config")) or ""):
             if section == "core" and name == "worktree" and value:
                 pointer = os.path.join(os.path.normpath(os.path.join(inner, value)), ".git")
                 if _kind(pointer) == "file":
                     found.append(pointer)
-        if depth > 1:
-            found += _git_nested(inner, depth - 1)
+        if depth > 1 and budget[0] > 0:
+            found += _git_nested(inner, depth - 1, budget)
     return found
 
 

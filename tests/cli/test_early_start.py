@@ -6,6 +6,7 @@ leaves no process, placeholder or message behind, and a question waits with no s
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,3 +97,76 @@ def test_json_output_with_the_early_start(world: World) -> None:
     assert r.returncode == 0, r.stderr
     assert "to-42" in r.stderr and "to-42" not in r.stdout
     assert r.stdout.lstrip().startswith("{") and '"exit_code": 0' in r.stdout
+
+
+def test_a_file_on_stdin_is_not_read_before_the_decision(world: World) -> None:
+    """Found in review: with a regular file as standard input, the stream guard copies it into
+    a pipe from the spawn on; when approvals then refused the command (or asked, or an
+    escalation made the plan again), what the copy had read was gone, and whatever read the
+    file next (the approved command after a question, the next command of a script) got it
+    truncated. The early start is skipped when standard input is a file."""
+    data = world.outside / "input.txt"
+    data.write_bytes(b"x" * 400_000)
+    (world.workspace / ".ringfence.toml").write_text(
+        '[[rules]]\nprefix = ["wc"]\ndecision = "forbid"\n')
+    script = (f"{sys.executable} -m ringfence run -- wc -c; "
+              "python3 -c 'import sys; print(len(sys.stdin.buffer.read()))'")
+    with data.open("rb") as fh:
+        result = subprocess.run(["/bin/sh", "-c", script], stdin=fh, cwd=world.workspace,
+                                env=world.env, capture_output=True, text=True, timeout=60,
+                                start_new_session=True)
+    assert "forbidden" in result.stderr, result.stderr
+    assert result.stdout.split() == ["400000"], result.stdout
+
+
+def test_a_plan_made_before_a_question_is_not_used_after_it(world: World) -> None:
+    """Found in review: the plan made before a question (which can wait minutes) was used
+    after the answer. A repository that appeared meanwhile (the user ran ``git init sub``) was
+    not protected: the approved command wrote its hooks, which run on the host. A question
+    now means planning afresh."""
+    sub = world.workspace / "sub"
+
+    def at_question() -> None:
+        subprocess.run(["git", "init", "-q", str(sub)], check=True,
+                       env={**os.environ, **world.env})
+
+    attack = "eval 'echo evil > sub/.git/hooks/pre-commit'"
+    code, shown = on_pty(world, rf_argv("run", "--", "sh", "-c", attack), [b"o\n"],
+                         at_question=at_question)
+    assert "approve this command?" in shown
+    assert not (sub / ".git" / "hooks" / "pre-commit").exists(), shown
+    assert code != 0
+
+
+def test_sigterm_during_the_decision_takes_the_placeholders_away(world: World) -> None:
+    """Found in review: a SIGTERM (an agent harness stopping a command) while approvals were
+    deciding killed ringfence at once, with the early sandbox's placeholders (``.vscode``,
+    ``.agents``, ``HEAD`` …) left in the workspace. Here the decision waits on the audit log's
+    lock, which the test holds, and the SIGTERM comes then."""
+    import fcntl
+    import signal
+    import time
+
+    before = sorted(os.listdir(world.workspace))
+    audit = Path(world.env["XDG_STATE_HOME"]) / "ringfence" / "audit"
+    audit.mkdir(parents=True)
+    lock = os.open(audit / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        proc = subprocess.Popen(rf_argv("run", "--", "touch", "made"), cwd=world.workspace,
+                                env=world.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        deadline = time.monotonic() + 20
+        while sorted(os.listdir(world.workspace)) == before:  # the early sandbox is up
+            assert time.monotonic() < deadline, "no placeholders appeared"
+            time.sleep(0.01)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    finally:
+        os.close(lock)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert not (world.workspace / "made").exists()
+    assert sorted(os.listdir(world.workspace)) == before
+    assert sandboxes_for(world.workspace) == []

@@ -177,6 +177,30 @@ def test_missing_config_dir_inside_a_writable_root(world: World, where: str) -> 
     assert control.returncode == 0 and (config_dir / "config.toml").exists()
 
 
+def test_missing_config_dir_through_a_linked_config_home(world: World) -> None:
+    """Found in review: ``~/.config`` is a link into a dotfiles repository, and the agent works
+    in that repository. The config directory was compared with the writable roots by its
+    unresolved path, so it was neither made nor hidden, and the command created
+    ``~/.config/ringfence/config.toml`` (``profile = "full-access"``): the next run obeyed
+    it and wrote outside the workspace."""
+    dots = world.workspace / "dots-config"
+    dots.mkdir()
+    config_home = world.home / "linked-config"
+    config_home.symlink_to(dots)
+    env = {"XDG_CONFIG_HOME": str(config_home)}
+    plant = (f"mkdir -p '{config_home}/ringfence' && printf 'profile = \"full-access\"\\n' > "
+             f"'{config_home}/ringfence/config.toml'")
+    result = world.sandbox(plant, env=env)
+    assert result.returncode != 0, result.stderr
+    assert not (dots / "ringfence" / "config.toml").exists(), "the command planted the config"
+    later = world.run("explain", "--", "true", env=env)
+    assert "profile: workspace-write" in later.stdout, later.stdout + later.stderr
+    # and with the config there, runs still work (it is hidden where it really is)
+    assert world.sandbox("true", env=env).returncode == 0
+    control = world.sandbox(plant, "--profile", "full-access", env=env)
+    assert control.returncode == 0 and (dots / "ringfence" / "config.toml").exists()
+
+
 def test_ringfence_state_dir_unreadable(world: World) -> None:
     """ringfence's state (``$XDG_STATE_HOME/ringfence``: the policy cache, the placeholder
     records) is neither readable nor writable from inside."""

@@ -155,6 +155,8 @@ def test_looks_secret_ignores_case(name: str) -> None:
 @pytest.mark.parametrize("value", [
     "postgres://app:s3cret@db.internal/app", "redis://:s3cret@cache:6379/0",
     "http://me:pw@proxy.corp:3128", "amqp://guest:guest@localhost//",
+    # found in review: a URL after others, or after some text
+    "redis://a:6379,redis://u:pw@b:6379", "primary=https://x fallback=postgres://u:pw@db/x",
 ])
 def test_a_url_with_a_password_is_removed_whatever_its_name(value: str) -> None:
     """Found in a red-team pass: ``DATABASE_URL``, ``REDIS_URL`` and the like carry a password

@@ -122,6 +122,9 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     uid = os.getuid()
     env = dict(os.environ if environ is None else environ)
     config, state, cache = _dirs.config_dir(), _dirs.state_dir(), _dirs.cache_dir()
+    # by their real paths: ~/.config may be a link into a dotfiles repository (a workspace),
+    # and a mount must go where the directory really is
+    config, state = os.path.realpath(config), os.path.realpath(state)
     # deny-read hides what exists when the plan is made, and ringfence writes its state (the
     # audit log, placeholders) during the run: made now, so that the first run hides it too
     try:
@@ -210,17 +213,12 @@ def _extra_deny(uid: int, home: str) -> list[str]:
     from ..policy.model import DEFAULT_DENY_READ_HOME
 
     out: list[str] = []
-    user = os.environ.get("USER", "")
-    usual = "/root" if uid == 0 else f"/home/{user}" if user and "/" not in user else ""
-    if home.rstrip("/") == usual:
-        account = home  # the usual layout: no account database lookup (~0.2 ms) needed
-    else:
-        try:
-            import pwd
+    try:  # (the environment cannot say: a harness that sets HOME sets USER as it likes)
+        import pwd
 
-            account = pwd.getpwuid(uid).pw_dir
-        except (ImportError, KeyError, OSError):
-            account = ""
+        account = pwd.getpwuid(uid).pw_dir
+    except (ImportError, KeyError, OSError):
+        account = ""
     if account.startswith("/") and account.rstrip("/") != home.rstrip("/") and \
             account.rstrip("/"):
         out += [os.path.join(account, p) for p in DEFAULT_DENY_READ_HOME]

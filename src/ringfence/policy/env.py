@@ -44,12 +44,18 @@ HARMLESS = frozenset({"PWD", "OLDPWD", "PASS_MAX_DAYS", "KEYTIMEOUT", "GPG_TTY",
 def secret_value(value: str) -> bool:
     """Whether ``value`` is a URL with a password in it (``postgres://u:pw@host/db``,
     ``redis://:pw@host``, a proxy URL with credentials): removed whatever the name."""
-    scheme_end = value.find("://")
-    if scheme_end <= 0:
-        return False
-    authority = value[scheme_end + 3:].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    userinfo, at, _ = authority.rpartition("@")
-    return bool(at) and ":" in userinfo
+    rest = value
+    while True:  # every URL in it (a list of servers, a URL after some text)
+        scheme_end = rest.find("://")
+        if scheme_end < 0:
+            return False
+        rest = rest[scheme_end + 3:]
+        authority = rest
+        for end in "/?#, ;":
+            authority = authority.split(end, 1)[0]
+        userinfo, at, _ = authority.rpartition("@")
+        if at and ":" in userinfo:
+            return True
 
 
 def looks_secret(name: str) -> bool:

@@ -727,7 +727,7 @@ def test_find_protected_relative_gitdir_and_garbage(tmp_path: Path) -> None:
     root = tmp_path / "w"
     _mk(root / ".git", "not a gitdir line\n")
     found = dict(find_protected(str(root), [".envrc"]))
-    assert found == {str(root / ".envrc"): "protected name", str(root / "HEAD"): BARE}
+    assert found == {str(root / ".envrc"): "protected name", str(root / "objects"): BARE}
 
 
 def test_find_protected_missing_root(tmp_path: Path) -> None:
@@ -735,7 +735,7 @@ def test_find_protected_missing_root(tmp_path: Path) -> None:
     assert find_protected(str(root), [".envrc", ".git/hooks"]) == [
         (str(root / ".envrc"), "protected name"),
         (str(root / ".git/hooks"), "protected name"),
-        (str(root / "HEAD"), BARE),
+        (str(root / "objects"), BARE),
     ]
 
 
@@ -746,22 +746,31 @@ def test_find_protected_custom_names_and_duplicates(tmp_path: Path) -> None:
     assert found == [
         (str(root / ".envrc"), "protected name"),
         (str(root / "Makefile"), "protected name"),
-        (str(root / "HEAD"), BARE),
+        (str(root / "objects"), BARE),
         (str(root / "a" / "Makefile"), "protected name"),
     ]
 
 
 def test_find_protected_head_at_the_top(tmp_path: Path) -> None:
-    """HEAD at the top of every root (so git cannot take the root for a bare repository); where
-    the root has one, its git files too, as the root may be a git directory itself."""
+    """One of git's marks of a git directory cannot be created at the top of every root (so git
+    cannot take the root for a bare repository): ``objects``, else ``refs``, else ``HEAD``;
+    where the root has a HEAD, the HEAD and its git files, as the root may be a git
+    directory itself."""
     root = tmp_path / "w"
     _mk(root / "sub" / ".envrc", "")
     found = dict(find_protected(str(root), [".envrc"]))
-    assert found[str(root / "HEAD")] == BARE
+    assert found[str(root / "objects")] == BARE
+    assert str(root / "HEAD") not in found  # `git diff HEAD` is not made ambiguous
     assert str(root / "config") not in found
-    assert str(root / "sub" / "HEAD") not in found  # the top only
+    assert str(root / "sub" / "objects") not in found  # the top only
+    _mk(root / "objects" / "x", "")  # a project's own objects/: refs then
+    found = dict(find_protected(str(root), [".envrc"]))
+    assert found[str(root / "refs")] == BARE and str(root / "objects") not in found
+    _mk(root / "refs" / "x", "")  # and both: HEAD, the last choice
+    assert dict(find_protected(str(root), [".envrc"]))[str(root / "HEAD")] == BARE
     _mk(root / "HEAD", "ref: refs/heads/main\n")
     found = dict(find_protected(str(root), [".envrc"]))
+    assert found[str(root / "HEAD")] == BARE
     for name in ("hooks", "config", "config.worktree", "commondir"):
         assert found[str(root / name)] == "git internals"
 

@@ -239,6 +239,8 @@ def _git_internal(gitdir: str) -> list[str]:
     return found
 
 
+BARE_GUARD = "keeps git from taking the root for a bare repository"
+
 # Submodules' git directories live in ``<gitdir>/modules/<name>``, and a submodule's name is its
 # path by default, slashes and all (``git submodule add URL libs/foo`` keeps it in
 # ``modules/libs/foo``). Bounds, so that start-up does not grow with what a command can create
@@ -382,13 +384,21 @@ def find_protected(root: str, names: Sequence[str],
         out.append((os.path.join(root, name), "protected name"))
     # Where .git is missing or not a repository (say, its HEAD was broken), git takes the
     # directory itself for a bare repository if it has HEAD, objects/ and refs/: a planted
-    # config there (core.fsmonitor) would run on the host's next `git status`. A HEAD that
-    # cannot be created or changed stops that; where the root has one, the root may itself be
-    # a git directory, so its hooks and config are protected too.
+    # config there (core.fsmonitor) would run on the host's next `git status`. One of the
+    # three that cannot be created stops that: `objects` (an empty directory, which nothing
+    # sees), else `refs`, else `HEAD` (a placeholder named HEAD makes `git diff HEAD`
+    # ambiguous, so it is the last choice). Where the root has a HEAD, the root may itself be
+    # a git directory: the HEAD, its hooks and its config are protected too.
     head = os.path.join(root, "HEAD")
-    out.append((head, "keeps git from taking the root for a bare repository"))
     if _kind(head) != "missing":
+        out.append((head, BARE_GUARD))
         out += [(os.path.join(root, n), "git internals") for n in GIT_PROTECTED]
+    else:
+        for name in ("objects", "refs", "HEAD"):
+            guard = os.path.join(root, name)
+            if name == "HEAD" or _kind(guard) == "missing":
+                out.append((guard, BARE_GUARD))
+                break
     dotgit = os.path.join(root, ".git")
     gitdir = _read_gitdir(dotgit) if os.path.isfile(dotgit) else None
     if gitdir is not None:

@@ -330,8 +330,8 @@ def _bare_repository_attack(world: World, marker: Path, *, break_dotgit: bool) -
     config = ("[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n"
               f"\\tworktree = {world.workspace}\\n"
               f"\\tfsmonitor = \\\"echo PWNED > {marker}; false\\\"\\n")
-    return (f"{broken}echo 'ref: refs/heads/main' > HEAD && mkdir -p objects refs && "
-            f"printf \"{config}\" > config")
+    return (f"{broken}echo 'ref: refs/heads/main' > HEAD; mkdir -p objects; mkdir -p refs; "
+            f"printf \"{config}\" > config; test -d objects && test -d refs && test -f HEAD")
 
 
 @pytest.mark.parametrize("break_dotgit", [True, False], ids=["broken-dotgit", "no-dotgit"])
@@ -339,8 +339,9 @@ def test_bare_repository_at_the_top(world: World, break_dotgit: bool) -> None:
     """The command breaks ``.git/HEAD`` (writable: commits change it), or there is no ``.git``
     at all, and creates ``HEAD``, ``objects/``, ``refs/`` and a ``config`` at the top. git then
     takes the workspace itself for a bare repository, and that config's ``core.fsmonitor``
-    runs on the user's next plain ``git status`` there, on the host. ``HEAD`` at the top of a
-    writable root cannot be created (nor changed, where it exists)."""
+    runs on the user's next plain ``git status`` there, on the host. ``objects`` at the top of
+    a writable root cannot be created (``refs``, or ``HEAD``, where the project has an
+    ``objects``), nor a ``HEAD`` that exists changed."""
     if break_dotgit:
         world.git_init()
     marker = world.outside / "pwned"
@@ -348,7 +349,9 @@ def test_bare_repository_at_the_top(world: World, break_dotgit: bool) -> None:
     world.sandbox(script)
     _git(world, "status", cwd=world.workspace, check=False)
     assert not marker.exists(), "the host's git status ran the planted fsmonitor"
-    assert not (world.workspace / "HEAD").exists()
+    assert not (world.workspace / "objects").exists()
+    for name in ("HEAD", "refs", "config", "objects"):  # clean up for the control
+        subprocess.run(["rm", "-rf", str(world.workspace / name)], check=True)
     assert world.unsandboxed(script).returncode == 0
     _git(world, "status", cwd=world.workspace, check=False)
     assert marker.exists()  # the control: the bare-repository trick really runs the payload
@@ -954,3 +957,30 @@ def test_release_does_not_follow_a_swapped_placeholder(world: World) -> None:
     assert (ws / ".vscode").is_symlink()
     assert target.is_dir() and stat.S_IMODE(target.stat().st_mode) == 0o700
     assert not any(p.is_symlink() for p in _pool(world).iterdir())
+
+
+def test_git_diff_head_is_not_ambiguous(world: World) -> None:
+    """Found in review: the guard against a bare repository at the top was a placeholder named
+    ``HEAD``, so inside every run in a repository (and on the host while one ran) ``git diff
+    HEAD`` and ``git log HEAD`` failed: "ambiguous argument 'HEAD': both revision and
+    filename". The guard is now ``objects``, which no revision is named."""
+    world.git_init()
+    for cmd in ("git diff HEAD --stat", "git log HEAD --oneline"):
+        result = world.sandbox(cmd)
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("existing", ["objects", "objects refs"])
+def test_bare_repository_at_the_top_with_a_project_objects_dir(world: World,
+                                                               existing: str) -> None:
+    """The same attack where the project has its own ``objects/`` (and ``refs/``) at the top:
+    the guard is then ``refs`` (or ``HEAD``)."""
+    world.git_init()
+    for name in existing.split():
+        (world.workspace / name).mkdir()
+        (world.workspace / name / "keep").write_text("x\n")
+    marker = world.outside / "pwned"
+    script = _bare_repository_attack(world, marker, break_dotgit=True)
+    world.sandbox(script)
+    _git(world, "status", cwd=world.workspace, check=False)
+    assert not marker.exists(), "the host's git status ran the planted fsmonitor"

@@ -17,9 +17,9 @@ bound of its own: ``mark()`` when a command starts opens a window, a log of its 
 receives every record added from then on, and ``since(mark)`` when it ends returns that
 window's records and closes it (``release(mark)`` closes one unread). So one command's flood
 cannot use up the records of the commands after it (commands running at once each see the
-others' connections of that time, in their own windows). The log itself keeps the bound for
-the whole session. Appended in the proxy's thread, read from others: a lock keeps each read
-consistent.
+others' connections of that time, in their own windows; so what is kept is the bound times
+the commands running, plus one for the log itself, which keeps it for the whole session).
+Appended in the proxy's thread, read from others: a lock keeps each read consistent.
 """
 
 from __future__ import annotations

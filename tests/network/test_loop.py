@@ -127,3 +127,54 @@ def test_a_job_whose_task_moved_on_is_dropped() -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def test_jobs_past_the_bound_wait_and_are_dropped_when_their_task_moves_on(
+        monkeypatch: Any) -> None:
+    """Past MAX_PENDING jobs of a group, a job used to fail at once (``Busy``: a 502 for a
+    burst of connections). It now waits aside and runs when one of its group's is done; one
+    whose task moves on (timed out) while it waits is taken out and never runs, and the
+    group's count of jobs is right again afterwards."""
+    monkeypatch.setattr(_loop, "MAX_PENDING", 2)
+    loop, thread = run_loop()
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def waiter(name: str, deadline: float | None) -> Any:
+        def fn() -> str:
+            ran.append(name)
+            if name.startswith("hold"):
+                gate.wait(10)
+            return name
+
+        def gen() -> _loop.Gen:
+            yield ("deadline", deadline)
+            try:
+                return (yield ("thread", fn, "group"))
+            except TimeoutError:
+                return "timed out"
+        return gen
+
+    try:
+        holders = [in_loop(loop, waiter(f"hold{i}", None)) for i in range(2)]
+        deadline = time.monotonic() + 5
+        while len(ran) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        late = in_loop(loop, waiter("late", 0.2))  # parked: two of its group already
+        parked = in_loop(loop, waiter("parked", None))
+        wait_done(late)
+        assert late.result == "timed out" and not parked.done
+        assert len(loop.parked["group"]) == 1
+        gate.set()
+        for task in [*holders, parked]:
+            wait_done(task)
+        assert parked.result == "parked" and "late" not in ran
+        deadline = time.monotonic() + 5  # a worker counts its job done after handing it back
+        while loop.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert loop.pending == {} and loop.parked == {} and loop.jobs == {}
+    finally:
+        gate.set()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

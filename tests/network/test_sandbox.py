@@ -665,3 +665,40 @@ def test_connection_flood_leaves_bounded_records(net: Net) -> None:
               if '"kind":"run"' in line.replace(" ", "")]
     assert len(line) < 1000 * len(records)
     assert sum(d["count"] for d in json.loads(line)["network_decisions"]) == n
+
+
+def test_each_session_command_has_its_own_record_bound(net: Net, server: TCPServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: in a session (an MCP server), one command floods the proxy with refused
+    connections to distinct hosts, using up the record bound, which was the session's:
+    every later command's connections were then folded into host ``*`` (rule ``more``),
+    in its result, its denials and its audit record, so a later exfiltration attempt named no
+    host. Each command now has the bound of its own (small bounds here, for speed)."""
+    import ringfence
+    from ringfence.network import records
+    from ringfence.network.rules import NetworkRules
+    from ringfence.session import Session
+
+    monkeypatch.setattr(records, "MAX_KEPT", 5)
+    monkeypatch.setattr(records, "MAX_FOLDED", 5)
+    for name, value in net.world.env.items():  # the library reads the world's home, hosts hook
+        monkeypatch.setenv(name, value)
+    policy = ringfence.Policy(
+        workspace=str(net.world.workspace), network="allowlist",
+        network_rules=NetworkRules(allow=("web.test",), ports=(server.port,), allow_local=True))
+    flood = ("import os, socket\n"
+             "port = int(os.environ['http_proxy'].rsplit(':', 1)[1])\n"
+             "for i in range(30):\n"
+             "    c = socket.create_connection(('127.0.0.1', port))\n"
+             "    c.sendall(b'CONNECT h%d.flood.test:443 HTTP/1.1\\r\\n\\r\\n' % i)\n"
+             "    c.recv(100); c.close()\n")
+    bad_url = f"http://other.test:{server.port}/"
+    with Session(policy) as s:
+        flooded = s.run([PY, "-c", flood])
+        assert sum(c.count for c in flooded.network) == 30
+        assert [c.host for c in flooded.network][-1] == "*"  # its own bound held
+        probe = s.run([PY, "-c", FETCH, bad_url])
+        assert b"STATUS 403" in probe.stdout
+        assert [(c.host, c.allowed) for c in probe.network] == [("other.test", False)]
+        assert [d.target for d in probe.denials if d.kind == "network"] == [
+            f"other.test:{server.port}"]

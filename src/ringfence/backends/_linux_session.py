@@ -71,7 +71,7 @@ class _Pending:
         self.failure: tuple[int, str] | None = None
         self.exited_at = 0.0
         self.start = 0.0
-        self.net_mark: Any = None  # the proxy's records when this command started (a mark)
+        self.net_mark: Any = None  # the proxy's records window of this command (a mark)
         self.sink = sink
         self.stream = stream
         self.done = False
@@ -418,6 +418,7 @@ class _Engine:
             else:
                 error = SandboxError(f"cannot start {name} in the session: {os.strerror(err)}")
             p.error = error
+            self._net_release(p.net_mark)
             p.sink(("error", error))
             return
         p.result = self._result(p)
@@ -433,6 +434,12 @@ class _Engine:
     def _net_since(self, mark: Any) -> tuple[Any, ...]:
         log = self._net_log()
         return tuple(log.since(mark)) if log is not None and mark is not None else ()
+
+    def _net_release(self, mark: Any) -> None:
+        """Close a command's records window that no result will read."""
+        log = self._net_log()
+        if log is not None and mark is not None:
+            log.release(mark)
 
     def _result(self, p: _Pending) -> Result:
         from ..runner import Result
@@ -549,6 +556,7 @@ class _Engine:
             except BaseException:
                 with self.lock:
                     self.pending.pop(ident, None)
+                self._net_release(p.net_mark)
                 raise
         except BaseException:
             for fd in mine:

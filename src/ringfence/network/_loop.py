@@ -8,8 +8,9 @@ generator that yields what it waits for:
 - ``("thread", fn, group)``: ``fn()`` runs in a worker thread; its result (or exception) comes
   back. Jobs wait in one queue per ``group`` (a run), served in turn, and a group runs at most
   ``MAX_RUNNING`` at once, so one group's slow jobs do not hold up another's; a group has at
-  most ``MAX_PENDING`` jobs queued or running (``Busy`` is thrown into the task past that). A
-  job whose task has moved on (timed out, cancelled) before a worker takes it is dropped;
+  most ``MAX_PENDING`` jobs queued or running, and its further jobs wait aside (parked, in
+  order) until one of those is done: the task just waits longer (its deadline still counts).
+  A job whose task moves on (timed out, cancelled) before a worker takes it is dropped;
 - ``("wait", event)``: until ``event.set()`` (an ``Event`` of this module, set in the loop);
 - ``("deadline", seconds_or_None)``: from now on, ``TimeoutError`` is thrown into the task
   when the deadline passes (returns at once).
@@ -30,7 +31,7 @@ import time
 from collections import deque
 
 MAX_WORKERS = 16  # threads for blocking work (name lookups), started as needed
-MAX_PENDING = 32  # jobs one group (a run) may have queued or running at once
+MAX_PENDING = 32  # jobs one group (a run) may have queued or running at once; more wait aside
 MAX_RUNNING = MAX_WORKERS // 2  # workers one group may hold while another group's jobs wait
 
 TYPE_CHECKING = False
@@ -46,10 +47,6 @@ class Cancelled(BaseException):
 
 
 _ANY = "any"  # the group of jobs that name none
-
-
-class Busy(Exception):
-    """A ``("thread", fn, group)`` request whose group already has ``MAX_PENDING`` jobs."""
 
 
 class Event:
@@ -70,7 +67,7 @@ class Event:
 
 class Task:
     __slots__ = ("loop", "gen", "done", "result", "error", "callbacks", "deadline", "timer",
-                 "waiting_fd", "waiting_event", "token")
+                 "waiting_fd", "waiting_event", "token", "job")
 
     def __init__(self, loop: Loop, gen: Gen) -> None:
         self.loop = loop
@@ -83,6 +80,7 @@ class Task:
         self.waiting_fd: tuple[int, int] | None = None  # (fd, EVENT_READ|EVENT_WRITE)
         self.waiting_event: Event | None = None
         self.token = 0  # bumps on every resume: stale wake-ups are ignored
+        self.job: tuple[object, Callable[[], bool]] | None = None  # (group, job) it waits for
 
     def cancel(self) -> None:
         if not self.done:
@@ -119,6 +117,7 @@ class Loop:
         # process limit is reached, which the sandbox's own threads count against)
         self.jobs: dict[object, deque[Callable[[], bool]]] = {}  # per group, served in turn
         self.pending: dict[object, int] = {}  # per group: jobs queued or running
+        self.parked: dict[object, deque[Callable[[], bool]]] = {}  # per group: past MAX_PENDING
         self.busy: dict[object, int] = {}  # per group: jobs running
         self.jobs_ready = threading.Condition(self.lock)
         self.workers = 0
@@ -209,6 +208,19 @@ class Loop:
             if task in task.waiting_event.waiters:
                 task.waiting_event.waiters.remove(task)
             task.waiting_event = None
+        if task.job is not None:  # it moved on before its job ran: take the job out
+            group, job = task.job
+            task.job = None
+            with self.lock:
+                for jobs, queued in ((self.jobs, True), (self.parked, False)):
+                    queue = jobs.get(group)
+                    if queue is not None and job in queue:
+                        queue.remove(job)
+                        if not queue:
+                            del jobs[group]
+                        if queued:
+                            self._done(group)
+                        break
 
     def _step(self, task: Task, value: Any, exc: BaseException | None) -> None:
         while True:
@@ -266,19 +278,22 @@ class Loop:
                     self.call_soon_threadsafe(back)
                     return True
 
+                group = request[2] if len(request) > 2 else _ANY
                 try:
-                    self._submit(work, request[2] if len(request) > 2 else _ANY)
-                except (Busy, RuntimeError) as error:  # no room, or no thread could be started
+                    self._submit(work, group)
+                except RuntimeError as error:  # no thread could be started
                     exc = error
                     continue
+                task.job = (group, work)
                 return
             exc = RuntimeError(f"unknown request {kind!r}")
 
     def _submit(self, job: Callable[[], bool], group: object) -> None:
         with self.lock:
             pending = self.pending.get(group, 0)
-            if pending >= MAX_PENDING:
-                raise Busy(f"{pending} jobs of this group are waiting")
+            if pending >= MAX_PENDING:  # it waits aside until one of its group's is done
+                self.parked.setdefault(group, deque()).append(job)
+                return
             self.pending[group] = pending + 1
             self.jobs.setdefault(group, deque()).append(job)
             # another thread only if the idle ones are fewer than the jobs that may run now
@@ -337,8 +352,17 @@ class Loop:
         return None
 
     def _done(self, group: object) -> None:
-        """One job of ``group`` is over (the lock is held)."""
+        """One job of ``group`` is over (the lock is held): its first parked job, if any,
+        takes the place."""
         left = self.pending.get(group, 1) - 1
+        parked = self.parked.get(group)
+        if parked:
+            job = parked.popleft()
+            if not parked:
+                del self.parked[group]
+            self.jobs.setdefault(group, deque()).append(job)
+            left += 1
+            self.jobs_ready.notify()
         if left > 0:
             self.pending[group] = left
         else:
@@ -410,6 +434,7 @@ class Loop:
         with self.lock:
             self.closed = True
             self.jobs.clear()
+            self.parked.clear()
             self.pending.clear()
             self.busy.clear()
             self.jobs_ready.notify_all()

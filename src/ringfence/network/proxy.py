@@ -9,9 +9,10 @@ port. One port speaks both protocols; the first byte tells them apart:
   BIND and UDP ASSOCIATE are refused ("command not supported"), a denial answers "connection
   not allowed by ruleset".
 - HTTP: ``CONNECT host:port`` (then bytes are relayed), or a plain request in absolute form
-  (``GET http://host/path``), forwarded once in origin form with ``Connection: close``: its
-  head and ``Content-Length`` bytes of body, nothing after them (one request per connection).
-  A refusal is a 403 whose body names the host and the option that would allow it.
+  (``GET http://host/path``), forwarded in origin form with ``Connection: close``; the rest of
+  that connection (its body, and anything the client sends after it) is relayed unchanged to
+  the same host and port, whatever a later request on it names. A refusal is a 403 whose body
+  names the host and the option that would allow it.
 
 Each listener carries its own ``NetworkRules`` and a ``ConnectionLog`` that receives one
 ``Connection`` record per connection (host, port, decision, rule, bytes each way, duration),
@@ -63,7 +64,7 @@ _MAX_TEXT = 300
 
 
 class Listener:
-    __slots__ = ("sock", "rules", "records", "task", "closed", "tasks", "busy")
+    __slots__ = ("sock", "rules", "records", "task", "closed", "tasks", "lookups")
 
     def __init__(self, sock: socket.socket, rules: NetworkRules,
                  records: ConnectionLog) -> None:
@@ -73,7 +74,23 @@ class Listener:
         self.task: Task | None = None
         self.closed = False
         self.tasks: set[Task] = set()
-        self.busy = False  # its lookup queue is full (logged once per burst)
+        self.lookups: dict[tuple[str, int], _Lookup] = {}  # in flight, by (host, port)
+
+
+class _Lookup:
+    """One name lookup in flight for a run, shared by every connection of that run to the
+    same host and port that comes while it runs (a burst of parallel downloads makes one)."""
+
+    __slots__ = ("done", "found", "error", "waiters", "task")
+
+    def __init__(self) -> None:
+        self.done = _loop.Event()
+        self.found: list[str] = []
+        self.error: BaseException | None = None
+        # the connections waiting: their client socket, or None for one whose client may
+        # have half-closed (a whole plain-http request): the lookup runs for it regardless
+        self.waiters: list[socket.socket | None] = []
+        self.task: Task | None = None
 
 
 class _Refused(Exception):
@@ -85,7 +102,7 @@ class _Refused(Exception):
 class _BadInput(Exception):
     def __init__(self, message: str, status: str = "") -> None:
         super().__init__(message)
-        self.status = status  # the HTTP answer, if not 400 (431, 411)
+        self.status = status  # the HTTP answer, if not 400 (431)
 
 
 class _Abandoned(Exception):
@@ -104,7 +121,7 @@ class _State:
     """What one connection learned, for its record."""
 
     __slots__ = ("protocol", "host", "port", "allowed", "rule", "reason", "address", "sent",
-                 "received", "start", "body")
+                 "received", "start", "plain")
 
     def __init__(self) -> None:
         self.protocol = "?"
@@ -117,7 +134,7 @@ class _State:
         self.sent = 0
         self.received = 0
         self.start = time.monotonic()
-        self.body: int | None = None  # plain http: bytes of body the client has yet to send
+        self.plain = False  # a plain http:// request (not CONNECT, not SOCKS5)
 
     def record(self) -> Connection:
         # every string is bounded (see ``records``): the host is normalised or cut short
@@ -417,28 +434,20 @@ class Proxy:
             authority, slash, path = target[7:].partition("/")
             host, port = _split_hostport(authority.rpartition("@")[2], 80)
             out = [f"{method} /{path if slash else ''} {version}"]
-            lengths: set[str] = set()
             for line in lines[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                if name == "transfer-encoding":
-                    raise _BadInput("a request body without Content-Length (Transfer-Encoding) "
-                                    "is not forwarded for plain http://", "411 Length Required")
-                if name == "content-length":
-                    lengths.add(value.strip())
+                name = line.partition(":")[0].strip().lower()
                 if line and name not in ("proxy-connection", "proxy-authorization",
                                          "connection", "keep-alive"):
                     out.append(line)
+            # the server is asked to close after its answer, so the client opens a new
+            # connection (decided again) for its next request. The rest of this connection
+            # (a body of any kind, and whatever a client sends after its request, say to a
+            # server that kept the connection open anyway) is relayed as it is to this same
+            # host and port, already decided: whatever host a later request names, it
+            # reaches only this one
             out.append("Connection: close")
-            # one request per connection: its head and Content-Length bytes of body are
-            # forwarded, nothing after them (a second request would go to this same host,
-            # whatever it names)
-            length = lengths.pop() if len(lengths) == 1 else "0" if not lengths else ""
-            if not (length.isascii() and length.isdigit() and len(length) <= 18):
-                raise _BadInput("bad or conflicting Content-Length")
-            body = int(length)
-            request = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + rest[:body]
-            state.body = body - len(rest[:body])
+            request = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + rest
+            state.plain = True
             reply = b""
         state.host, state.port = shown(host), port
         try:
@@ -498,7 +507,7 @@ class Proxy:
             raise _Refused(decision)
         # a client that has closed its end is gone, unless its (plain http) request is whole
         # and it only half-closed, as some do, to wait for the answer
-        watch = conn if state.body is None else None
+        watch = None if state.plain else conn
         addresses = yield from self._resolve(normalise_host(host) or host, port, watch, listener)
         if not addresses:
             raise _Refused(Decision(allowed=False, rule="resolve",
@@ -536,17 +545,45 @@ class Proxy:
     def _resolve(self, host: str, port: int, watch: socket.socket | None,
                  listener: Listener) -> Gen:
         """The addresses of ``host``, looked up on a worker thread (in ``listener``'s queue),
-        which also reads this host's addresses again when they are stale; not looked up if
-        the client ``watch`` has gone by then."""
+        which also reads this host's addresses again when they are stale. Connections of one
+        run to the same host and port share a lookup in flight; it is not run if every client
+        waiting for it (``watch``) has gone by then, and it is dropped when they all stop
+        waiting (timed out, cancelled)."""
         from .rules import ip_literal
 
         literal = ip_literal(host)
         if literal is not None and not self._own_stale():
             return [literal]
+        key = (host, port)
+        lookup = listener.lookups.get(key)
+        if lookup is None:
+            lookup = listener.lookups[key] = _Lookup()
+            assert self.loop is not None
+            lookup.task = self.loop.spawn(self._lookup(host, port, literal, listener, lookup))
+        lookup.waiters.append(watch)
+        try:
+            yield ("wait", lookup.done)
+        finally:
+            lookup.waiters.remove(watch)
+            if not lookup.waiters and not lookup.done.is_set:  # nobody waits: drop it
+                if listener.lookups.get(key) is lookup:
+                    del listener.lookups[key]
+                if lookup.task is not None:
+                    lookup.task.cancel()
+        if isinstance(lookup.error, _Abandoned):
+            raise _Abandoned(str(lookup.error))
+        if lookup.error is not None:
+            raise RuntimeError(f"name lookup failed: {lookup.error}")
+        return lookup.found
+
+    def _lookup(self, host: str, port: int, literal: str | None, listener: Listener,
+                lookup: _Lookup) -> Gen:
+        """The task that runs one shared lookup (see ``_resolve``)."""
         resolver = self.resolver
 
-        def lookup() -> list[str]:
-            if watch is not None and _client_gone(watch):  # nobody waits: no DNS query
+        def work() -> list[str]:
+            waiters = list(lookup.waiters)
+            if None not in waiters and all(_client_gone(s) for s in waiters if s is not None):
                 raise _Abandoned("the client closed before its host name was looked up")
             if literal is not None:
                 found = [literal]
@@ -563,16 +600,14 @@ class Proxy:
             return found
 
         try:
-            found = yield ("thread", lookup, listener)
-        except _loop.Busy:
-            if not listener.busy:
-                _warn("ringfence proxy: a run has %d host name lookups waiting, its most; "
-                      "refusing its new connections until they are done", _loop.MAX_PENDING)
-            listener.busy = True
-            raise _Unreachable(f"{_loop.MAX_PENDING} host name lookups of this run are "
-                               "already waiting; try again", False) from None
-        listener.busy = False
-        return found
+            lookup.found = yield ("thread", work, listener)
+        except _loop.Cancelled:
+            return  # nobody waits for it any more
+        except Exception as exc:  # _Abandoned, or no thread could be started
+            lookup.error = exc
+        if listener.lookups.get((host, port)) is lookup:
+            del listener.lookups[(host, port)]
+        lookup.done.set()
 
     def _relay(self, client: socket.socket, upstream: socket.socket, first: bytes,
                state: _State) -> Gen:
@@ -598,7 +633,7 @@ class Proxy:
             if exc is not None or left[0] == 0:
                 done.set()
 
-        pumps = (_Pump(loop, client, upstream, sent, finished, state.body),
+        pumps = (_Pump(loop, client, upstream, sent, finished),
                  _Pump(loop, upstream, client, received, finished))
         for pump in pumps:
             pump.start()
@@ -622,12 +657,11 @@ _CHUNK = 1 << 20
 
 
 class _Pump:
-    """One direction of a tunnel: ``src`` to ``dst``; at most ``limit`` bytes, if given (then
-    it ends without passing the end on: the other direction ends the tunnel)."""
+    """One direction of a tunnel: ``src`` to ``dst``."""
 
     def __init__(self, loop: Loop, src: socket.socket, dst: socket.socket,
-                 count: Callable[[int], None], finished: Callable[[BaseException | None], None],
-                 limit: int | None = None) -> None:
+                 count: Callable[[int], None], finished: Callable[[BaseException | None], None]
+                 ) -> None:
         self.loop = loop
         self.src, self.dst = src.fileno(), dst.fileno()
         self.src_sock, self.dst_sock = src, dst
@@ -640,16 +674,12 @@ class _Pump:
         self.done = False
         self.reading = False
         self.writing = False
-        self.limit = limit
 
     def start(self) -> None:
-        if self.limit == 0:
-            self._finish(None)
-        else:
-            self._read_on()
+        self._read_on()
 
     def _read_on(self) -> None:
-        if not self.reading and not self.eof and not self.done and self.limit != 0:
+        if not self.reading and not self.eof and not self.done:
             self.loop.add_reader(self.src, self._readable)
             self.reading = True
 
@@ -663,11 +693,9 @@ class _Pump:
             if _SPLICE:
                 if self.pipe is None:
                     self.pipe = self._make_pipe()
-                n = _splice(self.src, self.pipe[1], _CHUNK if self.limit is None
-                            else min(_CHUNK, self.limit), flags=_SPLICE_FLAGS)
+                n = _splice(self.src, self.pipe[1], _CHUNK, flags=_SPLICE_FLAGS)
             else:
-                data = self.src_sock.recv(_CHUNK if self.limit is None
-                                          else min(_CHUNK, self.limit))
+                data = self.src_sock.recv(_CHUNK)
                 self.buffer += data
                 n = len(data)
         except (BlockingIOError, InterruptedError):
@@ -681,10 +709,6 @@ class _Pump:
         else:
             self.count(n)
             self.pending += n
-            if self.limit is not None:
-                self.limit -= n
-                if self.limit == 0:
-                    self._read_off()
         self._drain()
 
     @staticmethod
@@ -725,8 +749,6 @@ class _Pump:
             except OSError:
                 pass
             self._finish(None)
-        elif self.limit == 0:
-            self._finish(None)  # all it may pass on is passed on
         else:
             self._read_on()
 

@@ -12,8 +12,13 @@ With the proxy bounding each record's strings (the host normalised or cut to ~10
 ``Result.network``, ``--json``, the MCP denials and the audit log's run record stay bounded:
 at most ``MAX_KEPT + MAX_FOLDED + 2`` records of at most a few hundred bytes each.
 
-A session's commands share one log: ``mark()`` when a command starts, ``since(mark)`` when it
-ends gives the records made meanwhile (the folded ones with the counts added meanwhile).
+A session's commands share one proxy listener and so one log, and each command has the same
+bound of its own: ``mark()`` when a command starts opens a window, a log of its own that
+receives every record added from then on, and ``since(mark)`` when it ends returns that
+window's records and closes it (``release(mark)`` closes one unread). So one command's flood
+cannot use up the records of the commands after it (commands running at once each see the
+others' connections of that time, in their own windows; so what is kept is the bound times
+the commands running, plus one for the log itself, which keeps it for the whole session).
 Appended in the proxy's thread, read from others: a lock keeps each read consistent.
 """
 
@@ -29,7 +34,6 @@ if TYPE_CHECKING:
     from typing import Any, ClassVar
 
     Key = tuple[str, int, bool, str]
-    Mark = tuple[int, dict[Key, tuple[int, int, int, float]]]
 
 MAX_KEPT = 1000
 """Connections of one run kept as a record each."""
@@ -63,15 +67,18 @@ class Connection(Frozen):
 class ConnectionLog:
     """One run's (or session's) connection records, bounded (see the module)."""
 
-    __slots__ = ("kept", "folded", "lock")
+    __slots__ = ("kept", "folded", "lock", "windows")
 
     def __init__(self) -> None:
         self.kept: list[Connection] = []
         self.folded: dict[Key, Connection] = {}
         self.lock = threading.Lock()
+        self.windows: list[ConnectionLog] = []  # open marks: each command's own log
 
     def add(self, conn: Connection) -> None:
         with self.lock:
+            for window in self.windows:
+                window.add(conn)
             if len(self.kept) < MAX_KEPT:
                 self.kept.append(conn)
                 return
@@ -97,24 +104,24 @@ class ConnectionLog:
         with self.lock:
             return self.kept + list(self.folded.values())
 
-    def mark(self) -> Mark:
+    def mark(self) -> ConnectionLog:
+        """Open a window: the records added from now on, with a bound of their own (a
+        command of a session calls it when it starts)."""
+        window = ConnectionLog()
         with self.lock:
-            return len(self.kept), {k: (c.count, c.sent, c.received, c.duration)
-                                    for k, c in self.folded.items()}
+            self.windows.append(window)
+        return window
 
-    def since(self, mark: Mark) -> list[Connection]:
-        """The records made after ``mark()`` returned ``mark``."""
-        start, counts = mark
+    def since(self, mark: ConnectionLog) -> list[Connection]:
+        """The records added after ``mark()`` returned ``mark``, up to now; closes it."""
+        self.release(mark)
+        return mark.entries()
+
+    def release(self, mark: ConnectionLog) -> None:
+        """Close a window (its command is over): it receives nothing more."""
         with self.lock:
-            out = self.kept[start:]
-            for key, conn in self.folded.items():
-                count, sent, received, duration = counts.get(key, (0, 0, 0, 0.0))
-                if conn.count > count:
-                    out.append(conn.replace(
-                        count=conn.count - count, sent=conn.sent - sent,
-                        received=conn.received - received,
-                        duration=round(max(0.0, conn.duration - duration), 6)))
-            return out
+            if mark in self.windows:
+                self.windows.remove(mark)
 
     def __len__(self) -> int:
         with self.lock:

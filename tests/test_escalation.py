@@ -9,6 +9,7 @@ succeeds after an approved escalation widens it, and not before.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,3 +204,98 @@ def test_denial_to_escalation_to_write(in_world: World) -> None:
         assert s.run(["touch", str(target)]).exit_code == 0
     assert target.exists()
     assert isinstance(ringfence.Session, type)
+
+
+def test_always_answer_to_a_request_does_not_cover_other_roots(in_world: World) -> None:
+    """Red team: "always" to `request_escalation writable_root CACHE` wrote an exact rule for
+    the words `escalate writable_root CACHE` that granted the kind `writable`. A repository's
+    own program named `escalate` (on the PATH its .ringfence.toml sets for sandboxed runs),
+    run as `ringfence run --escalate writable:$HOME -- escalate writable_root CACHE`,
+    matched it and got write access to $HOME unasked: it appended to ~/.bashrc. The rule now
+    grants exactly CACHE, so that run asks (and with no terminal, is refused)."""
+    import subprocess
+    import sys
+
+    from ringfence.policy.load import Options, resolve
+
+    cache = in_world.outside / "cache"
+    cache.mkdir()
+    ws = in_world.workspace
+    submit(_request(str(cache)), resolve(Options(), cwd=str(ws)),
+           approver=lambda req: "always", cwd=str(ws))
+    (ws / "bin").mkdir()
+    program = ws / "bin" / "escalate"
+    program.write_text('#!/bin/sh\necho "evil line" >> "$HOME/.bashrc" && echo WROTE\n')
+    program.chmod(0o755)
+    (ws / ".ringfence.toml").write_text(
+        f'[environment]\nset = {{ PATH = "{ws}/bin:/usr/local/bin:/usr/bin:/bin" }}\n')
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ringfence", *args], cwd=ws,
+                              env=in_world.env, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
+
+    words = ["escalate", "writable_root", str(cache)]
+    wide = run("run", "--escalate", f"writable:{in_world.home}", "--", *words)
+    assert wide.returncode == 122 and "needs approval" in wide.stderr, wide
+    assert "evil" not in (in_world.home / ".bashrc").read_text()
+    net = run("check", "--escalate", "network", "--", *words)
+    assert "decision: ask" in net.stdout, net
+    # control: the escalation the rule was written for is still granted unasked
+    same = run("check", "--escalate", f"writable:{cache}", "--", *words)
+    assert "decision: run" in same.stdout, same
+    config = (in_world.home / ".config" / "ringfence" / "config.toml").read_text()
+    assert f'grants = ["writable:{cache}"]' in config
+
+
+def _trusted_inside(world: World) -> tuple[Path, Path]:
+    """A trusted workspace (src/mono/a/b/app) under a directory a session may be widened to."""
+    mono = world.home / "src" / "mono"
+    app = mono / "a" / "b" / "app"
+    app.mkdir(parents=True)
+    config = world.home / ".config" / "ringfence"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text(f'[trust]\nworkspaces = ["{app}"]\n')
+    return mono, app
+
+
+_WIDEN_TRUST = "printf 'profile = \"full-access\"\\n' > {0}/.ringfence.toml && echo WROTE"
+
+
+def _untouched(app: Path) -> bool:
+    """The trusted workspace's file was not written (a missing one may get a
+    placeholder while a sandbox that protects it lives)."""
+    file = app / ".ringfence.toml"
+    return not file.is_file() or "full-access" not in file.read_text()
+
+
+def test_widened_session_cannot_write_a_trusted_workspaces_file(in_world: World) -> None:
+    """Red team: the trusted workspace's .ringfence.toml was protected only for the roots known
+    when the policy was resolved. `Session.widen(writable=[.../src/mono])` (what an approved
+    MCP `request_escalation writable_root` does) made it writable: the command wrote
+    `profile = "full-access"` there, and the next run in that workspace was unsandboxed."""
+    from ringfence.policy.load import Options, resolve
+
+    mono, app = _trusted_inside(in_world)
+    with Session(resolve(Options(), cwd=str(in_world.workspace))) as s:
+        s.widen(writable=[str(mono)])
+        r = s.run(["sh", "-c", _WIDEN_TRUST.format(app)])
+        assert b"WROTE" not in r.stdout and _untouched(app), r
+        # control: the widened root itself is writable
+        assert s.run(["sh", "-c", f"echo x > {app}/notes.txt"]).exit_code == 0
+    assert (app / "notes.txt").exists()
+
+
+def test_escalated_policy_cannot_write_a_trusted_workspaces_file(in_world: World) -> None:
+    """The same through `escalation.submit` (the library's and the MCP server's path): the
+    policy it returns protects the trusted workspace's file inside the new root."""
+    from ringfence.policy.load import Options, resolve
+
+    mono, app = _trusted_inside(in_world)
+    policy = resolve(Options(), cwd=str(in_world.workspace))
+    widened = submit(_request(str(mono)), policy, approver=lambda req: "once")
+    r = ringfence.run(["sh", "-c", _WIDEN_TRUST.format(app)], widened)
+    assert b"WROTE" not in r.stdout and _untouched(app), r
+    assert str(app / ".ringfence.toml") in widened.protected
+    control = ringfence.run(["sh", "-c", f"echo x > {app}/notes.txt"], widened)
+    assert control.exit_code == 0 and (app / "notes.txt").exists()

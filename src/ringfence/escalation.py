@@ -86,7 +86,8 @@ def submit(request: Mapping[str, Any], policy: Policy, *, approver: Any = None,
                               "the whole network)")
         value = check_pattern(value)
         esc = Escalation(hosts=(value,), justification=req["justification"])
-    # the command names exactly what is granted (an "always" rule for it then grants no more)
+    # the command names what is granted; an "always" rule for it grants exactly that root or
+    # host (not its kind), so a real program spelled so gets nothing else with it
     command = ("escalate", change, str(value) if value is not None else "")
     gate = open_gate(policy, command, cwd=cwd, escalation=esc, approver=approver)
     widened: Policy = gate.policy

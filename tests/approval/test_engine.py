@@ -441,8 +441,9 @@ def test_rule_ask_offers_no_always() -> None:
 
 # --- session approvals and escalation --------------------------------------------------------
 
-def approval(*argv: str, grants: tuple[str, ...] = (), cwd: str = WS) -> Approval:
-    return Approval(argv=argv, grants=grants, cwd=cwd, workspace=WS)
+def approval(*argv: str, grants: tuple[str, ...] = (), cwd: str = WS,
+             sandboxed: bool = True) -> Approval:
+    return Approval(argv=argv, grants=grants, cwd=cwd, workspace=WS, sandboxed=sandboxed)
 
 
 def test_session_approval_covers_the_ask() -> None:
@@ -461,7 +462,7 @@ def test_session_approval_covers_only_the_very_command_here() -> None:
     origin feat` approved `git push -f origin feat main`), and approving it in one repository
     approved it in every other (a relative target is another file there)."""
     esc = Escalation(no_sandbox=True)
-    approved = (approval("rm", "-rf", "build", grants=("no-sandbox",)),)
+    approved = (approval("rm", "-rf", "build", grants=("no-sandbox",), sandboxed=False),)
     assert judge(["rm", "-rf", "build"], escalation=esc, approved=approved,
                  sandboxed=False).verdict == "run"
     longer = judge(["rm", "-rf", "build", "/victim"], escalation=esc, approved=approved,
@@ -532,16 +533,95 @@ def test_session_escalation_grant_is_exact() -> None:
                  approved=host).verdict == "ask"
 
 
-def test_always_is_offered_only_when_the_rule_grants_no_more() -> None:
-    """An "always" rule grants kinds (`writable`), so for `make` asking for /srv/cache it
-    would let `make` have any directory later: "always" is not offered there. Where the
-    command's words name the root or host (an escalation request's `escalate writable_root
-    /srv/cache`), the exact rule grants no more than was asked."""
-    esc = Escalation(writable=("/srv/cache",))
-    assert not judge(["make"], escalation=esc).always_ok
-    assert judge(["escalate", "writable_root", "/srv/cache"], escalation=esc).always_ok
-    assert not judge(["make"], escalation=Escalation(hosts=("a.example",))).always_ok
+def test_always_rule_for_an_escalation_grants_only_that_root_or_host() -> None:
+    """Red team: an "always" answer to an escalation request wrote an exact rule for the words
+    `escalate writable_root /srv/cache` whose grants were only kinds (`writable`), and any rule
+    matching the words granted whatever the escalation carried: a real program spelled
+    `escalate writable_root /srv/cache` (a repository's bin/escalate on the project's PATH),
+    run with `--escalate writable:$HOME` or `--escalate network`, got every root or the whole
+    network unasked. The rule now names the root or host exactly (`writable:/srv/cache`,
+    `network:web.test`) and grants nothing else."""
+    words = ("escalate", "writable_root", "/srv/cache")
+    cache = rule(words, "allow", grants=("writable:/srv/cache",), exact=True)
+    assert judge(list(words), rules=(cache,),
+                 escalation=Escalation(writable=("/srv/cache",))).verdict == "run"
+    assert judge(list(words), rules=(cache,),
+                 escalation=Escalation(writable=("/home/u",))).verdict == "ask"
+    assert judge(list(words), rules=(cache,),
+                 escalation=Escalation(network=True)).verdict == "ask"
+    host_words = ("escalate", "network", "web.test")
+    host = rule(host_words, "allow", grants=("network:web.test",), exact=True)
+    assert judge(list(host_words), rules=(host,),
+                 escalation=Escalation(hosts=("web.test",))).verdict == "run"
+    assert judge(list(host_words), rules=(host,),
+                 escalation=Escalation(network=True)).verdict == "ask"
+    assert judge(list(host_words), rules=(host,),
+                 escalation=Escalation(hosts=("other.test",))).verdict == "ask"
+
+
+def test_older_always_rule_with_kind_grants_covers_only_what_its_words_name() -> None:
+    """The rules an older ringfence wrote (`exact = true`, `grants = ["writable"]`) stay in
+    users' configs: an exact rule's bare kind grants only the roots and hosts its own words
+    name, so the real `escalate` program still cannot take $HOME or the whole network."""
+    words = ("escalate", "writable_root", "/srv/cache")
+    old = rule(words, "allow", grants=("writable",), exact=True)
+    assert judge(list(words), rules=(old,),
+                 escalation=Escalation(writable=("/srv/cache",))).verdict == "run"
+    assert judge(list(words), rules=(old,),
+                 escalation=Escalation(writable=("/home/u",))).verdict == "ask"
+    net = rule(("escalate", "network", "web.test"), "allow", grants=("network",), exact=True)
+    assert judge(["escalate", "network", "web.test"], rules=(net,),
+                 escalation=Escalation(hosts=("web.test",))).verdict == "run"
+    assert judge(["escalate", "network", "web.test"], rules=(net,),
+                 escalation=Escalation(hosts=("evil.test",))).verdict == "ask"
+    # a prefix rule's kind grants what it always granted (a user's own `npm install` rule)
+    npm = rule(("npm", "install"), "allow", grants=("writable",))
+    assert judge(["npm", "install"], rules=(npm,),
+                 escalation=Escalation(writable=("/srv/x",))).verdict == "run"
+
+
+def test_always_is_offered_for_escalations() -> None:
+    """"Always" now writes the exact roots and hosts, so it grants no more than was asked and
+    is offered for any escalation; not for a command whose program is the empty word (no rule
+    can name it)."""
+    assert judge(["make"], escalation=Escalation(writable=("/srv/cache",))).always_ok
+    assert judge(["make"], escalation=Escalation(hosts=("a.example",))).always_ok
     assert judge(["make"], escalation=Escalation(no_sandbox=True)).always_ok
+    assert not judge(["", "x"], "untrusted").always_ok
+
+
+def test_session_approval_is_for_a_sandboxed_run_or_not() -> None:
+    """Red team: a "session" answer given where the sandbox would stop `rm -rf ~/victim`
+    (so approving it looked harmless) was reused when the same words ran under full-access,
+    with nothing in the way."""
+    words = ("rm", "-rf", "/home/u/victim")
+    inside = (approval(*words),)
+    assert judge(list(words), approved=inside).verdict == "run"
+    assert judge(list(words), approved=inside, sandboxed=False).verdict == "ask"
+    outside = (approval(*words, sandboxed=False),)
+    assert judge(list(words), approved=outside, sandboxed=False).verdict == "run"
+    assert judge(list(words), approved=outside).verdict == "ask"
+
+
+@pytest.mark.parametrize("text", [
+    "git push origin {+main,x}", "git push {-f,origin} main", "git push origin {--delete,main}",
+    "git push origin {:main,x}", "git push $(echo -f) origin main", "git push origin $REF",
+    "git {push,-f} origin main", "git -c \"$X\" push origin main", "git push origin *",
+    "dd {of=/dev/sda,if=/dev/zero}", "dd if=/dev/zero of=$DISK",
+])
+def test_expanded_words_of_git_push_and_dd_ask_without_a_sandbox(text: str) -> None:
+    """Red team: a brace (`{+main,x}` is `+main x`, a force push), a substitution or a glob
+    in `git push` or `dd` was taken as a plain word, so under full-access the force push,
+    the branch deletion or the write to a disk ran unasked."""
+    d = judge(text, sandboxed=False)
+    assert d.verdict == "ask", d
+    assert d.rule.startswith(("builtin:git", "builtin:dd")), d
+
+
+@pytest.mark.parametrize("text", ["git push origin main", "git push", "git log $REF",
+                                  "dd if=in.img of=out.img", "git -C sub push origin main"])
+def test_plain_git_push_and_dd_still_run(text: str) -> None:
+    assert judge(text, sandboxed=False).verdict == "run"
 
 
 def test_exact_rule_matches_only_its_words() -> None:

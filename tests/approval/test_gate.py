@@ -265,17 +265,72 @@ def test_always_answer_writes_an_exact_rule(ws: Path) -> None:
 
 def test_terminal_session_file_round_trips(ws: Path) -> None:
     """The terminal session's file keeps each approval whole: words with newlines, tabs and
-    undecodable bytes, the directory, the workspace and the exact grants; a line from an older
-    ringfence (a prefix approval) is ignored, so that command is asked again."""
+    undecodable bytes, the directory, the workspace, the exact grants and whether it ran in a
+    sandbox; a line from an older ringfence (a prefix approval, or one that does not say
+    whether it ran in a sandbox) is ignored, so that command is asked again."""
     from ringfence.approval.model import Approval
 
     path = ws.parent / "s" / "x.session"
     path.parent.mkdir()
-    path.write_text("no-sandbox\trm\0-rf\n")
+    older = json.dumps({"argv": ["rm", "-rf", "x"], "grants": [], "cwd": str(ws),
+                        "workspace": str(ws)})
+    path.write_text(f"no-sandbox\trm\0-rf\n{older}\n")
     a = Approval(argv=("/bin/sh", "-c", "eval 'a\tb'\necho \udcff"),
                  grants=("writable:/srv/a,b",), cwd=str(ws), workspace=str(ws))
+    b = a.replace(argv=("rm", "-rf", "x"), sandboxed=False)
+    SessionApprovals(str(path)).add(a)
+    SessionApprovals(str(path)).add(b)
+    assert SessionApprovals(str(path)).items == (a, b)
+
+
+def test_terminal_session_file_with_a_deeply_nested_line(ws: Path) -> None:
+    """A line of 200 000 `[` in the terminal session's file (damage, or a command run without
+    the sandbox) made every `ringfence run` that asks die with a RecursionError traceback. The
+    line is skipped like any other bad line."""
+    from ringfence.approval.model import Approval
+
+    path = ws.parent / "s" / "x.session"
+    path.parent.mkdir()
+    path.write_text("[" * 200_000 + "\n")
+    a = Approval(argv=("sudo", "true"), grants=(), cwd=str(ws), workspace=str(ws))
     SessionApprovals(str(path)).add(a)
     assert SessionApprovals(str(path)).items == (a,)
+
+
+def test_always_with_an_empty_argument_keeps_the_config_loadable(ws: Path) -> None:
+    """Red team: "always" on `git push --force origin ""` wrote `prefix = [..., ""]`, which the
+    loader then refused ("prefix must name at least a program"): every later run and the MCP
+    server exited 125 until the user edited the file. The rule now loads and matches exactly
+    that command."""
+    from ringfence.approval.gate import check, open_gate
+    from ringfence.policy.load import Options, resolve
+
+    words = ["git", "push", "--force", "origin", ""]
+    open_gate(policy(ws), words, cwd=str(ws), approver=lambda r: "always",
+              session=SessionApprovals(), audit=False)
+    later = resolve(Options(workspace=str(ws)), cwd=str(ws))  # raised PolicyError
+    assert check(later, words, cwd=str(ws)).verdict == "run"
+    assert check(later, [*words[:-1], "main"], cwd=str(ws)).verdict == "ask"
+
+
+def test_session_answer_inside_the_sandbox_is_not_reused_without_it(ws: Path) -> None:
+    """Red team: "session" given to `rm -rf ~/victim` in a sandboxed run (where the sandbox
+    would stop it) was reused by a full-access policy in the same process: the same words ran
+    unasked with nothing in the way."""
+    from ringfence.approval.gate import open_gate
+
+    victim = str(ws.parent / "victim")
+    asked: list[str] = []
+
+    def approver(request: ApprovalRequest) -> str:
+        asked.append(request.rule)
+        return "session"
+
+    session = SessionApprovals()
+    for profile in ("workspace-write", "full-access", "full-access", "workspace-write"):
+        open_gate(policy(ws, profile=profile), ["rm", "-rf", victim], cwd=str(ws),
+                  approver=approver, session=session, audit=False)
+    assert len(asked) == 2  # once sandboxed, once without: each then reused
 
 
 def test_unsandboxed_library_run_runs_in_its_cwd(ws: Path) -> None:

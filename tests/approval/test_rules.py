@@ -70,6 +70,13 @@ def test_good_rules_load() -> None:
     ('[[rules]]\nprefix = ["git"]\ndecision = "ask"\ncolour = 1\n', "unknown key 'colour'"),
     ('[[rules]]\nprefix = ["x"]\ndecision = "ask"\ngrants = ["network"]\n', "grants only"),
     ('[[rules]]\nprefix = ["x"]\ndecision = "allow"\ngrants = ["root"]\n', "grants must be"),
+    ('[[rules]]\nprefix = ["x"]\ndecision = "allow"\ngrants = ["writable:rel"]\n',
+     "grants must be"),
+    ('[[rules]]\nprefix = ["x"]\ndecision = "allow"\ngrants = ["network:"]\n',
+     "grants must be"),
+    ('[[rules]]\nprefix = ["x"]\ndecision = "allow"\ngrants = ["disk:/x"]\n',
+     "grants must be"),
+    ('[[rules]]\nprefix = ["", "x"]\ndecision = "ask"\n', "at least a program"),
     ('[[rules]]\nprefix = ["x"]\ndecision = "ask"\nmatch = "x"\n', "match must be a list"),
     ('[[rules]]\nprefix = [1]\ndecision = "ask"\n', "prefix words must be strings"),
     ('[[rules]]\nprefix = "\'open"\ndecision = "ask"\n', "unterminated quote"),
@@ -154,6 +161,17 @@ def test_always_rule_round_trips(env: Path) -> None:
     rules = parse_rules(tomllib.loads(text)["rules"], "x", trusted=True)
     assert rules[0].prefix == ("sudo", "apt", 'we"ird\n') and rules[0].exact
     assert rules[0].grants == ("network",)
+
+
+def test_exact_grants_and_empty_words_round_trip() -> None:
+    """What "always" writes now: grants naming one root or host, and words that are empty
+    (`git push --force origin ""`), which the loader refused, breaking the user's config."""
+    words = ("git", "push", "--force", "origin", "")
+    grants = ("writable:/srv/cache", "network:web.test", "no-sandbox")
+    rules = parse_rules(tomllib.loads(rule_text(words, grants, "today"))["rules"], "x",
+                        trusted=True)
+    assert rules[0].prefix == words and rules[0].grants == grants
+    assert rules[0].matches(list(words)) and not rules[0].matches(list(words[:-1]))
 
 
 def test_append_user_rule_writes_the_user_config(env: Path) -> None:

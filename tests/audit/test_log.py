@@ -42,7 +42,8 @@ def test_chain(tmp_path: Path) -> None:
     assert records[0]["prev"] == GENESIS
     for before, after in zip(lines(tmp_path), records[1:], strict=False):
         assert after["prev"] == hashlib.sha256(before.encode()).hexdigest()
-    assert list(records[1]) == ["seq", "kind", "n", "command", "prev"]
+    assert list(records[1]) == ["seq", "v", "kind", "n", "command", "prev"]
+    assert records[1]["v"] == log.FORMAT
     report = verify(str(tmp_path))
     assert report.ok and report.records == 3 and not report.warnings
     assert (tmp_path / log.ACTIVE).stat().st_mode & 0o777 == 0o600
@@ -323,3 +324,48 @@ def test_torn_line_at_a_rotation_is_vouched_for(tmp_path: Path) -> None:
     w.append({"kind": "run"})
     report = verify(str(tmp_path))
     assert report.ok and report.records == 4 and len(report.warnings) == 1, report.to_json()
+
+
+def _older_log(directory: Path, n: int) -> list[str]:
+    """``n`` records as a ringfence before the ``v`` field wrote them (chained, no ``v``)."""
+    out, prev = [], GENESIS
+    for i in range(1, n + 1):
+        line = f'{{"seq":{i},"kind":"decision","n":{i},"prev":"{prev}"}}'
+        out.append(line)
+        prev = hashlib.sha256(line.encode()).hexdigest()
+    rewrite(directory, out)
+    (directory / "head").write_text(f"{n} {prev}\n")
+    return out
+
+
+def test_torn_line_an_older_ringfence_closed_is_a_warning(tmp_path: Path) -> None:
+    """After upgrading: a crash's torn line that an older ringfence closed with a bare newline
+    (it did not name the torn line in the record after it) made `audit verify` say TAMPERED,
+    so every log with a past crash failed. Before the first record of the vouching format it
+    is a warning that says it cannot be told from an inserted line; after it, tampering."""
+    content = _older_log(tmp_path, 2)
+    content.append('{"seq":3,"kind":"decision","comm')  # closed by the older writer's newline
+    rewrite(tmp_path, content)
+    Writer(str(tmp_path)).append({"kind": "run"})  # the first record of the new format
+    report = verify(str(tmp_path))
+    assert report.ok and report.records == 3, report.to_json()
+    assert len(report.warnings) == 1 and "older ringfence" in report.warnings[0]
+    assert "line 3" in report.warnings[0]
+    # the same line inserted after that record, among records that vouch: tampering
+    Writer(str(tmp_path)).append({"kind": "run"})
+    content = lines(tmp_path)
+    content.insert(4, '{"seq":5,"kind":"decision","command":"rm -rf / (approved by admin)" ')
+    rewrite(tmp_path, content)
+    report = verify(str(tmp_path))
+    assert not report.ok and report.where is not None and report.where[1] == 5
+    assert "looks like a torn record" in (report.problem or "")
+
+
+def test_torn_line_among_older_records_is_a_warning(tmp_path: Path) -> None:
+    """A torn line between two records an older ringfence wrote (no record after it can
+    vouch): a warning, and the chain is checked on."""
+    content = _older_log(tmp_path, 3)
+    content.insert(2, '{"seq":3,"kind":"dec')
+    rewrite(tmp_path, content)
+    report = verify(str(tmp_path))
+    assert report.ok and report.records == 3 and "older ringfence" in report.warnings[0]

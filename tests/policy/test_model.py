@@ -90,8 +90,9 @@ def test_lists_become_tuples() -> None:
 def test_to_dict_is_json_ready() -> None:
     p = Policy(workspace="/w", writable=["/x"], env_set={"A": "1"}, limits=Limits(timeout=9))
     d = p.to_dict()
-    # env_set_unsandboxed only where it differs from env_set
-    assert list(d) == [s for s in Policy.__slots__ if s != "env_set_unsandboxed"]
+    # env_set_unsandboxed only where it differs from env_set; trusted only where there is one
+    assert list(d) == [s for s in Policy.__slots__ if s not in ("env_set_unsandboxed",
+                                                                 "trusted")]
     assert d["writable"] == ["/x"]
     assert d["limits"] == {
         "timeout": 9, "memory": None, "max_processes": 4096, "cpu_seconds": None,

@@ -183,20 +183,35 @@ def rm_recursive_outside(w: Words, ctx: Context) -> bool:
     return False
 
 
+def _expanded(w: Words, i: int) -> bool:
+    """Whether word ``i`` is only known when the shell runs: a substitution or variable, a
+    brace (``{+main,x}`` is ``+main x``) or a glob (a file named ``-f`` or ``+main``)."""
+    return w.dynamic[i] or w.glob[i]
+
+
 def git_push_force(w: Words, ctx: Context) -> bool:
-    args = list(w.argv[1:])
-    while args and args[0].startswith("-"):  # global options: -C DIR, -c K=V, --git-dir=...
-        takes_value = args[0] in ("-C", "-c", "--git-dir", "--work-tree", "--namespace",
-                                  "--config-env")
-        if args[0] in ("-c", "--config-env") or args[0].startswith(("--config-env=", "-c")):
-            setting = args[1] if takes_value and len(args) > 1 else args[0]
-            if "alias." in setting.lower() or "remote." in setting.lower() \
+    i, n = 1, len(w.argv)
+    while i < n and w.argv[i].startswith("-"):  # global options: -C DIR, -c K=V, --git-dir=...
+        a = w.argv[i]
+        takes_value = a in ("-C", "-c", "--git-dir", "--work-tree", "--namespace",
+                            "--config-env")
+        if a in ("-c", "--config-env") or a.startswith(("--config-env=", "-c")):
+            at = i + 1 if takes_value and i + 1 < n else i
+            setting = w.argv[at]
+            if _expanded(w, at) or "alias." in setting.lower() or "remote." in setting.lower() \
                     or "push." in setting.lower():
                 return True  # `git -c alias.p='push --force' p`: the command is in config
-        args = args[2:] if takes_value else args[1:]
-    if not args or args[0] != "push":
+        i += 2 if takes_value else 1
+    if i >= n:
         return False
-    for a in args[1:]:
+    if _expanded(w, i):
+        return True  # `git {push,-f} origin`: the subcommand is only known at run time
+    if w.argv[i] != "push":
+        return False
+    for j in range(i + 1, n):
+        a = w.argv[j]
+        if _expanded(w, j):
+            return True  # `git push origin {+main,x}`, `git push $(echo -f) origin main`
         if _long_prefix(a, ("--force", "--force-with-lease", "--force-if-includes", "--mirror",
                             "--delete", "--prune")):
             return True
@@ -206,7 +221,9 @@ def git_push_force(w: Words, ctx: Context) -> bool:
 
 
 def dd_to_device(w: Words, ctx: Context) -> bool:
-    for a in w.argv[1:]:
+    for i, a in enumerate(w.argv[1:], start=1):
+        if _expanded(w, i):
+            return True  # `dd {of=/dev/sda,if=/dev/zero}`: what it writes is known at run time
         if a.startswith("of=/dev/") and a not in ("of=/dev/null", "of=/dev/stdout",
                                                   "of=/dev/stderr"):
             return True

@@ -14,7 +14,8 @@ How one command is judged:
 4. The mode turns that into a verdict: unknown or not-automatically-safe asks in ``untrusted`` and
    runs (sandboxed) otherwise; ``never`` turns every ask into forbid. An escalation (more than
    the policy gives) asks unless an ``allow`` rule with those ``grants`` or an approval from
-   this session covers it.
+   this session covers it (a rule's ``grants`` name a root or host exactly,
+   ``writable:/srv/cache``, ``network:host``, or a whole kind).
 5. The strictest part decides: forbid > ask > run.
 """
 
@@ -237,15 +238,30 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
 
 def _escalation(key: tuple[str, ...], rules: Sequence[Rule], esc: Escalation,
                 parts: list[_Raw]) -> _Raw:
-    kinds = esc.kinds()
+    need = esc.exact()
     for rule in rules:
-        if rule.decision == "allow" and set(kinds) <= set(rule.grants) and rule.matches(key):
-            return _Raw(key, "run", f"{rule.label()} grants {', '.join(kinds)}", rule.label(),
+        if rule.decision == "allow" and rule.grants and rule.matches(key) and all(
+                _grants(rule, item) for item in need):
+            return _Raw(key, "run", f"{rule.label()} grants {', '.join(need)}", rule.label(),
                         from_rule=True)
-    why = f"it asks for more than the policy gives ({', '.join(kinds)})"
+    why = f"it asks for more than the policy gives ({', '.join(esc.kinds())})"
     if esc.justification:
         why += f": {esc.justification}"
     return _Raw(key, "ask", why, "escalation")
+
+
+def _grants(rule: Rule, item: str) -> bool:
+    """Whether ``rule`` grants one item of ``Escalation.exact`` (``writable:/srv/cache``,
+    ``network:host``, ``network``, ``no-sandbox``): named exactly, or by its kind. An exact
+    rule's bare kind covers only the roots and hosts its own words name (an older ringfence's
+    "always" answer to ``escalate writable_root /srv/cache`` wrote ``grants = ["writable"]``;
+    a real program spelled so must not get every root with it)."""
+    if item in rule.grants:
+        return True
+    kind, _, value = item.partition(":")
+    if not value or kind not in rule.grants:
+        return False
+    return not rule.exact or value in rule.prefix
 
 
 def _combine(raw: list[_Raw], ctx: Context, esc: Escalation, key: tuple[str, ...]) -> Decision:
@@ -311,21 +327,15 @@ def _combine(raw: list[_Raw], ctx: Context, esc: Escalation, key: tuple[str, ...
         verdict="ask", reason=worst.reason, rule=worst.rule,
         grants=esc.describe(), escalation=esc,
         ask_argv=key if first.rule == "escalation" or first.kind == "flag" else first.argv,
-        parts=tuple(parts), always_ok=not any(a.from_rule for a in asks) and (
-            not any(a.rule == "escalation" for a in asks) or _rule_can_say(esc, key)),
+        parts=tuple(parts), always_ok=not any(a.from_rule for a in asks) and all(
+            a.argv and a.argv[0] for a in asks),
     )
-
-
-def _rule_can_say(esc: Escalation, key: tuple[str, ...]) -> bool:
-    """Whether an "always" rule for ``key`` grants no more than ``esc``: a rule's grants are
-    kinds (``writable``, ``network``), so for a root or a host to stay the one asked for, the
-    command's own words must name it (``escalate writable_root /srv/cache``)."""
-    return all(item in key for item in (*esc.writable, *esc.hosts))
 
 
 def _session(key: tuple[str, ...], grants: tuple[str, ...], ctx: Context) -> bool:
     """Whether a "session" answer covers this very command (the same words, not a longer
-    command that starts with them), run in the same directory of the same workspace, with
-    every grant it needs granted then."""
+    command that starts with them), run in the same directory of the same workspace, in a
+    sandbox or not as then, with every grant it needs granted then."""
     return any(a.argv == key and a.cwd == ctx.cwd and a.workspace == ctx.workspace
-               and set(grants) <= set(a.grants) for a in ctx.approved)
+               and a.sandboxed == ctx.sandboxed and set(grants) <= set(a.grants)
+               for a in ctx.approved)

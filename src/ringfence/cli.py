@@ -302,13 +302,16 @@ class _Early:
         """Until ``exec_cli`` takes them over, SIGTERM and SIGHUP end ringfence through its
         ``finally``s (the early sandbox ended, its placeholders taken away) instead of at once
         (which would leave the placeholders in the workspace)."""
-        import signal
+        if sys.platform != "win32":
+            from .backends._spawn import _signal_module  # `signal` would import enum
 
-        def stop(signum: int, frame: object) -> None:
-            raise SystemExit(128 + signum)
+            signal = _signal_module()
 
-        for name in ("SIGTERM", "SIGHUP"):
-            signal.signal(getattr(signal, name), stop)
+            def stop(signum: int, frame: object) -> None:
+                raise SystemExit(128 + signum)
+
+            for name in ("SIGTERM", "SIGHUP"):
+                signal.signal(getattr(signal, name), stop)
 
     def abandon(self) -> None:
         """End the held sandbox unreleased and undo everything ``begin`` did (idempotent). Its

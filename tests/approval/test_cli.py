@@ -309,7 +309,8 @@ def test_prompt_keys(answer: str) -> None:
 
 def test_run_path_imports_no_parser_json_or_hashlib(world: World) -> None:
     """``ringfence run -- /bin/true`` (an argv command) decides and records without importing
-    tree-sitter, json, hashlib or re."""
+    tree-sitter, json, hashlib or re; nor ``enum``, which ``signal`` would bring in (~6 ms: the
+    early start's signal handlers once did)."""
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "ringfence", "run", "--",
                         "/bin/true"], cwd=world.workspace, env=world.env, capture_output=True,
                        text=True, timeout=60, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -317,5 +318,5 @@ def test_run_path_imports_no_parser_json_or_hashlib(world: World) -> None:
     modules = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
                if line.startswith("import time:")}
     assert "ringfence.audit.log" in modules and "ringfence.approval.engine" in modules
-    assert not modules & {"tree_sitter", "tree_sitter_bash", "json", "hashlib", "re",
-                          "ringfence.approval.shell"}, sorted(modules)
+    assert not modules & {"tree_sitter", "tree_sitter_bash", "json", "hashlib", "re", "enum",
+                          "signal", "ringfence.approval.shell"}, sorted(modules)

@@ -267,12 +267,18 @@ class _Early:
         plan = early.plan
         assert plan is not None
         # only bubblewrap holds its sandbox before the command; the other modes start it at once
-        if plan.mode != "bwrap" or {"--json", "--capture"} <= args.flags or _stdin_is_file():
+        if plan.mode != "bwrap" or {"--json", "--capture"} <= args.flags:
             return early
         if sys.platform == "linux":
             from . import _dirs
             from .backends import linux
             from .runner import start_checks
+
+            # standard input that is a file is copied into a pipe from the spawn on
+            # (backends._streams): what the copy read could not be given back if the early
+            # sandbox were ended, so there is no early start then
+            if linux.stream_is_file(0):
+                return early
 
             try:
                 start_checks(plan)
@@ -334,19 +340,6 @@ class _Early:
             os.dup2(self.saved_stdout, 1)
             os.close(self.saved_stdout)
             self.saved_stdout = -1
-
-
-def _stdin_is_file() -> bool:
-    """Whether standard input is a file, which the stream guard copies into a pipe from the
-    spawn on (``backends._streams``): what the copy read could not be given back if the early
-    sandbox were ended, so there is no early start then."""
-    import stat
-
-    try:
-        mode = os.fstat(0).st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode)
 
 
 def _run_once(args: Args, plan: Plan, passed: Gate, early: _Early | None = None) -> int:

@@ -257,7 +257,7 @@ def _is_gitdir(path: str) -> bool:
     return _kind(path) == "dir" and _kind(os.path.join(path, "HEAD")) in ("file", "link")
 
 
-def _submodule_gitdirs(gitdir: str, budget: list[int] | None = None) -> list[str]:
+def _submodule_gitdirs(gitdir: str, budget: list[int]) -> list[str]:
     """The git directories under ``gitdir/modules``. First those the repository's config
     names (``[submodule "NAME"]``; that config is read-only in the sandbox, so a command cannot
     add names, nor push these past the bound), then whatever else is a git directory there,
@@ -269,10 +269,8 @@ def _submodule_gitdirs(gitdir: str, budget: list[int] | None = None) -> list[str
     modules = os.path.join(gitdir, "modules")
     if _kind(modules) != "dir":
         return []
-    if budget is None:
-        budget = [MAX_SUBMODULES]
     found: list[str] = []
-    limit = len(found) + budget[0]
+    limit = budget[0]
     text = _read(os.path.join(gitdir, "config")) or ""
     for section, _, _ in entries(text):
         if section.startswith("submodule.") and len(found) < limit:

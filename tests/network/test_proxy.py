@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -439,6 +439,28 @@ def test_the_commands_loopback_side_uses_reno() -> None:
 # ---------------------------------------------------------------------------------------------
 # Resource bounds: a client cannot make the proxy start threads without end, or end its loop.
 
+class SlowResolver:
+    """A resolver hook whose lookups of the names ``is_slow`` picks wait until ``gate`` is set;
+    ``most`` is how many of them were waiting at once."""
+
+    def __init__(self, is_slow: Callable[[str], bool]) -> None:
+        self.is_slow = is_slow
+        self.gate = threading.Event()
+        self.most = 0
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if self.is_slow(host):
+            with self._lock:
+                self._active += 1
+                self.most = max(self.most, self._active)
+            self.gate.wait(20)
+            with self._lock:
+                self._active -= 1
+        return ["127.0.0.1"]
+
+
 def test_name_lookups_run_on_a_bounded_pool(server: TCPServer) -> None:
     """Attack: a command opens hundreds of connections to allowed names whose lookups hang.
     Each lookup used to get a thread of its own, without bound, until the user's process
@@ -449,19 +471,8 @@ def test_name_lookups_run_on_a_bounded_pool(server: TCPServer) -> None:
     share a lookup.)"""
     from ringfence.network import _loop
 
-    gate = threading.Event()
-    active, most = [0], [0]
-    lock = threading.Lock()
-
-    def resolve(host: str, port: int) -> list[str]:
-        if host.endswith(".slow.test"):
-            with lock:
-                active[0] += 1
-                most[0] = max(most[0], active[0])
-            gate.wait(20)
-            with lock:
-                active[0] -= 1
-        return ["127.0.0.1"]
+    slow = SlowResolver(lambda host: host.endswith(".slow.test"))
+    resolve, gate = slow, slow.gate
 
     def lookup_threads() -> set[threading.Thread]:
         return {t for t in threading.enumerate() if t.name == "ringfence-proxy-lookup"}
@@ -480,10 +491,10 @@ def test_name_lookups_run_on_a_bounded_pool(server: TCPServer) -> None:
                 s.sendall(f"CONNECT s{i}.slow.test:{server.port} HTTP/1.1\r\n\r\n".encode())
                 socks.append(s)
         deadline = time.monotonic() + 5
-        while most[0] < _loop.MAX_WORKERS and time.monotonic() < deadline:
+        while slow.most < _loop.MAX_WORKERS and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.2)
-        assert most[0] == _loop.MAX_WORKERS
+        assert slow.most == _loop.MAX_WORKERS
         assert len(lookup_threads() - before) == _loop.MAX_WORKERS
         gate.set()
         still_serving(setup, server)
@@ -733,19 +744,8 @@ def test_one_runs_slow_lookups_do_not_stall_another_run() -> None:
     ones still hang, and they all go through once their names answer."""
     from ringfence.network import _loop
 
-    gate = threading.Event()
-    active, most = [0], [0]
-    lock = threading.Lock()
-
-    def resolve(host: str, port: int) -> list[str]:
-        if host.startswith("slow"):
-            with lock:
-                active[0] += 1
-                most[0] = max(most[0], active[0])
-            gate.wait(20)
-            with lock:
-                active[0] -= 1
-        return ["127.0.0.1"]
+    slow = SlowResolver(lambda host: host.startswith("slow"))
+    resolve, gate = slow, slow.gate
 
     echo = TCPServer("echo")
     p = Proxy(resolver=resolve, header_timeout=10.0, connect_timeout=10.0,
@@ -759,14 +759,14 @@ def test_one_runs_slow_lookups_do_not_stall_another_run() -> None:
             s.sendall(f"CONNECT slow{i}.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
             held.append(s)
         deadline = time.monotonic() + 5
-        while most[0] < _loop.MAX_RUNNING and time.monotonic() < deadline:
+        while slow.most < _loop.MAX_RUNNING and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.2)
         with other.connect() as s:
             s.settimeout(3)
             s.sendall(f"CONNECT quick.ex.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
             assert s.recv(4096).startswith(b"HTTP/1.1 200")
-        assert most[0] == _loop.MAX_RUNNING and not gate.is_set()
+        assert slow.most == _loop.MAX_RUNNING and not gate.is_set()
         assert len(greedy.records) == 0  # none refused: they wait
         gate.set()
         for s in held:

@@ -219,8 +219,8 @@ def _extra_deny(uid: int, home: str) -> list[str]:
         account = pwd.getpwuid(uid).pw_dir
     except (ImportError, KeyError, OSError):
         account = ""
-    if account.startswith("/") and account.rstrip("/") != home.rstrip("/") and \
-            account.rstrip("/"):
+    account = account.rstrip("/")
+    if account.startswith("/") and account != home.rstrip("/"):
         out += [os.path.join(account, p) for p in DEFAULT_DENY_READ_HOME]
     if uid == 0:
         out += ROOT_DENY_READ
@@ -679,15 +679,7 @@ class Prepared:
         except (BrokenPipeError, ProcessLookupError):
             pass  # the sandbox died before its command (bubblewrap's status says why)
         except BaseException:
-            # the sandbox's first process first: blocked before its exec, it is not yet bound to
-            # bubblewrap's life, and a closed block fd would let it go on to the command
-            if child:
-                _kill(child)
-            _kill(pid)
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            _end_held(child, pid)
             raise
         finally:
             for fd in (self.info_r, self.block_w, self.seccomp_w, self.gate_w, self.ready_r):
@@ -1223,19 +1215,13 @@ def abandon_cli(prep: Prepared, spawned: Spawned) -> None:
     """End a sandbox from ``spawn_cli`` that was never released, so that its command never
     runs (approvals said no, or they will ask someone first). As ``Prepared.started`` does on a
     failure: the sandbox's first process first (held before its exec, it is not yet bound to
-    bubblewrap's life), then bubblewrap; SIGKILL, so neither prints anything."""
+    bubblewrap's life), then bubblewrap (see ``_end_held``)."""
     assert prep.info_r >= 0, "only a sandbox held on its block fd can be abandoned"
     try:
         child = _sandbox_pid(prep.info_r)
     except SandboxError:
         child = 0
-    if child:
-        _kill(child)
-    _kill(spawned.pid)
-    try:
-        os.waitpid(spawned.pid, 0)
-    except ChildProcessError:
-        pass
+    _end_held(child, spawned.pid)
     if spawned.streams is not None:
         spawned.streams.finish()
 
@@ -1300,18 +1286,36 @@ def _guard_streams(plan: Plan, fds: tuple[int, ...]) -> Any:
     in the fallback, refuses such a reopen; full-access needs no guard.)"""
     if plan.mode != "bwrap":
         return None
+    if any(stream_is_file(fd) for fd in fds):  # else, as usual, without loading _streams
+        from ._streams import guard
+
+        return guard(fds)
+    return None
+
+
+def stream_is_file(fd: int) -> bool:
+    """Whether this process's ``fd`` is a regular file, a block device or a directory: what
+    ``_guard_streams`` hands to the command as a pipe and copies."""
     import stat  # loaded by os already
 
-    for fd in fds:  # the usual case (a terminal, pipes) without loading _streams
-        try:
-            mode = os.fstat(fd).st_mode
-        except OSError:
-            continue
-        if stat.S_ISREG(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode):
-            from ._streams import guard
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode)
 
-            return guard(fds)
-    return None
+
+def _end_held(child: int, pid: int) -> None:
+    """End a sandbox held before its command: its first process ``child`` first (blocked before
+    its exec, it is not yet bound to bubblewrap's life, and a closed block fd would let it go
+    on to the command), then bubblewrap ``pid``, reaped. SIGKILL: neither prints anything."""
+    if child:
+        _kill(child)
+    _kill(pid)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _kill(pid: int, group: bool = False) -> None:

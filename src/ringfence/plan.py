@@ -849,7 +849,8 @@ def refuse_own_files_writable(own: Sequence[tuple[str, str]], writable: Sequence
 
 
 def _deny_read(policy: Policy, facts: HostFacts) -> list[str]:
-    """Existing deny-read paths (and the targets of those that are symlinks), longest last."""
+    """Existing deny-read paths (where they really are, for those that are links or lie under
+    one), longest last."""
     wanted = [os.path.join(facts.home, p) for p in DEFAULT_DENY_READ_HOME]
     wanted += [facts.config_dir, facts.state_dir, *policy.deny_read, *facts.extra_deny]
     for name in SOCKET_ENV:  # sockets named by the environment: the agent, the bus, the daemon
@@ -860,7 +861,7 @@ def _deny_read(policy: Policy, facts: HostFacts) -> list[str]:
     found: list[str] = []
     for path in dict.fromkeys(wanted):
         kind = facts.kind(path)
-        if kind == "link":
+        if kind != "missing":  # a link, or a path under one: where it really is (gather_facts)
             path = facts.realpaths.get(path, path)
             kind = facts.kind(path)
         if kind != "missing" and path not in found:

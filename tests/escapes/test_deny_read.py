@@ -292,3 +292,55 @@ def test_root_cannot_read_the_machines_secrets(world: World) -> None:
     assert result.stdout.strip() == "0", result.stdout + result.stderr
     control = world.unsandboxed(script)
     assert int(control.stdout.strip()) > 0
+
+
+def test_secret_under_an_absolute_link_in_home(world: World) -> None:
+    """A dotfiles manager makes ``~/.config`` an absolute link to another directory (here
+    ``outside/dotfiles/config``). The plan mounted the deny-read cover at ``~/.config/gh``,
+    a path bubblewrap resolves against its own new root, where the link's target does not
+    exist: every run failed (125). Now the cover goes where the directory really is, and the
+    token behind the link is hidden by both of its names."""
+    real = world.outside / "dotfiles" / "config"
+    (real / "gh").mkdir(parents=True)
+    (real / "gh" / "hosts.yml").write_text("oauth_token: FAKE-GH-TOKEN\n")
+    (world.home / ".config").symlink_to(real)
+    script = f"cat ~/.config/gh/hosts.yml '{real}/gh/hosts.yml'; ls -A ~/.config/gh"
+    result = world.sandbox(script)
+    assert result.returncode != 125, result.stderr
+    assert "hosts.yml" not in result.stdout
+    _leaks(world, script, "FAKE-GH-TOKEN")
+    assert world.sandbox("true").returncode == 0
+
+
+def test_secrets_under_a_home_reached_by_a_link(world: World) -> None:
+    """``HOME`` names a link to the real home (``/home`` a link to ``/var/home``, as on some
+    distributions). The covers for ``~/.ssh`` (a directory) and ``~/.netrc`` (a file) were
+    mounted at paths through the link, which bubblewrap cannot follow: every run failed."""
+    link = world.base / "home-link"
+    link.symlink_to(world.home)
+    env = {"HOME": str(link)}
+    script = "cat ~/.ssh/id_ed25519 ~/.netrc; ls -A ~/.ssh"
+    result = world.sandbox(script, env=env)
+    assert result.returncode != 125, result.stderr
+    assert "FAKE" not in result.stdout + result.stderr
+    assert "id_ed25519" not in result.stdout
+    control = world.sandbox(script, "--profile", "full-access", env=env)
+    assert "FAKE-PRIVATE-KEY" in control.stdout and "FAKE-NETRC" in control.stdout
+
+
+def test_workspace_run_with_every_directory_through_a_linked_home(world: World) -> None:
+    """``HOME`` and the XDG directories all name paths through a link to the real home: the
+    sandbox's package cache (bound writable) was mounted through the link and every run
+    failed (125). The cache is used where it really is, and writes there work."""
+    link = world.base / "home-link"
+    link.symlink_to(world.home)
+    env = {"HOME": str(link), "XDG_CONFIG_HOME": f"{link}/.config",
+           "XDG_STATE_HOME": f"{link}/.local/state", "XDG_CACHE_HOME": f"{link}/.cache"}
+    script = ('cache=$(dirname "$PIP_CACHE_DIR") && touch "$cache/probe" && echo "$cache"; '
+              'cat ~/.ssh/id_ed25519')
+    result = world.sandbox(script, env=env)
+    assert result.returncode != 125, result.stderr
+    cache = result.stdout.splitlines()[0]
+    assert os.path.realpath(cache) == cache and cache.startswith(str(world.home / ".cache"))
+    assert (Path(cache) / "probe").exists()
+    assert "FAKE" not in result.stdout

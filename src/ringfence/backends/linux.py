@@ -123,15 +123,18 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     env = dict(os.environ if environ is None else environ)
     config, state, cache = _dirs.config_dir(), _dirs.state_dir(), _dirs.cache_dir()
     # by their real paths: ~/.config may be a link into a dotfiles repository (a workspace),
-    # and a mount must go where the directory really is
+    # and a mount must go where the directory really is (bubblewrap cannot follow an absolute
+    # link to it: HOME itself may be one)
     config, state = os.path.realpath(config), os.path.realpath(state)
+    cache = os.path.realpath(cache)
     # deny-read hides what exists when the plan is made, and ringfence writes its state (the
     # audit log, placeholders) during the run: made now, so that the first run hides it too
     try:
         os.makedirs(state, mode=0o700, exist_ok=True)
     except OSError:
         pass  # the audit log or the placeholders then fail closed, saying why
-    paths: list[str] = [os.path.join(home, p) for p in DEFAULT_DENY_READ_HOME]
+    home_deny = [os.path.join(home, p) for p in DEFAULT_DENY_READ_HOME]
+    paths: list[str] = list(home_deny)
     extra_deny = _extra_deny(uid, home)
     paths += extra_deny
     paths += [config, state, *policy.deny_read, "/var/run", "/var/tmp", home + "/.cargo"]
@@ -171,11 +174,13 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         while owner is not None and parent != owner and len(parent) > len(owner):
             paths.append(parent)  # every ancestor inside the root: pinned, or refused if a link
             parent = os.path.dirname(parent)
+    sockets = []
     for name in SOCKET_ENV:
         value = env.get(name, "")
         value = value.removeprefix("unix:path=").removeprefix("unix://").split(",")[0]
         if value.startswith("/"):
-            paths.append(value)
+            sockets.append(value)
+    paths += sockets
     kinds = {p: _kind(p) for p in dict.fromkeys(paths)}
     for path in recorded_placeholders(state, policy.workspace):
         if path in kinds:
@@ -183,6 +188,23 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     realpaths = {p: os.path.realpath(p) for p, k in kinds.items() if k == "link"}
     for target in realpaths.values():
         kinds.setdefault(target, _kind(target))
+    # a deny-read path reached through a linked directory (~/.config a dotfiles manager's
+    # absolute link, HOME itself a link): bubblewrap resolves mount points against its new
+    # root, where an absolute link's target is not, so the cover goes where the path really is
+    # (one realpath per parent directory, most of them the home)
+    parents: dict[str, str] = {}
+    for path in (*home_deny, *extra_deny, *policy.deny_read, *sockets):
+        kind = kinds.get(path, "missing")
+        if kind in ("missing", "link", "placeholder"):
+            continue
+        parent = os.path.dirname(path)
+        real = parents.get(parent)
+        if real is None:
+            real = parents[parent] = os.path.realpath(parent)
+        if real != parent:
+            target = os.path.join(real, os.path.basename(path))
+            realpaths[path] = target
+            kinds.setdefault(target, kind)
     here = os.path.dirname(os.path.abspath(__file__))  # the backends directory
     userns = _userns_status(uid)
     preset_hosts: tuple[tuple[str, str], ...] = ()

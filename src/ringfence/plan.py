@@ -737,20 +737,26 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     included = {p for p, why in protected if why.startswith(INCLUDED_BY)}
     placeholder_files = tuple(p for p in placeholders
                               if p in included and not placeholder_is_file(p))
+    # Bind mounts first, then the overlays: bubblewrap re-reads the whole mount table for each
+    # bind (~3 us per mount already there), and an overlay needs no such read. None of the binds
+    # below lies inside one of the overlays (a placeholder is a missing path, so nothing is
+    # inside it; a deny-read path inside a deny-read directory is dropped by _deny_read).
+    covers: list[str] = []
     for path in placeholders:
         # ringfence creates each placeholder (see placeholder_is_file) before the sandbox
         # starts; it is mounted read-only onto itself, or a directory is covered by an overlay
         if facts.overlay_lower and not placeholder_is_file(path) \
                 and path not in placeholder_files:
-            args += _hide_dir(path, facts)
+            covers += _hide_dir(path, facts)
         else:
             args += ["--ro-bind", path, path]
     for path in deny:
         kind = facts.kind(path)
         if kind == "dir":
-            args += _hide_dir(path, facts)
+            covers += _hide_dir(path, facts)
         elif kind in ("file", "other"):
             args += ["--ro-bind", "/dev/null", path]
+    args += covers
     # the sandbox waits on the block fd until ringfence has set its rlimits, moved it into the
     # pids cgroup and attached the allowlist proxy (backends.linux.Prepared.started)
     args += ["--info-fd", INFO_FD, "--block-fd", BLOCK_FD]

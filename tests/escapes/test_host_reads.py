@@ -166,18 +166,20 @@ while time.monotonic() < end:
 def test_a_racing_command_cannot_swap_the_device_in(world: World, target: Path) -> None:
     """A command still running (a second run, a session's command) makes ``pkg/.git`` point
     at ``pkg/evil`` and swaps ``pkg/evil/commondir`` between a link to a regular file and a
-    link to the device, as fast as it can, while the host scans: checking the kind by name and then opening the name would open the device
-    whenever the swap lands between the two (see ``ringfence._safeopen``). The host's scan
-    (``find_protected``, in this process) runs over and over meanwhile."""
+    link to the device, as fast as it can, while the host scans: checking the kind by name
+    and then opening the name would open the device whenever the swap lands between the two
+    (see ``ringfence._safeopen``). The host's scan (``find_protected``, in this process) runs
+    over and over meanwhile."""
     from ringfence.plan import find_protected
     from ringfence.policy.model import DEFAULT_PROTECTED
 
     pkg = world.workspace / "pkg"  # made by the command (what its own run saw protects)
     link = pkg / "evil" / "commondir"
     seconds = 3.0
+    command = [os.path.realpath(sys.executable), "-c", FLIP, str(link), str(target),
+               str(pkg / "evil" / "regular"), str(seconds)]
     flipper = subprocess.Popen(
-        [sys.executable, "-m", "ringfence", "run", "--", os.path.realpath(sys.executable), "-c", FLIP, str(link),
-         str(target), str(pkg / "evil" / "regular"), str(seconds)],
+        [sys.executable, "-m", "ringfence", "run", "--", *command],
         cwd=world.workspace, env=dict(world.env), stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30

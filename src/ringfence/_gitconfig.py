@@ -115,20 +115,17 @@ MAX_READ = 1 << 20
 
 def _read(path: str) -> str | None:
     """A regular file's text (its first MAX_READ bytes), or None. Files a command controls
-    are read here: a FIFO or a device in their place must not hang or flood the host's scan
-    (opened without blocking, then skipped unless regular)."""
-    import stat
+    are read here: a FIFO or a device in their place must not hang or flood the host's scan,
+    nor be opened at all (opening some devices does something; see ``_safeopen``)."""
+    from ._safeopen import open_regular
 
-    try:  # not even opened unless regular: opening some devices does something
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = open_regular(path)
     except OSError:
         return None
+    if fd is None:
+        return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
         data = b""
         while len(data) < MAX_READ:
             chunk = os.read(fd, MAX_READ - len(data))

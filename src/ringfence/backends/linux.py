@@ -957,8 +957,15 @@ def _is_ours(path: str) -> bool:
             return False
         if not want:
             return True
-        with open(path, "rb") as fh:
-            return fh.read(len(want) + 1) == want
+        from .._safeopen import open_regular
+
+        fd = open_regular(path, follow=False)  # (swapped for a FIFO meanwhile: no hang)
+        if fd is None:
+            return False
+        try:
+            return os.read(fd, len(want) + 1) == want
+        finally:
+            os.close(fd)
     except OSError:
         return False
 

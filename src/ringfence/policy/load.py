@@ -272,8 +272,13 @@ def read_toml(path: str, *, cache: bool = True) -> dict[str, Any] | None:
             entries = {}
     import tomllib
 
-    try:
-        with open(path, "rb") as fh:
+    from .._safeopen import open_regular
+
+    try:  # the project's file is the command's to replace: never open a device or a FIFO
+        fd = open_regular(path)
+        if fd is None:
+            raise PolicyError(f"{path}: a policy file must be a regular file")
+        with os.fdopen(fd, "rb") as fh:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: TOML syntax error: {exc}") from None

@@ -761,6 +761,12 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     gate: list[str] = []
     if facts.kind(GATE_SHELL) != "missing":
         gate = [GATE_SHELL, "-c", GATE_SCRIPT, "ringfence-gate"]
+    # the loader's variables reach the command only from inside: bubblewrap itself is started
+    # without them (a project's LD_PRELOAD would run in it, on the host; see _helper_env)
+    from ._helper_env import loader_variables
+
+    for name, value in loader_variables(env):
+        args += ["--setenv", name, value]
     args += ["--chdir", cwd, "--seccomp", SECCOMP_FD, "--json-status-fd", STATUS_FD,
              "--", *gate, *command]
     layers = ["user, pid, ipc, uts and mount namespaces" +

@@ -154,7 +154,7 @@ class _Engine:
             # sets each command's own rlimits; the server itself has none)
             try:
                 self.proc = subprocess.Popen(
-                    argv, env=plan.env, stdin=subprocess.DEVNULL,
+                    argv, env=linux.helper_environ(plan), stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                     pass_fds=(*prep.fds, inside.fileno()), close_fds=True)
             except OSError as exc:

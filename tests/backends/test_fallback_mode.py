@@ -138,3 +138,28 @@ def test_project_loader_variables_do_not_reach_the_launcher(
     out = capfd.readouterr().out
     assert code == 0 and out.endswith("<files>")
     assert written() == []
+
+
+def test_deny_read_inside_a_workspace_under_tmp(no_userns: World) -> None:
+    """Attack: a workspace under /tmp with a deny-read directory inside it. The planner
+    dropped deny-read paths under /tmp (the bubblewrap mode's /tmp is a fresh one), but the
+    Landlock rules grant the whole workspace, /tmp or not: ``cat secrets/key`` read it."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="ringfence-test-", dir="/tmp"))
+    try:
+        (base / "secrets").mkdir()
+        (base / "secrets" / "key").write_text("FAKE-TMP-SECRET\n")
+        pol = ringfence.Policy(workspace=str(base), fallback="landlock",
+                               deny_read=(str(base / "secrets"),),
+                               limits=ringfence.Limits(max_processes=0))
+        result = ringfence.run(["/bin/sh", "-c", "cat secrets/key"], pol)
+        assert result.mode == "landlock"
+        assert b"FAKE-TMP-SECRET" not in result.stdout + result.stderr
+        control = ringfence.run(["/bin/sh", "-c", "cat secrets/key"],
+                                pol.replace(profile="full-access"))
+        assert b"FAKE-TMP-SECRET" in control.stdout
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

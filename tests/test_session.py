@@ -261,6 +261,36 @@ def test_server_killed_from_inside(session: Session) -> None:
         session.run(["true"])
 
 
+def test_server_stopped_from_inside_cannot_outlast_a_timeout(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: a command sends SIGSTOP to the session's server (its parent, same user inside
+    the sandbox) and then runs on. Timeouts are carried out by the server, so the host's kill
+    request went unanswered and ``run`` (an MCP tool call, an agent's step) waited forever,
+    whatever its timeout. Now, when a killed command's end is not reported within a grace
+    period, the host kills the whole sandbox and the call fails with SessionError."""
+    import threading
+
+    from ringfence.backends import _linux_session
+
+    monkeypatch.setattr(_linux_session, "_KILL_GRACE", 1.0)
+    outcome: list[object] = []
+
+    def attack() -> None:
+        try:
+            outcome.append(session.run("kill -STOP $PPID; exec sleep 60", timeout=1))
+        except SessionError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=attack, daemon=True)
+    thread.start()
+    thread.join(20)
+    hung = thread.is_alive()
+    session.close()  # without the fix, this is what ends the wait
+    thread.join(10)
+    assert not hung, "run() outlasted its timeout by far more than the grace period"
+    assert isinstance(outcome[0], SessionError) and "did not end" in str(outcome[0])
+
+
 # -- widening ----------------------------------------------------------------------------------
 
 def test_widen_restarts_and_says_so(in_world: World) -> None:

@@ -588,10 +588,11 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
             weaker=("full-access: no filesystem, network or process isolation",), **common,
         )
 
-    deny = _deny_read(policy, facts)
     writable = list(policy.writable_roots())
     if policy.profile == "workspace-write":
         writable.append(cache_root)
+    bound = [*writable, *([policy.workspace] if policy.profile == "read-only" else [])]
+    deny = _deny_read(policy, facts, bound)
     for root in writable:
         for d in deny:
             if _inside(root, d):
@@ -767,6 +768,12 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     gate: list[str] = []
     if facts.kind(GATE_SHELL) != "missing":
         gate = [GATE_SHELL, "-c", GATE_SCRIPT, "ringfence-gate"]
+    # the loader's variables reach the command only from inside: bubblewrap itself is started
+    # without them (a project's LD_PRELOAD would run in it, on the host; see _helper_env)
+    from ._helper_env import loader_variables
+
+    for name, value in loader_variables(env):
+        args += ["--setenv", name, value]
     args += ["--chdir", cwd, "--seccomp", SECCOMP_FD, "--json-status-fd", STATUS_FD,
              "--", *gate, *command]
     layers = ["user, pid, ipc, uts and mount namespaces" +
@@ -854,9 +861,10 @@ def refuse_own_files_writable(own: Sequence[tuple[str, str]], writable: Sequence
                 "or a virtualenv elsewhere)")
 
 
-def _deny_read(policy: Policy, facts: HostFacts) -> list[str]:
+def _deny_read(policy: Policy, facts: HostFacts, bound: Sequence[str] = ()) -> list[str]:
     """Existing deny-read paths (where they really are, for those that are links or lie under
-    one), longest last."""
+    one), longest last. ``bound``: the roots the sandbox shows again inside the directories it
+    replaces (a workspace under /tmp): a deny-read path inside one of them is kept."""
     wanted = [os.path.join(facts.home, p) for p in DEFAULT_DENY_READ_HOME]
     wanted += [facts.config_dir, facts.state_dir, *policy.deny_read, *facts.extra_deny]
     for name in SOCKET_ENV:  # sockets named by the environment: the agent, the bus, the daemon
@@ -873,11 +881,14 @@ def _deny_read(policy: Policy, facts: HostFacts) -> list[str]:
         if kind != "missing" and path not in found:
             found.append(path)
     # The sandbox gets empty /tmp, /var/tmp and /run of its own: nothing under them is visible,
-    # and a mask there could not even be mounted (/run is read-only). A path inside another
-    # deny-read directory is hidden with it.
+    # and a mask there could not even be mounted (/run is read-only), except inside the roots
+    # bound back into them (HOME and the workspace under /tmp: ~/.ssh, ringfence's own config
+    # and audit log must stay hidden there too). A path inside another deny-read directory is
+    # hidden with it.
     out: list[str] = []
     for path in sorted(found, key=lambda p: (p.count("/"), p)):
-        if any(_inside(path, hidden) for hidden in REPLACED_DIRS):
+        if any(_inside(path, hidden) for hidden in REPLACED_DIRS) and not any(
+                _inside(path, root) for root in bound):
             continue
         if any(_inside(path, d) for d in out):
             continue

@@ -103,3 +103,63 @@ def test_the_cli_reports_the_mode(no_userns: World, capsys: pytest.CaptureFixtur
                  "/bin/true"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["mode"] == "landlock" and report["weaker"]
+
+
+def test_project_loader_variables_do_not_reach_the_launcher(
+        no_userns: World, capfd: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: the repository's ``.ringfence.toml`` sets ``[environment] set = { LD_DEBUG,
+    LD_DEBUG_OUTPUT }`` (it could as well set ``LD_PRELOAD`` to a library it ships). The
+    fallback launcher is an interpreter that runs on the host until Landlock applies; started
+    with the command's environment, its loader acted on them outside the sandbox (here: wrote
+    ``outside/loader.<pid>``). Now it starts without them and the command gets them inside."""
+    import os
+    import subprocess
+
+    from ringfence.cli import main
+
+    prefix = str(no_userns.outside / "loader")
+    (no_userns.workspace / ".ringfence.toml").write_text(
+        f'[environment]\nset = {{ LD_DEBUG = "files", LD_DEBUG_OUTPUT = "{prefix}" }}\n')
+
+    def written() -> list[str]:
+        return [p.name for p in no_userns.outside.iterdir() if p.name.startswith("loader")]
+
+    # control: a program started with them outside any sandbox writes the file
+    subprocess.run(["/bin/true"], env={"LD_DEBUG": "files", "LD_DEBUG_OUTPUT": prefix},
+                   check=True)
+    if not written():
+        pytest.skip("this C library does not act on LD_DEBUG_OUTPUT")
+    for name in written():
+        os.unlink(no_userns.outside / name)
+    monkeypatch.chdir(no_userns.workspace)
+    code = main(["run", "--fallback", "landlock", "--max-processes", "0", "--",
+                 "/bin/sh", "-c", 'printf "<%s>" "$LD_DEBUG"'])
+    out = capfd.readouterr().out
+    assert code == 0 and out.endswith("<files>")
+    assert written() == []
+
+
+def test_deny_read_inside_a_workspace_under_tmp(no_userns: World) -> None:
+    """Attack: a workspace under /tmp with a deny-read directory inside it. The planner
+    dropped deny-read paths under /tmp (the bubblewrap mode's /tmp is a fresh one), but the
+    Landlock rules grant the whole workspace, /tmp or not: ``cat secrets/key`` read it."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="ringfence-test-", dir="/tmp"))
+    try:
+        (base / "secrets").mkdir()
+        (base / "secrets" / "key").write_text("FAKE-TMP-SECRET\n")
+        pol = ringfence.Policy(workspace=str(base), fallback="landlock",
+                               deny_read=(str(base / "secrets"),),
+                               limits=ringfence.Limits(max_processes=0))
+        result = ringfence.run(["/bin/sh", "-c", "cat secrets/key"], pol)
+        assert result.mode == "landlock"
+        assert b"FAKE-TMP-SECRET" not in result.stdout + result.stderr
+        control = ringfence.run(["/bin/sh", "-c", "cat secrets/key"],
+                                pol.replace(profile="full-access"))
+        assert b"FAKE-TMP-SECRET" in control.stdout
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -29,6 +29,10 @@ _READY, _STARTED, _FAILED, _EXIT = 0, 1, 2, 3
 _MAX_REQUEST = 128 * 1024  # argv + cwd of one command, as sent over the socketpair
 _EXIT_GRACE = 0.2  # after the command exits, how long to wait for output its leftovers hold
 _START_TIMEOUT = 30.0
+# after the server is told to kill a command, how long its exit may take to be reported before
+# the server is taken to be stopped or subverted (a command can SIGSTOP it: it runs with the
+# commands' uid) and the whole sandbox is killed instead, so a timeout always ends the wait
+_KILL_GRACE = 5.0
 
 
 
@@ -50,7 +54,7 @@ class _Pending:
     __slots__ = ("ident", "argv", "fds", "stdin_fd", "stdin_buf", "stdin_close", "out_fds",
                  "buffers", "limit", "truncated", "deadline", "timed_out", "pid", "status",
                  "failure", "exited_at", "start", "sink", "stream", "done", "result",
-                 "error", "pty", "cwd", "last_byte", "hold", "net_mark")
+                 "error", "pty", "cwd", "last_byte", "hold", "net_mark", "kill_at")
 
     def __init__(self, ident: int, argv: list[str], sink: Callable[[object], None],
                  stream: bool) -> None:
@@ -81,6 +85,7 @@ class _Pending:
         self.cwd = ""
         self.last_byte = b""
         self.hold = -1
+        self.kill_at = 0.0  # when the server was first told to kill it (0: not yet)
 
 
 class _Engine:
@@ -154,7 +159,7 @@ class _Engine:
             # sets each command's own rlimits; the server itself has none)
             try:
                 self.proc = subprocess.Popen(
-                    argv, env=plan.env, stdin=subprocess.DEVNULL,
+                    argv, env=linux.helper_environ(plan), stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                     pass_fds=(*prep.fds, inside.fileno()), close_fds=True)
             except OSError as exc:
@@ -241,6 +246,15 @@ class _Engine:
                             self._kill(p)
                     else:
                         timeout = min(timeout or 1e9, p.deadline - now)
+                if p.status is None and p.kill_at:
+                    left = p.kill_at + _KILL_GRACE - now
+                    if left <= 0:
+                        self.dead_reason = (
+                            f"the session's server did not end {p.argv[0]} within "
+                            f"{_KILL_GRACE:.0f} s of being told to (a command stopped or "
+                            "replaced it?), so the whole session was killed")
+                        return
+                    timeout = min(timeout or 1e9, left)
                 if p.status is not None and p.out_fds:
                     left = p.exited_at + _EXIT_GRACE - now
                     if left <= 0:
@@ -388,6 +402,7 @@ class _Engine:
     def _kill(self, p: _Pending) -> None:
         if p.status is None:
             self._send(("kill", p.ident, 9), [])
+            p.kill_at = p.kill_at or time.monotonic()
 
     def _maybe_finish(self, p: _Pending) -> None:
         if p.done or p.status is None or p.out_fds:
@@ -583,6 +598,8 @@ class _Engine:
     def kill(self, p: _Pending) -> None:
         if not p.done:
             self._send(("kill", p.ident, 9), [])
+            p.kill_at = p.kill_at or time.monotonic()
+            self._wake()  # the I/O thread now also waits for the kill to be reported
 
     def _wake(self) -> None:
         try:

@@ -1205,7 +1205,7 @@ def spawn_cli(plan: Plan, prep: Prepared) -> Spawned:
     if setup is None:  # bubblewrap: no work in the child, so no fork of this interpreter
         try:
             # Python ignores SIGPIPE and SIGXFSZ for itself; the command gets the defaults
-            pid = os.posix_spawn(prep.argv[0], prep.argv, plan.env,
+            pid = os.posix_spawn(prep.argv[0], prep.argv, helper_environ(plan),
                                  setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
                                  file_actions=streams.spawn_actions() if streams else ())
         except OSError as exc:
@@ -1226,7 +1226,7 @@ def spawn_cli(plan: Plan, prep: Prepared) -> Spawned:
             setup()
             if plan.mode == "none":
                 os.setsid()
-            os.execve(prep.argv[0], prep.argv, plan.env)
+            os.execve(prep.argv[0], prep.argv, helper_environ(plan))
         except BaseException as exc:  # the child must never return into our code
             try:
                 os.write(2, f"ringfence: cannot start the sandbox: {exc}\n".encode())
@@ -1238,6 +1238,18 @@ def spawn_cli(plan: Plan, prep: Prepared) -> Spawned:
     if streams is not None:
         streams.started()
     return Spawned(pid, streams, start)
+
+
+def helper_environ(plan: Plan) -> dict[str, str]:
+    """The environment to start ``plan.argv`` with. Unsandboxed (full-access) that is the
+    command itself, with its environment; otherwise it is bubblewrap or the fallback launcher,
+    which run on the host before the sandbox exists: without the dynamic loader's variables,
+    which the command gets back inside (see ``_helper_env``)."""
+    if plan.mode == "none":
+        return plan.env
+    from .._helper_env import helper_env
+
+    return helper_env(plan.env)
 
 
 def abandon_cli(prep: Prepared, spawned: Spawned) -> None:
@@ -1381,7 +1393,7 @@ def run_captured(
     try:
         proc = subprocess.Popen(
             prep.argv,
-            env=plan.env,
+            env=helper_environ(plan),
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if piped else streams.child[1] if streams else None,
             stderr=subprocess.PIPE if piped else streams.child[2] if streams else None,

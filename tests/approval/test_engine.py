@@ -279,6 +279,16 @@ def test_a_relative_target_after_cd_is_judged_where_it_points(text: str) -> None
     assert judge(text).verdict == "ask", judge(text)
 
 
+@pytest.mark.parametrize("text", ["cd .? && rm -rf proj", "cd .?/.? && rm -rf u/.ssh",
+                                  "cd [.][.] && rm -rf proj"])
+def test_a_glob_cd_target_is_only_known_at_run_time(text: str) -> None:
+    """Red team: `cd .?` is `cd ..` to dash (/bin/sh on Debian), but the engine took the
+    target for a directory literally named `.?` inside the workspace, so without a sandbox
+    `cd .? && rm -rf proj` deleted the workspace itself unasked. A glob target is now taken
+    as anywhere, as `$DIR` is."""
+    assert judge(text, sandboxed=False).verdict == "ask", judge(text, sandboxed=False)
+
+
 def test_a_redirection_after_cd_is_judged_where_it_points() -> None:
     """``cd ~ && echo x > .bashrc`` writes outside the writable roots, as ``> ~/.bashrc``
     does (in the untrusted mode, where such writes ask); inside, no question."""

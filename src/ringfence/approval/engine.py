@@ -135,7 +135,9 @@ def _after_cd(script: Script, ctx: Context) -> Context:
     for cmd in script.commands:
         if not cmd.argv or os.path.basename(cmd.argv[0]) not in _MOVES:
             continue
-        args = [(a, d) for a, d in zip(cmd.argv[1:], cmd.dynamic[1:], strict=False)
+        # (a glob is only known at run time too: `cd .?` is `cd ..` to dash)
+        args = [(a, d or g) for a, d, g in zip(cmd.argv[1:], cmd.dynamic[1:], cmd.glob[1:],
+                                               strict=False)
                 if a == "-" or not a.startswith("-")]  # (-L, -P)
         if os.path.basename(cmd.argv[0]) == "popd" or not args:
             return _elsewhere(ctx)  # back to where it was, or home: not known

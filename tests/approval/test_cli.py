@@ -164,6 +164,19 @@ def test_no_terminal_refuses_naming_the_option(world: World) -> None:
     assert refused and refused[0]["rule"] == "builtin:eval"
 
 
+def test_no_terminal_refusal_does_not_suggest_an_allow_rule_for_a_run_time_word(
+        world: World) -> None:
+    """`--allow 'eval echo $X'` would allow nothing (no allow rule's word stands for `$X`): the
+    refusal says that the word is only known when it runs instead."""
+    r = rf(world, "run", "--", "sh", "-c", "eval echo $X")
+    assert r.returncode == REFUSED and r.stderr.count("\n") == 1, r.stderr
+    assert "--allow" not in r.stderr, r.stderr
+    assert "write out `$X`: its value is only known when it runs" in r.stderr, r.stderr
+    u = rf(world, "run", "--approval-mode", "untrusted", "--", "sh", "-c", "make $X")
+    assert u.returncode == REFUSED and "--approval-mode on-request" in u.stderr, u.stderr
+    assert "allow rule for" not in u.stderr and "write out `$X`" in u.stderr, u.stderr
+
+
 def test_no_terminal_untrusted_names_the_mode(world: World) -> None:
     r = rf(world, "run", "--approval-mode", "untrusted", "--", "make")
     assert r.returncode == REFUSED
@@ -192,7 +205,8 @@ def test_never_mode_refuses_instead_of_asking(world: World) -> None:
 
 # --- asking on a terminal (a real pty) --------------------------------------------------------
 
-EVAL = ["run", "--", "sh", "-c", "eval echo RAN-$((6*7))"]
+# (`4""2`: the output differs from the command's text; no word only known at run time)
+EVAL = ["run", "--", "sh", "-c", 'eval echo RAN-4""2']
 
 
 def test_prompt_once(world: World) -> None:
@@ -210,7 +224,7 @@ def test_prompt_once(world: World) -> None:
 def test_prompt_deny(world: World) -> None:
     code, shown = on_pty(world, rf_argv(*EVAL), [b"d\n"])
     assert code == REFUSED, shown
-    assert "RAN-42" not in shown.replace("RAN-$((6*7))", "")
+    assert "\nRAN-42" not in shown.replace("\r", "")  # (not its output, only its words)
     assert "denied at the prompt" in shown
     assert audit_lines(world)[-1]["answer"] == "deny"
 
@@ -224,18 +238,44 @@ def test_prompt_session(world: World) -> None:
     """"session" covers the same command in later runs from the same terminal session (the same
     login shell); a different command is asked about."""
     py = sys.executable
-    script = (f"{py} -m ringfence run -- sh -c 'eval echo $X'; "
-              f"X=SECOND {py} -m ringfence run -- sh -c 'eval echo $X'; "
+    script = (f"{py} -m ringfence run -- sh -c 'eval echo FIRST'; "
+              f"{py} -m ringfence run -- sh -c 'eval echo FIRST' | tr F S; "
               f"{py} -m ringfence run -- sh -c 'eval date'")
     code, shown = on_pty(world, ["/bin/sh", "-c", script], [b"s\n", b"d\n"])
     assert code == REFUSED, shown
     assert shown.count("approve this command?") == 2, shown
     assert "eval date" in shown.split("approve this command?")[2]
-    assert "SECOND" in shown
+    assert "SIRST" in shown
     second = [x for x in audit_lines(world) if x["kind"] == "decision"][1]
     assert second["approved_by"] == "session"
     # another terminal session is asked again
-    assert rf(world, "run", "--", "sh", "-c", "eval echo $X").returncode == REFUSED
+    assert rf(world, "run", "--", "sh", "-c", "eval echo FIRST").returncode == REFUSED
+
+
+def test_prompt_offers_no_lasting_answer_for_a_word_only_known_at_run_time(
+        world: World) -> None:
+    """Red team: answering "session" (or "always") to `eval "$X"` asked about with X='echo
+    hi' approved the text `"$X"`, so every later run of it from this terminal session (or,
+    with "always", for good) evaluated whatever X then held -- here `touch` of a file, as
+    easily `rm -rf ~` -- without a question. A word only known at run time is now never
+    covered: the question offers once or deny and says why, "s" and "a" are not answers, and
+    the next run is asked again."""
+    py = sys.executable
+    marker = world.workspace / "pwned"
+    script = (f"X='echo hi' {py} -m ringfence run -- sh -c 'eval \"$X\"'; "
+              f"X='touch {marker}' {py} -m ringfence run -- sh -c 'eval \"$X\"'")
+    code, shown = on_pty(world, ["/bin/sh", "-c", script], [b"s\n", b"a\n", b"o\n", b"d\n"])
+    assert not marker.exists(), shown
+    assert code == REFUSED, shown
+    first = shown.split("approve this command?")[1]
+    assert "[o/D]" in first and "[s]" not in first and "[a]" not in first, first
+    assert 'no session or always: `"$X"` is only known when it runs' in first
+    assert shown.count("approve this command?") == 2, shown  # asked again, then denied
+    assert shown.count("answer [") == 4  # "s" and "a" were not answers
+    assert "\nhi" in shown.replace("\r", "")
+    decisions = [x for x in audit_lines(world) if x["kind"] == "decision"]
+    assert [d["answer"] for d in decisions] == ["once", "deny"]
+    assert not (world.home / ".config" / "ringfence" / "config.toml").exists()
 
 
 def test_prompt_always_writes_the_user_config(world: World) -> None:

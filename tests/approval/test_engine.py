@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from ringfence.approval import shell
 from ringfence.approval.engine import decide
-from ringfence.approval.model import Approval, Context, Decision, Escalation, Rule
+from ringfence.approval.model import Approval, Context, Decision, Escalation, Part, Rule
 
 WS = "/home/u/proj"
 
@@ -276,6 +277,16 @@ def test_a_relative_target_after_cd_is_judged_where_it_points(text: str) -> None
     """Found in a red-team pass, decided "run": after ``cd ~`` a relative target (``.config``)
     is in the home directory, not the workspace; it asks as ``rm -rf ~/.config`` does."""
     assert judge(text).verdict == "ask", judge(text)
+
+
+@pytest.mark.parametrize("text", ["cd .? && rm -rf proj", "cd .?/.? && rm -rf u/.ssh",
+                                  "cd [.][.] && rm -rf proj"])
+def test_a_glob_cd_target_is_only_known_at_run_time(text: str) -> None:
+    """Red team: `cd .?` is `cd ..` to dash (/bin/sh on Debian), but the engine took the
+    target for a directory literally named `.?` inside the workspace, so without a sandbox
+    `cd .? && rm -rf proj` deleted the workspace itself unasked. A glob target is now taken
+    as anywhere, as `$DIR` is."""
+    assert judge(text, sandboxed=False).verdict == "ask", judge(text, sandboxed=False)
 
 
 def test_a_redirection_after_cd_is_judged_where_it_points() -> None:
@@ -712,3 +723,155 @@ def test_brace_expansion_and_coproc_are_seen_through(command: str, sandboxed: bo
 def test_braces_bash_does_not_expand_stay_literal(command: str) -> None:
     """Quoted or escaped braces, `{}` and a brace without a comma or `..` are literal words."""
     assert judge(command, sandboxed=False).verdict == "run", command
+
+
+# --- words only known at run time never match a rule's word, nor a lasting approval --------
+
+def part_of(d: Decision, program: str) -> Part:
+    return next(p for p in d.parts if p.argv and p.argv[0] == program)
+
+
+LATE = [  # (shell text, its words as the engine reads them, the word only known at run time)
+    ("rm -r $X/build", ("rm", "-r", "$X/build"), "$X/build"),
+    ('rm -r "$HOME"/x', ("rm", "-r", '"$HOME"/x'), '"$HOME"/x'),
+    ("rm -r ${X}", ("rm", "-r", "${X}"), "${X}"),
+    ("rm -r $(cat t)", ("rm", "-r", "$(cat t)"), "$(cat t)"),
+    ("rm -r `cat t`", ("rm", "-r", "`cat t`"), "`cat t`"),
+    ("rm -r $((1+1))", ("rm", "-r", "$((1+1))"), "$((1+1))"),
+    ("rm -r <(cat t)", ("rm", "-r", "<(cat t)"), "<(cat t)"),
+    ("rm -r {a,b}", ("rm", "-r", "{a,b}"), "{a,b}"),
+    ("rm -r ~/x", ("rm", "-r", "~/x"), "~/x"),
+]
+
+
+@pytest.mark.parametrize(("text", "words", "late"), LATE)
+def test_always_rule_for_a_word_only_known_at_run_time_allows_nothing(
+        text: str, words: tuple[str, ...], late: str) -> None:
+    """Red team: "always" to `rm -r $X/build` (asked because its target is only known at run
+    time) wrote the exact rule `prefix = ["rm", "-r", "$X/build"]`, which compared the word's
+    text, so later `rm -r $X/build` with X=/home/me -- any value of a variable, substitution,
+    arithmetic, process substitution, brace or tilde -- ran unasked. "Always" is no longer
+    offered for it, and such a rule (an older ringfence's, or one written by hand) does not
+    match the word: it still matches the very words when they are literal."""
+    d = judge(text, sandboxed=False)
+    assert d.verdict == "ask" and not d.always_ok and d.run_time == (late,), d
+    exact = rule(words, "allow", exact=True)
+    again = judge(text, rules=(exact,), sandboxed=False)
+    assert again.verdict == "ask", again
+    assert part_of(again, "rm").rule.startswith("builtin:rm"), again
+    # the control: the same words as literal arguments are what the rule allows
+    assert judge(list(words), rules=(exact,), sandboxed=False).verdict == "run"
+
+
+@pytest.mark.parametrize("text", ["make *.o", "make a[12]", "make 'x'*", "make ~/x",
+                                  "make ~root", "make PREFIX=~/x", "make PATH=/bin:~/bin",
+                                  "make http://h/?q"])
+def test_an_allow_rule_word_does_not_match_a_glob_or_tilde(text: str) -> None:
+    """Red team: an allow rule's literal word matched a pattern or tilde bash expands (the
+    files present, the home directory decide what the program gets; bash also expands `~`
+    after `=` and `:` in an assignment-shaped word), so an "always" answer to `make *.o` in
+    the untrusted mode allowed whatever the glob later expanded to. The rule's word now only
+    matches the literal word (quoted or given as an argument)."""
+    words = tuple(shell.parse(text).commands[0].argv)
+    allow = rule(words, "allow", exact=True)
+    d = judge(text, "untrusted", rules=(allow,))
+    assert part_of(d, "make").verdict == "ask" and d.run_time == (words[1],), d
+    assert not d.always_ok
+    assert judge(list(words), "untrusted", rules=(allow,)).verdict == "run"
+
+
+def test_a_prefix_allow_rule_word_does_not_match_a_word_only_known_at_run_time() -> None:
+    """Red team: prefix rules compared the text too. `prefix = ["rm", "-rf", "~"]` (meant for
+    nothing but that literal word) let `rm -rf ~` -- the whole home directory -- run without
+    the always-ask question, and `prefix = ["rm"]` allowed `$D/rm` by its base name whatever
+    program $D/rm is. A literal rule word now only matches a literal word with that value;
+    the words after a prefix stay free, as documented (`prefix = ["rm", "-r"]` allows
+    `rm -r $X`)."""
+    home = rule(("rm", "-rf", "~"), "allow")
+    assert judge("rm -rf ~", rules=(home,)).verdict == "ask"
+    assert judge(["rm", "-rf", "~"], rules=(home,)).verdict == "run"
+    anyrm = rule(("rm",), "allow")
+    d = judge("$D/rm -rf /x", rules=(anyrm,), sandboxed=False)
+    assert d.verdict == "ask" and d.rule == "dynamic", d
+    assert judge("/bin/rm -rf /x", rules=(anyrm,), sandboxed=False).verdict == "run"
+    assert judge("rm -r $X", rules=(rule(("rm", "-r"), "allow"),)).verdict == "run"
+
+
+def test_ask_and_forbid_rules_still_match_a_word_as_written() -> None:
+    """A rule that asks or forbids stays as strict as it was: `rm -rf ~` is forbidden by a
+    rule for those words, and an ask rule for `deploy $ENV` still asks."""
+    assert judge("rm -rf ~", rules=(rule(("rm", "-rf", "~"), "forbid"),)).verdict == "forbid"
+    d = judge("deploy $ENV", rules=(rule(("deploy", "$ENV"), "ask"),))
+    assert d.verdict == "ask" and d.rule.startswith("rule"), d
+
+
+def test_session_answer_does_not_cover_a_word_only_known_at_run_time() -> None:
+    """Red team: a "session" answer to `rm -r $X/build` (asked with X=.) covered the same text
+    later in the session with X=/home/me: the approval compared the text. A part that asks
+    with a word only known at run time is never covered by a session answer (the question
+    does not offer one); the other parts of the same text still are."""
+    text = "rm -r $X/build"
+    approved = (approval("/bin/sh", "-c", text),)
+    d = judge(text, approved=approved)
+    assert d.verdict == "ask" and d.run_time == ("$X/build",), d
+    literal = (approval("/bin/sh", "-c", "rm -r /srv/build"),)
+    assert judge("rm -r /srv/build", approved=literal).verdict == "run"
+    both = "sudo true; rm -r $X/build"
+    mixed = judge(both, approved=(approval("/bin/sh", "-c", both),))
+    assert part_of(mixed, "sudo").verdict == "run" and part_of(mixed, "rm").verdict == "ask"
+
+
+def test_redirection_to_a_path_only_known_at_run_time_gets_no_lasting_answer() -> None:
+    """Red team: untrusted and without a sandbox, `echo x > $OUT` asks because where it writes
+    is only known at run time; a "session" answer then covered `$OUT` = ~/.bashrc later. It
+    now offers neither "session" nor "always"."""
+    text = "echo x > $OUT"
+    again = judge(text, "untrusted", sandboxed=False, approved=(
+        approval("/bin/sh", "-c", text, sandboxed=False),))
+    assert again.verdict == "ask", again
+    d = judge(text, "untrusted", sandboxed=False)
+    assert d.verdict == "ask" and "$OUT" in d.run_time and not d.always_ok, d
+    assert not judge("echo x > out", "untrusted", sandboxed=False).run_time
+
+
+def test_env_split_string_only_known_at_run_time() -> None:
+    """Red team: `env -S "$CMD"` was unwrapped into the literal command `"$CMD"`, so an
+    "always" answer in the untrusted mode wrote a rule for that text, which then ran whatever
+    CMD held. The words of a split string only known at run time are now only known at run
+    time too."""
+    text = 'env -S "$CMD"'
+    old = (rule(('"$CMD"',), "allow", exact=True), rule(("/bin/sh", "-c", text), "allow",
+                                                        exact=True))
+    assert judge(text, "untrusted", rules=old).verdict == "ask"
+    d = judge(text, "untrusted")
+    assert d.verdict == "ask" and not d.always_ok and '"$CMD"' in d.run_time, d
+
+
+def test_find_exec_keeps_its_globs() -> None:
+    """Red team: what `find -exec` runs lost its words' glob marks, so `make *.o` run by
+    `find . -exec make *.o \\;` was the literal words `make *.o` to an allow rule and to an
+    "always" answer."""
+    text = "find . -exec make *.o ;"
+    allow = rule(("make", "*.o"), "allow", exact=True)
+    d = judge(text, "untrusted", rules=(allow,))
+    assert part_of(d, "make").verdict == "ask" and "*.o" in d.run_time, d
+
+
+def test_xargs_input_matches_no_allow_rule() -> None:
+    """Red team: the one word standing for what xargs reads, `{input}`, matched a rule for the
+    text `{input}`: `prefix = ["rm", "-r", "{input}"]` allowed `… | xargs rm -r` whatever it
+    read."""
+    allow = rule(("rm", "-r", "{input}"), "allow", exact=True)
+    d = judge("cat list | xargs rm -r", rules=(allow,))
+    assert d.verdict == "ask" and not d.always_ok, d
+
+
+def test_static_words_with_glob_like_characters_still_match() -> None:
+    """What bash does not expand is a literal word: quoted or escaped patterns, `{}`, a brace
+    without a comma, a lone `[`, a tilde not at the start."""
+    for text, words in [("make '*.o'", ("make", "*.o")), ("make \\*.o", ("make", "*.o")),
+                        ("git log HEAD@{1}", ("git", "log", "HEAD@{1}")),
+                        ("make [", ("make", "[")), ("make 'a'~", ("make", "a~")),
+                        ("make \\~", ("make", "~"))]:
+        d = judge(text, "untrusted", rules=(rule(words, "allow", exact=True),))
+        assert d.verdict == "run" and not d.run_time, (text, d)

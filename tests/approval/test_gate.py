@@ -366,3 +366,33 @@ def test_lone_surrogate_is_refused_before_anything_is_recorded(
     assert records(ws) == []
     r = ringfence.run(["printf", "%s", "\udcff"], policy(ws))
     assert r.exit_code == 0 and r.stdout == b"\xff"
+
+
+def test_no_lasting_answer_for_a_word_only_known_at_run_time(
+        ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red team: a library approver's "always" (or "session") to `eval "$X"` asked with a
+    harmless X wrote an exact rule for the text `"$X"` (remembered it for the session), so the
+    same text later ran unasked with X='touch pwned' -- any code. The answer now counts as
+    "once": the request says so (``session_ok``, ``run_time``), nothing is written or
+    remembered, and the next run is asked again."""
+    marker = ws / "pwned"
+    seen: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> str:
+        seen.append(request)
+        return "always" if len(seen) == 1 else "deny"
+
+    session = SessionApprovals()
+    monkeypatch.setenv("X", "echo hi")
+    first = ringfence.run(["sh", "-c", 'eval "$X"'], policy(ws), approver=approver,
+                          session=session)
+    assert first.stdout == b"hi\n"
+    assert not seen[0].session_ok and not seen[0].always_ok and seen[0].run_time == ('"$X"',)
+    config = ws.parent.parent / "config" / "ringfence" / "config.toml"
+    assert not config.exists() and not session.items
+    assert records(ws)[0]["answer"] == "once"
+    monkeypatch.setenv("X", f"touch {marker}")
+    with pytest.raises(ApprovalError, match="denied"):
+        ringfence.run(["sh", "-c", 'eval "$X"'], policy(ws), approver=approver,
+                      session=session)
+    assert not marker.exists() and len(seen) == 2

@@ -37,6 +37,20 @@ def test_dynamic_and_glob_words_are_marked() -> None:
     assert cmd.glob == (False, False, False, True, True, False, False)
 
 
+@pytest.mark.parametrize(("text", "glob"), [
+    ("*.o", True), ("a?", True), ("a[12]", True), ("'x'*", True), ("~", True), ("~root/x", True),
+    ("PREFIX=~/x", True), ("PATH=/bin:~/bin", True), ("\\\\*", True),
+    ("'*.o'", False), ("\\*.o", False), ("HEAD@{1}", False), ("{}", False), ("[", False),
+    ("x]", False), ("'a'~", False), ("\\~", False), ("a~b", False), ('"~"/x', False),
+])
+def test_glob_marks_what_bash_expands(text: str, glob: bool) -> None:
+    """A pattern or tilde bash expands is marked (its value is decided when it runs: no rule's
+    literal word stands for it); quoted or escaped characters and brackets or braces bash
+    leaves alone are not."""
+    cmd = shell.parse(f"make {text}").commands[0]
+    assert cmd.glob[1] is glob and not cmd.dynamic[1], (text, cmd.argv)
+
+
 def test_variable_assignments_are_not_words() -> None:
     assert argvs("FOO=1 BAR=2 make -j4") == [("make", "-j4")]
 

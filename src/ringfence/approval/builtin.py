@@ -313,10 +313,11 @@ def _find_runs(w: Words) -> list[Words]:
             end = i + 1
             while end < len(argv) and argv[end] not in (";", "+"):
                 end += 1
-            inner = list(zip(argv[i + 1:end], w.dynamic[i + 1:end], strict=False))
+            inner = list(zip(argv[i + 1:end], w.dynamic[i + 1:end], w.glob[i + 1:end],
+                             strict=False))
             for found, dynamic in below if inner else []:
-                words = [(found, dynamic, True) if x == "{}" else (x, d, False)
-                         for x, d in inner]
+                words = [(found, dynamic, True) if x == "{}" else (x, d, g)
+                         for x, d, g in inner]
                 if os.path.basename(words[0][0]) == "rm":
                     words.insert(1, ("-r", False, False))  # on all find finds below it
                 out.append(Words([x for x, _, _ in words], [d for _, d, _ in words],
@@ -356,9 +357,12 @@ def unwrap(w: Words) -> list[Words]:
         if a.startswith("-") and len(a) > 1:
             key = a.split("=", 1)[0]
             if w.name == "env" and key in ("-S", "--split-string"):
+                at = i if "=" in a or i + 1 >= len(argv) else i + 1
                 text = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv)
                                                             else "")
-                out.append(Words(text.split()))
+                split = text.split()  # (a string only known at run time: every word is too)
+                out.append(Words(split, (w.dynamic[at],) * len(split),
+                                 (w.glob[at],) * len(split)))
                 i += 1 if "=" in a else 2
                 continue
             if a in values:

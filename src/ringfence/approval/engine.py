@@ -68,17 +68,20 @@ def decide(
 
 
 class _Raw:
-    """A part before the mode is applied. ``kind``: run|safe|unknown|ask|forbid|flag."""
+    """A part before the mode is applied. ``kind``: run|safe|unknown|ask|forbid|flag.
+    ``late``: its words whose values are only decided when the command runs (no "session" or
+    "always" answer may cover the part: it would cover every later value)."""
 
-    __slots__ = ("argv", "kind", "reason", "rule", "from_rule")
+    __slots__ = ("argv", "kind", "reason", "rule", "from_rule", "late")
 
     def __init__(self, argv: tuple[str, ...], kind: str, reason: str, rule: str,
-                 from_rule: bool = False) -> None:
+                 from_rule: bool = False, late: tuple[str, ...] = ()) -> None:
         self.argv = argv
         self.kind = kind
         self.reason = reason
         self.rule = rule
         self.from_rule = from_rule
+        self.late = late
 
 
 def _judge_text(text: str, rules: Sequence[Rule], ctx: Context, out: list[_Raw],
@@ -95,6 +98,7 @@ def _judge_text(text: str, rules: Sequence[Rule], ctx: Context, out: list[_Raw],
             covered = r.label()
             script.flags.clear()
             script.writes.clear()
+            script.write_words.clear()
     if not script.read:  # nothing inside could be judged, so no rule covers it
         script.flag(shell.UNREADABLE)
     ctx = _after_cd(script, ctx)
@@ -102,12 +106,12 @@ def _judge_text(text: str, rules: Sequence[Rule], ctx: Context, out: list[_Raw],
         out.append(_Raw(("/bin/sh", "-c", text), "flag",
                         f"the shell text contains {flag}, so it is not automatically safe",
                         "shell"))
-    for target in script.writes:
+    for target, written in zip(script.writes, script.write_words, strict=False):
         if target is None or not _write_ok(target, ctx):
             where = "a path only known at run time" if target is None else target
             out.append(_Raw(("/bin/sh", "-c", text), "flag",
                             f"a redirection writes to {where}, outside the writable roots",
-                            "shell"))
+                            "shell", late=(written,) if target is None else ()))
     for cmd in script.commands:
         if cmd.argv:
             _judge(Words(cmd.argv, cmd.dynamic, cmd.glob), rules, ctx, out, depth, covered)
@@ -131,7 +135,9 @@ def _after_cd(script: Script, ctx: Context) -> Context:
     for cmd in script.commands:
         if not cmd.argv or os.path.basename(cmd.argv[0]) not in _MOVES:
             continue
-        args = [(a, d) for a, d in zip(cmd.argv[1:], cmd.dynamic[1:], strict=False)
+        # (a glob is only known at run time too: `cd .?` is `cd ..` to dash)
+        args = [(a, d or g) for a, d, g in zip(cmd.argv[1:], cmd.dynamic[1:], cmd.glob[1:],
+                                               strict=False)
                 if a == "-" or not a.startswith("-")]  # (-L, -P)
         if os.path.basename(cmd.argv[0]) == "popd" or not args:
             return _elsewhere(ctx)  # back to where it was, or home: not known
@@ -193,36 +199,43 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
     argv = w.argv
     if not argv:
         return
-    matched = [r for r in rules if r.matches(argv)]
+    # words whose values the shell decides when it runs: no rule's literal word allows them,
+    # and no "session" or "always" answer covers them
+    flags = tuple(d or g for d, g in zip(w.dynamic, w.glob, strict=True))
+    late = tuple(a for a, f in zip(argv, flags, strict=True) if f)
+
+    def part(kind: str, reason: str, rule: str, from_rule: bool = False) -> None:
+        out.append(_Raw(argv, kind, reason, rule, from_rule, late))
+
+    matched = [r for r in rules if r.matches(argv, flags)]
     if matched:
         rule = max(matched, key=lambda r: _RULE_RANK[r.decision])
         why = rule.justification or f"{rule.label()} says {rule.decision}"
-        out.append(_Raw(argv, _RULE_VERDICT[rule.decision], why, rule.label(), from_rule=True))
+        part(_RULE_VERDICT[rule.decision], why, rule.label(), from_rule=True)
     elif w.dynamic[0]:
-        out.append(_Raw(argv, "unknown", "the program's name is only known when the shell "
-                        "runs, so no rule can be checked", "dynamic"))
+        part("unknown", "the program's name is only known when the shell runs, so no rule "
+             "can be checked", "dynamic")
     else:
         label = builtin.applies("ask", w, ctx)
         if label is not None:
-            out.append(_Raw(argv, "ask", f"{w.name} is on the built-in always-ask list",
-                            label))
+            part("ask", f"{w.name} is on the built-in always-ask list", label)
         else:
             label = builtin.applies("safe", w, ctx)
             # (find is no wrapper: what its -exec runs is judged below, and it stays unknown)
             wraps = (w.name != "find" and bool(builtin.unwrap(w))) \
                 or builtin.shell_script(w) is not None
             if label is not None:
-                out.append(_Raw(argv, "safe", f"{w.name} only reads", label))
+                part("safe", f"{w.name} only reads", label)
             elif wraps:
                 # a wrapper or `sh -c SCRIPT`: what it runs is judged below, and decides
-                out.append(_Raw(argv, "safe", f"{w.name} runs the command judged next",
-                                f"builtin:{w.name} (wrapper)"))
+                part("safe", f"{w.name} runs the command judged next",
+                     f"builtin:{w.name} (wrapper)")
             elif covered:
-                out.append(_Raw(argv, "run", f"allowed with the text around it by {covered}",
-                                covered, from_rule=True))
+                part("run", f"allowed with the text around it by {covered}", covered,
+                     from_rule=True)
             else:
-                out.append(_Raw(argv, "unknown", f"{w.name or argv[0]!r} is not a known "
-                                "read-only command", "unknown"))
+                part("unknown", f"{w.name or argv[0]!r} is not a known read-only command",
+                     "unknown")
     for inner in builtin.unwrap(w):
         if inner.argv:
             _judge(inner, rules, ctx, out, depth + 1, covered)
@@ -230,8 +243,7 @@ def _judge(w: Words, rules: Sequence[Rule], ctx: Context, out: list[_Raw], depth
     if script is not None:
         text, _ = script
         if text is None:
-            out.append(_Raw(argv, "flag", "the shell script is only known at run time",
-                            "dynamic"))
+            part("flag", "the shell script is only known at run time", "dynamic")
         elif text:
             _judge_text(text, rules, ctx, out, depth + 1, covered)
 
@@ -289,7 +301,8 @@ def _combine(raw: list[_Raw], ctx: Context, esc: Escalation, key: tuple[str, ...
             approved_by = item.rule
         if verdict == "ask":
             grants = esc.exact() if item.rule == "escalation" else ()
-            approval = _session(key, grants, ctx)
+            # (a "session" answer never covers a part with a word only known at run time)
+            approval = not item.late and _session(key, grants, ctx)
             if approval:
                 verdict = "run"
                 reason = f"approved earlier this session ({reason})"
@@ -323,12 +336,13 @@ def _combine(raw: list[_Raw], ctx: Context, esc: Escalation, key: tuple[str, ...
     if worst.verdict == "forbid":
         return Decision(verdict="forbid", reason=worst.reason, rule=worst.rule, escalation=esc,
                         parts=tuple(parts))
+    run_time = tuple(dict.fromkeys(word for a in asks for word in a.late))
     return Decision(
         verdict="ask", reason=worst.reason, rule=worst.rule,
         grants=esc.describe(), escalation=esc,
         ask_argv=key if first.rule == "escalation" or first.kind == "flag" else first.argv,
-        parts=tuple(parts), always_ok=not any(a.from_rule for a in asks) and all(
-            a.argv and a.argv[0] for a in asks),
+        parts=tuple(parts), always_ok=not run_time and not any(a.from_rule for a in asks)
+        and all(a.argv and a.argv[0] for a in asks), run_time=run_time,
     )
 
 

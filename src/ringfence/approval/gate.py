@@ -44,10 +44,13 @@ class ApprovalError(RingfenceError):
 
 class ApprovalRequest:
     """What an approver is asked. Answer with ``once``, ``session``, ``always`` or ``deny``
-    (True means once, False deny). ``always`` is only honoured when ``always_ok``."""
+    (True means once, False deny). ``always`` is only honoured when ``always_ok`` (else it
+    counts as ``session``), ``session`` and ``always`` only when ``session_ok``: not when a
+    word of what asks is only known when it runs (``run_time``, e.g. ``$X/build``), as an
+    approval of its text would cover every later value (they count as ``once``)."""
 
     __slots__ = ("command", "cwd", "workspace", "reason", "rule", "grants", "justification",
-                 "always_ok", "decision")
+                 "always_ok", "session_ok", "run_time", "decision")
 
     def __init__(self, command: tuple[str, ...], cwd: str, workspace: str,
                  decision: Decision) -> None:
@@ -59,6 +62,8 @@ class ApprovalRequest:
         self.grants = decision.grants
         self.justification = decision.escalation.justification
         self.always_ok = decision.always_ok
+        self.session_ok = not decision.run_time
+        self.run_time = decision.run_time
         self.decision = decision
 
     def __repr__(self) -> str:
@@ -399,6 +404,8 @@ def _answer(value: object, decision: Decision) -> str:
     if value is False or value is None:
         return "deny"
     if value in ("once", "session", "always", "deny"):
+        if value in ("session", "always") and decision.run_time:
+            return "once"  # its text with another value later is not what was approved
         if value == "always" and not decision.always_ok:
             return "session"  # the user's own ask rule keeps asking in later sessions
         return str(value)
@@ -437,8 +444,17 @@ def refusal(command: tuple[str, ...] | str, decision: Decision, *, cli: bool) ->
             decision.reason:
         ways.append("use --approval-mode on-request (it still runs in the sandbox)" if cli else
                     "use approval mode on-request")
-        ways.append(f"or add an allow rule for {command_text(decision.ask_argv)!r} to your "
-                    "config")
+        if decision.run_time:
+            ways.append(f"or write out {late_words(decision.run_time)}, which no rule's word "
+                        "stands for (its value is only known when it runs), in your config")
+        else:
+            ways.append(f"or add an allow rule for {command_text(decision.ask_argv)!r} to your "
+                        "config")
+    elif decision.run_time and decision.rule.startswith(("builtin:", "dynamic", "unknown")):
+        # (the built-in list asks; not the user's own rule, which asks whatever the words)
+        ways.append(f"{'answer once at a terminal' if cli else 'pass an approver'}, or write "
+                    f"out {late_words(decision.run_time)}: its value is only known when it "
+                    "runs, so no allow rule's word stands for it in your config")
     elif decision.always_ok:
         words = command_text(decision.ask_argv)
         ways.append(f"pass --allow {_quote(words)}" if cli else "pass an approver")
@@ -451,6 +467,15 @@ def refusal(command: tuple[str, ...] | str, decision: Decision, *, cli: bool) ->
     return (f"not run: {text}: it needs approval ({decision.reason} [{decision.rule}]) and "
             f"there is no terminal to ask {where}; to allow it, {' '.join(ways)} "
             f"({user_config_path()})")
+
+
+def late_words(words: Sequence[str]) -> str:
+    """``$X/build`` and ``*.o``: words only known when the command runs, for a message."""
+    from .prompt import visible
+
+    shown = [f"`{visible(w)}`" for w in words[:3]]
+    more = f" and {len(words) - 3} more" if len(words) > 3 else ""
+    return " and ".join(shown) + more
 
 
 def _quote(text: str) -> str:

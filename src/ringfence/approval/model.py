@@ -10,7 +10,7 @@ from ..policy.model import APPROVAL_MODES, Frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from typing import Any, ClassVar
 
 MODES = APPROVAL_MODES
@@ -62,13 +62,22 @@ class Rule(Frozen):
         "name": "", "exact": False,
     }
 
-    def matches(self, argv: tuple[str, ...] | list[str]) -> bool:
+    def matches(self, argv: tuple[str, ...] | list[str],
+                late: Sequence[bool] | None = None) -> bool:
         """Whether ``argv`` starts with the prefix (the program compared by its base name too),
-        or, for an ``exact`` rule, is exactly its words."""
+        or, for an ``exact`` rule, is exactly its words.
+
+        ``late``: per word, whether its value is only decided when the shell runs (``$X``,
+        ``$(…)``, ``$((…))``, ``<(…)``, a glob, ``~``, a brace; then the word is its text). An
+        ``allow`` rule's word never matches such a word: ``rm -r $X/build`` is not the command
+        a rule for the words ``rm -r $X/build`` allowed, whatever X is later. An ``ask`` or
+        ``forbid`` rule's word still matches it as written (stricter, never looser)."""
         if len(argv) < len(self.prefix) or (self.exact and len(argv) != len(self.prefix)):
             return False
         for i, want in enumerate(self.prefix):
             word = argv[i]
+            if late is not None and late[i] and self.decision == "allow":
+                return False
             options = want if isinstance(want, tuple) else (want,)
             if word in options:
                 continue
@@ -209,10 +218,14 @@ class Decision(Frozen):
       ``session``).
     - ``parts``: the verdict on each part, for ``ringfence check``.
     - ``always_ok``: whether "always" may be offered (not when the user's own rule asks).
+    - ``run_time``: the words of the parts that ask whose values are only decided when the
+      command runs (``$X/build``, ``$(cat f)``, ``*.o``, ``~/x``): an approval of their text
+      would cover every later value, so neither "session" nor "always" is offered (an answer
+      of either counts as "once").
     """
 
     __slots__ = ("verdict", "reason", "rule", "grants", "escalation", "ask_argv", "approved_by",
-                 "parts", "always_ok")
+                 "parts", "always_ok", "run_time")
     verdict: str
     reason: str
     rule: str
@@ -222,9 +235,10 @@ class Decision(Frozen):
     approved_by: str
     parts: tuple[Part, ...]
     always_ok: bool
+    run_time: tuple[str, ...]
     _defaults: ClassVar[Mapping[str, Any]] = {
         "grants": (), "escalation": NO_ESCALATION, "ask_argv": (), "approved_by": "",
-        "parts": (), "always_ok": True,
+        "parts": (), "always_ok": True, "run_time": (),
     }
 
     def to_json(self) -> dict[str, Any]:

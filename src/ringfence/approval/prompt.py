@@ -50,8 +50,15 @@ def screen(request: ApprovalRequest, config_path: str) -> str:
     # what each answer grants, no more: "session" and "always" cover exactly this command
     # (not a longer one that starts with it); "session" only in this directory
     lines.append("  [o] once")
-    lines.append("  [s] this session: exactly this command, run from this directory")
-    if request.always_ok:
+    if request.run_time:
+        # an approval of `rm -r $X/build` would cover it with every later X
+        from .gate import late_words
+
+        lines.append(f"  (no session or always: {late_words(request.run_time)} is only "
+                     "known when it runs, so a lasting approval would cover any value)")
+    else:
+        lines.append("  [s] this session: exactly this command, run from this directory")
+    if request.always_ok and not request.run_time:
         asked = dict.fromkeys(command_text(p.argv) for p in request.decision.parts
                               if p.verdict == "ask")
         what = " and ".join(f"`{visible(a)}`" for a in asked) or "this command"
@@ -73,7 +80,7 @@ class TerminalApprover:
         from ..policy.load import user_config_path
 
         os.write(self.fd, screen(request, user_config_path()).encode("utf-8", "replace"))
-        choices = "o/s/a/D" if request.always_ok else "o/s/D"
+        choices = "o/D" if request.run_time else "o/s/a/D" if request.always_ok else "o/s/D"
         for _ in range(3):
             os.write(self.fd, f"answer [{choices}]: ".encode())
             line = self._readline()
@@ -81,7 +88,8 @@ class TerminalApprover:
                 os.write(self.fd, b"\n")
                 return "deny"
             answer = _KEYS.get(line.strip().lower())
-            if answer == "always" and not request.always_ok:
+            if (answer == "always" and not request.always_ok) or (
+                    answer in ("session", "always") and request.run_time):
                 answer = None
             if answer is not None:
                 return answer

@@ -33,7 +33,6 @@ _CONTROL_NODES = {
     "negated_command", "test_command",
 }
 _WRITE_OPS = {">", ">>", "&>", "&>>", ">|", "<>"}
-_GLOB_CHARS = set("*?[{")
 
 INTERPRETERS = frozenset({
     "sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh", "busybox",
@@ -60,13 +59,15 @@ class Command:
 class Script:
     """What the engine needs to know about a piece of shell text."""
 
-    __slots__ = ("commands", "pipelines", "writes", "flags", "fed_interpreters", "read")
+    __slots__ = ("commands", "pipelines", "writes", "write_words", "flags",
+                 "fed_interpreters", "read")
 
     def __init__(self) -> None:
         self.read = True  # False: not parsed at all (see _unsafe_for_the_parser)
         self.commands: list[Command] = []
         self.pipelines: list[list[Command | None]] = []
         self.writes: list[str | None] = []  # redirection targets; None when not literal
+        self.write_words: list[str] = []  # ... as written
         self.flags: list[str] = []
         self.fed_interpreters: list[Command] = []  # given a here-doc/here-string, or <(...)
 
@@ -208,17 +209,30 @@ def braces(shape: str) -> bool:
     return False
 
 
+def expands(shape: str) -> bool:
+    """Whether bash expands what is left unquoted in a word (see ``_shape``) when it runs: a
+    pathname pattern (``*``, ``?``, ``[…]``: the files there decide), or a tilde (``~``,
+    ``~user``: the home directory decides; bash also expands it after ``=`` and ``:`` in a
+    word shaped like an assignment, ``make PREFIX=~/x``)."""
+    if shape.startswith("~") or "=~" in shape or ":~" in shape or "*" in shape \
+            or "?" in shape:
+        return True
+    start = shape.find("[")
+    return start >= 0 and "]" in shape[start + 1:]
+
+
 def word_value(node: Any) -> tuple[str, bool, bool]:
     """(value, dynamic, glob): the word as the program would receive it, when that is known.
-    A word bash brace-expands (``rm -rf {/x,/y}`` is ``rm -rf /x /y`` to bash, zsh and macOS's
-    sh) is dynamic: its words are only known when the shell runs."""
+    ``dynamic``: a parameter, substitution or other expansion, or a word bash brace-expands
+    (``rm -rf {/x,/y}`` is ``rm -rf /x /y`` to bash, zsh and macOS's sh): its value is only
+    known when the shell runs, and the value given is its text. ``glob``: a pattern or tilde
+    bash expands (``expands``), so the value given is the pattern, not what the program gets.
+    Either way no rule's literal word stands for it."""
     kind = node.type
     if kind in ("word", "number", "concatenation") and braces(_shape(node)):
         return _text(node), True, True
     if kind in ("word", "number"):
-        raw = _text(node)
-        glob = raw.startswith("~") or any(c in _GLOB_CHARS for c in raw)
-        return _unescape(raw), False, glob
+        return _unescape(_text(node)), False, expands(_shape(node))
     if kind == "raw_string":
         return _text(node)[1:-1], False, False
     if kind == "string":
@@ -229,12 +243,12 @@ def word_value(node: Any) -> tuple[str, bool, bool]:
             parts.append(_unescape(_text(child), '$`"\\\n'))
         return "".join(parts), False, False
     if kind == "concatenation":
-        values, dynamic, glob = [], False, False
+        values, dynamic = [], False
         for child in node.named_children:
-            value, dyn, gl = word_value(child)
+            value, dyn, _ = word_value(child)
             values.append(value)
             dynamic = dynamic or dyn
-            glob = glob or gl
+        glob = expands(_shape(node))  # (the whole word: `'a'~` has no tilde prefix)
         if dynamic:
             return _text(node), True, glob
         return "".join(values), False, glob
@@ -370,3 +384,4 @@ def _redirect(node: Any, script: Script) -> None:
         return
     value, dynamic, glob = word_value(dest)
     script.writes.append(None if dynamic or glob else value)
+    script.write_words.append(value)

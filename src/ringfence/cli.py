@@ -296,6 +296,8 @@ class _Early:
                     early.saved_stdout = os.dup(1)
                     os.dup2(2, 1)
                 early.spawned = linux.spawn_cli(plan, prep)
+                if prep.net is not None:  # the allowlist's proxy starts while bubblewrap builds
+                    prep.net.warm()
             except Exception:
                 early.abandon()  # spawned or not, the normal path says why in its turn
                 return early

@@ -180,3 +180,16 @@ def test_what_records_show_of_a_host_is_bounded() -> None:
     assert len(decide(NetworkRules(allow=["web.test"]), long, 443).reason) < 200
     scoped = "fe80::1%" + "e" * 30000  # an "address" whose zone is 30,000 characters
     assert len(shown(scoped)) < 200 and len(decide(NetworkRules(), scoped, 443).reason) < 200
+
+
+@pytest.mark.parametrize(("host", "literal"), [
+    ("10.0.0.1", "10.0.0.1"), ("[::1]", "::1"), ("::ffff:7f00:1", "::ffff:7f00:1"),
+    ("FE80::1%eth0", "fe80::1%eth0"), ("example.org", None), ("123", None),
+    ("1.2.3", None), ("0x7f.0.0.1", None), ("a1.example", None), ("1e100.net", None),
+])
+def test_ip_literal_without_ipaddress_for_names(host: str, literal: str | None) -> None:
+    """Only what could be an address reaches ``ipaddress`` (~4 ms to import on the policy's
+    load); names never do, and what is and is not a literal is unchanged."""
+    from ringfence.network.rules import ip_literal
+
+    assert ip_literal(host) == literal

@@ -18,7 +18,6 @@ requires a single-threaded process, which the freshly forked child is.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 from ..errors import SandboxError
@@ -27,6 +26,8 @@ assert sys.platform == "linux"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
+
     from ..network.proxy import Connection, ConnectionLog, Listener, Proxy
     from ..network.rules import NetworkRules
 
@@ -49,6 +50,7 @@ def _listen_inside(pid: int, port: int) -> socket.socket:
     send the socket back. Returns the listening socket (in the sandbox's namespace)."""
     import ctypes
     import fcntl
+    import socket
     import time
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -104,42 +106,41 @@ def _listen_inside(pid: int, port: int) -> socket.socket:
 class Attachment:
     """The proxy side of one run: the listener inside the sandbox and the records."""
 
-    __slots__ = ("rules", "port", "records", "proxy", "listener", "warming", "warm_error")
+    __slots__ = ("rules", "port", "records", "proxy", "listener")
 
     def __init__(self, rules: NetworkRules, port: int) -> None:
         self.rules = rules
         self.port = port
-        from ..network.records import ConnectionLog  # small; the proxy needs it anyway
-
-        self.records: ConnectionLog = ConnectionLog()  # bounded, whatever the command does
+        self.records: ConnectionLog | None = None  # bounded, whatever the command does
         self.proxy: Proxy | None = None
         self.listener: Listener | None = None
-        # Importing and starting the proxy takes milliseconds: do it while bubblewrap builds
-        # the sandbox. (Everything the forked setns helper needs is imported
-        # here first, so the fork never waits on an import lock held by this thread.)
-        import ctypes  # noqa: F401
+
+    def warm(self) -> None:
+        """Import and start the proxy (milliseconds: socket, ctypes, the proxy's loop), on this
+        thread, after bubblewrap has been started: the command line does it right after the
+        spawn, the library in ``after_start``; either way while bubblewrap builds the sandbox.
+        (A thread started before the spawn for it held the GIL most of the time it ran, and
+        held back this one's work before the spawn, the plan and the placeholders, by as long
+        as it saved.) Idempotent."""
+        import ctypes  # noqa: F401  (the setns helper's, imported before its fork)
         import fcntl  # noqa: F401
-        import threading
 
-        self.warm_error: BaseException | None = None
-        self.warming = threading.Thread(target=self._warm, name="ringfence-proxy-start",
-                                        daemon=True)
-        self.warming.start()
+        from ..network import proxy as proxy_mod
+        from ..network.records import ConnectionLog
 
-    def _warm(self) -> None:
-        try:
-            from ..network import proxy as proxy_mod
-
+        if self.records is None:
+            self.records = ConnectionLog()
+        if self.proxy is None:
             self.proxy = proxy_mod.acquire()
-        except BaseException as exc:  # reported by after_start
-            self.warm_error = exc
 
     def after_start(self, child: int) -> None:
         """The sandbox (its first process is ``child``) exists and waits: attach the proxy.
         The caller releases the command afterwards, or kills the sandbox if this raises."""
-        self.warming.join()
-        if self.proxy is None:
-            raise SandboxError(f"cannot start the allowlist proxy: {self.warm_error}")
+        try:
+            self.warm()
+        except (OSError, ImportError) as exc:
+            raise SandboxError(f"cannot start the allowlist proxy: {exc}") from None
+        assert self.proxy is not None and self.records is not None
         sock = _listen_inside(child, self.port)
         self.listener = self.proxy.add_listener(sock, self.rules, self.records)
 
@@ -148,10 +149,9 @@ class Attachment:
         if self.proxy is not None and self.listener is not None:
             self.proxy.remove_listener(self.listener, wait=1.0)
             self.listener = None
-        return self.records.entries()
+        return self.records.entries() if self.records is not None else []
 
     def close(self) -> None:
-        self.warming.join()
         self.finish()
         if self.proxy is not None:
             from ..network import proxy as proxy_mod

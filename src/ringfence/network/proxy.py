@@ -882,13 +882,17 @@ def own_addresses() -> tuple[str, ...]:
         with open("/proc/net/if_inet6") as fh:
             for line in fh:
                 raw = line.split()[0]
-                found.add(str(_ipv6(raw)))
+                found.add(ipv6_text(raw))
     except (OSError, ValueError):
         pass
     try:
-        for info in socket.getaddrinfo(socket.gethostname(), None):
+        # the name as bytes: a str goes through the "idna" codec, whose import (with `re` and
+        # `stringprep`) costs ~4 ms on every run in the allowlist mode
+        name = socket.gethostname()
+        host: str | bytes = name.encode("ascii") if name.isascii() else name
+        for info in socket.getaddrinfo(host, None):
             found.add(str(info[4][0]))
-    except OSError:
+    except (OSError, UnicodeError):
         pass
     return tuple(sorted(found))
 
@@ -897,10 +901,27 @@ def _host_addresses() -> tuple[str, ...]:
     return own_addresses()
 
 
-def _ipv6(raw: str) -> Any:
-    import ipaddress
-
-    return ipaddress.IPv6Address(int(raw, 16))
+def ipv6_text(raw: str) -> str:
+    """The address in ``/proc/net/if_inet6``'s 32 hex digits, written as ``ipaddress`` writes
+    it (RFC 5952: lower case, no leading zeros, the first longest run of two or more zero
+    groups as ``::``), without importing ``ipaddress`` (~3 ms, on every run in the allowlist
+    mode; the decisions import it when a connection comes)."""
+    if len(raw) != 32:
+        raise ValueError(f"not an IPv6 address in hex: {raw!r}")
+    groups = [format(int(raw[i:i + 4], 16), "x") for i in range(0, 32, 4)]
+    best, best_len, run, run_len = -1, 0, -1, 0
+    for i, group in enumerate(groups):
+        if group == "0":
+            if run_len == 0:
+                run = i
+            run_len += 1
+            if run_len > best_len:
+                best, best_len = run, run_len
+        else:
+            run_len = 0
+    if best_len < 2:
+        return ":".join(groups)
+    return ":".join(groups[:best]) + "::" + ":".join(groups[best + best_len:])
 
 
 def _raise_nofile() -> int:

@@ -25,14 +25,15 @@ called from other threads.
 from __future__ import annotations
 
 import _socket
+import _thread
 import os
 import sys
-import threading
 import time
 from _heapq import heappop, heappush
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections import deque
     from collections.abc import Callable, Generator
     from typing import Any
@@ -224,8 +225,81 @@ def _socketpair() -> tuple[_socket.socket, _socket.socket]:
     return _socket.socketpair()
 
 
+class _Thread:
+    """A daemon thread of ``_thread``'s, with ``threading.Thread``'s ``is_alive`` and ``join``."""
+
+    __slots__ = ("name", "running")
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        self.name = name
+        self.running = _thread.allocate_lock()  # held while the thread runs
+        self.running.acquire()
+
+        def run() -> None:
+            try:
+                target()
+            finally:
+                self.running.release()
+
+        try:
+            _thread.start_new_thread(run, ())
+        except BaseException:
+            self.running.release()
+            raise
+
+    def is_alive(self) -> bool:
+        return self.running.locked()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.running.acquire(True, -1 if timeout is None else timeout):
+            self.running.release()
+
+
+def start_thread(target: Callable[[], None], name: str) -> threading.Thread | _Thread:
+    """A daemon thread: ``threading``'s when that is imported already, else ``_thread``'s.
+    ``threading`` is never imported for it: it costs ~3 ms a run (with ``functools`` and
+    ``collections``), and when the proxy's thread would be the first to import it, that thread
+    would be the process's ``threading.main_thread()`` from then on."""
+    if "threading" in sys.modules:
+        import threading
+
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
+    return _Thread(target, name)
+
+
+class _Condition:
+    """``threading.Condition`` over ``lock``, as far as the worker pool uses it (``wait``,
+    ``notify``, ``notify_all``; called with ``lock`` held), without ``threading``."""
+
+    __slots__ = ("lock", "waiters")
+
+    def __init__(self, lock: _thread.LockType) -> None:
+        self.lock = lock
+        self.waiters: deque[_thread.LockType] = deque()
+
+    def wait(self) -> None:
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        self.waiters.append(waiter)
+        self.lock.release()
+        try:
+            waiter.acquire()  # until a notify releases it
+        finally:
+            self.lock.acquire()
+
+    def notify(self) -> None:
+        if self.waiters:
+            self.waiters.popleft().release()
+
+    def notify_all(self) -> None:
+        while self.waiters:
+            self.waiters.popleft().release()
+
+
 def _start_thread(target: Callable[[], None], name: str) -> None:
-    threading.Thread(target=target, name=name, daemon=True).start()
+    start_thread(target, name)
 
 
 class Loop:
@@ -235,7 +309,7 @@ class Loop:
         self.timers: list[list[Any]] = []  # [when, seq, callback, cancelled]
         self.seq = 0
         self.calls: deque[Callable[[], None]] = deque()
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.wake_r, self.wake_w = _socketpair()  # call_soon_threadsafe wakes the loop
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
@@ -250,7 +324,7 @@ class Loop:
         self.pending: dict[object, int] = {}  # per group: jobs queued or running
         self.parked: dict[object, deque[Callable[[], bool]]] = {}  # per group: past MAX_PENDING
         self.busy: dict[object, int] = {}  # per group: jobs running
-        self.jobs_ready = threading.Condition(self.lock)
+        self.jobs_ready = _Condition(self.lock)
         self.workers = 0
         self.idle = 0
         self.errors = 0  # callbacks that raised (the loop goes on; see run)

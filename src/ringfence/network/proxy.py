@@ -35,9 +35,9 @@ it with its last user: many runs of one session share one proxy.
 from __future__ import annotations
 
 import _socket  # not `socket`: it imports enum, selectors and collections (~8 ms a run)
+import _thread  # not `threading`: see _loop.start_thread
 import os
 import sys
-import threading
 import time
 
 from . import _loop
@@ -49,10 +49,11 @@ __all__ = ["Connection", "ConnectionLog", "Proxy", "acquire", "release"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterable
     from typing import Any
 
-    from ._loop import Gen
+    from ._loop import Gen, _Thread
 
     Resolver = Callable[[str, int], Iterable[str]]
 
@@ -171,7 +172,7 @@ class Proxy:
             self._own = tuple(own_addresses)
         self._own_at = 0.0  # when _own was read (monotonic)
         self.loop: Loop | None = None
-        self.thread: threading.Thread | None = None
+        self.thread: threading.Thread | _Thread | None = None
         self.listeners: list[Listener] = []
         self.open_connections = 0
         self.per_run = MAX_PER_RUN  # connections one listener may hold open (set by start)
@@ -190,25 +191,31 @@ class Proxy:
             loop.run()
             loop.close()
 
-        self.thread = threading.Thread(target=main, name="ringfence-proxy", daemon=True)
-        self.thread.start()
+        self.thread = _loop.start_thread(main, "ringfence-proxy")
         return self
 
     def _in_loop(self, fn: Callable[[Callable[[], None]], None], timeout: float = 30) -> None:
         """Run ``fn(done)`` in the loop's thread and wait until it calls ``done()``."""
         assert self.loop is not None, "start() the proxy first"
-        finished = threading.Event()
+        finished = _thread.allocate_lock()  # released when done
+        finished.acquire()
         errors: list[BaseException] = []
+        called: list[bool] = []
+
+        def done() -> None:  # in the loop's thread
+            if not called:
+                called.append(True)
+                finished.release()
 
         def call() -> None:
             try:
-                fn(finished.set)
+                fn(done)
             except BaseException as exc:
                 errors.append(exc)
-                finished.set()
+                done()
 
         self.loop.call_soon_threadsafe(call)
-        if not finished.wait(timeout):
+        if not finished.acquire(True, timeout):
             from ..errors import SandboxError
 
             raise SandboxError("the allowlist proxy did not answer (its thread is stuck or "
@@ -798,7 +805,18 @@ def _loopback_congestion(sock: _socket.socket) -> None:
 
 def _warn(message: str, *args: object) -> None:
     """A log line on the ``ringfence.proxy`` logger (``logging`` is imported only when one is
-    written: it costs start-up time)."""
+    written: it costs start-up time). Not even then while ``threading`` is not imported:
+    ``logging`` imports it, and this (the proxy's) thread would become the process's
+    ``threading.main_thread()``; no handler can be set up without ``logging`` either, so the
+    line goes where ``logging``'s last resort would put it, on stderr."""
+    if "threading" not in sys.modules:
+        if sys.stderr is not None:
+            try:
+                sys.stderr.write(message % args + "\n")
+                sys.stderr.flush()
+            except Exception:  # as logging's handlers: a log line never ends the proxy
+                pass
+        return
     import logging
 
     logging.getLogger("ringfence.proxy").warning(message, *args)
@@ -955,7 +973,7 @@ OWN_MAX_AGE = 5.0
 
 _shared: Proxy | None = None
 _users = 0
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 
 
 def acquire(resolver: Resolver | None = None) -> Proxy:

@@ -158,6 +158,7 @@ class Attachment:
         as it saved.) Idempotent."""
         import fcntl  # noqa: F401  (the setns helper's, imported before its fork)
 
+        _setns_function()  # _ctypes on Python 3.11, here rather than after the sandbox is up
         from ..network import proxy as proxy_mod
         from ..network.records import ConnectionLog
 

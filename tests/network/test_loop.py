@@ -178,3 +178,139 @@ def test_jobs_past_the_bound_wait_and_are_dropped_when_their_task_moves_on(
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def test_epoll_reports_what_epoll_selector_reports() -> None:
+    """The loop's own epoll wrapper (no ``selectors`` at start-up) reports what
+    ``selectors.EpollSelector`` reports: readiness masked by what was asked, a peer's hang-up
+    as readable and writable, nothing for a descriptor not registered; unregistering one that
+    is already closed is no error."""
+    import selectors
+    import sys
+
+    if sys.platform != "linux":
+        return
+    ours, ref = _loop._Epoll(), selectors.EpollSelector()
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        (a, b), (c, d), (e, _f) = pairs
+        b.sendall(b"x")  # a: readable and writable
+        d.close()  # c: its peer hung up
+        for sock, mask in ((a, 3), (c, 1), (e, 2)):
+            ours.register(sock.fileno(), mask)
+            ref.register(sock.fileno(), mask)
+        for sock, mask in ((a, 1), (c, 3)):
+            ours.modify(sock.fileno(), mask)
+            ref.modify(sock.fileno(), mask)
+
+        def same() -> None:
+            got = sorted(ours.select(0))
+            want = sorted((key.fd, events) for key, events in ref.select(0))
+            assert got == want and got, (got, want)
+
+        same()
+        ours.unregister(a.fileno())
+        ref.unregister(a.fileno())
+        same()
+        assert not ours.registered(a.fileno()) and ours.registered(c.fileno())
+        fd = e.fileno()
+        e.close()
+        ours.unregister(fd)  # closed: as selectors, no error
+        ref.unregister(fd)
+        same()
+        start = time.monotonic()
+        ours.unregister(c.fileno())
+        assert ours.select(0.0101) == []  # rounded up to whole milliseconds, not down
+        assert time.monotonic() - start >= 0.0101
+    finally:
+        ours.close()
+        ref.close()
+        for x, y in pairs:
+            x.close()
+            y.close()
+
+
+def test_loop_runs_on_selectors_too(monkeypatch: Any) -> None:
+    """Where there is no epoll (macOS, Windows) the loop waits with ``selectors``: the same
+    readiness, deadlines, threads and cross-thread calls (run here on Linux)."""
+    monkeypatch.setattr(_loop, "_poller", _loop._Selector)
+    loop, thread = run_loop()
+    assert isinstance(loop.sel, _loop._Selector)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        def reader() -> Any:
+            data = yield from _loop.recv(a, 10)
+            return data
+
+        task = in_loop(loop, reader)
+        b.sendall(b"hello")
+        wait_done(task)
+        assert task.result == b"hello"
+
+        def slow() -> Any:
+            yield ("deadline", 0.1)
+            yield from _loop.recv(a, 10)
+
+        task = in_loop(loop, slow)
+        wait_done(task)
+        assert isinstance(task.error, TimeoutError)
+
+        def threaded() -> Any:
+            return (yield ("thread", lambda: 6 * 7))
+
+        task = in_loop(loop, threaded)
+        wait_done(task)
+        assert task.result == 42
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+        a.close()
+        b.close()
+
+
+def test_threads_without_threading_and_no_threading_import() -> None:
+    """In a process that has not imported ``threading`` (the ``ringfence`` command), the
+    proxy's threads are ``_thread``'s, with ``is_alive`` and ``join``, and neither they, the
+    lookup pool nor a proxy warning import ``threading`` (or ``logging``, which imports it):
+    the thread that imports ``threading`` first becomes the process's main thread for it."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import sys, time
+        from ringfence.network import _loop, proxy
+        assert "threading" not in sys.modules
+        gate = __import__("_thread").allocate_lock()
+        gate.acquire()
+        t = _loop.start_thread(gate.acquire, "x")
+        assert type(t).__name__ == "_Thread" and t.is_alive()
+        t.join(0.05)
+        assert t.is_alive()
+        gate.release()
+        t.join(5)
+        assert not t.is_alive()
+        loop = _loop.Loop()
+        runner = _loop.start_thread(loop.run, "loop")
+        done = []
+        def job():
+            done.append((yield ("thread", lambda: 6 * 7)))
+            proxy._warn("ringfence proxy: a warning %s", done[0])
+        loop.call_soon_threadsafe(lambda: loop.spawn(job()))
+        deadline = time.monotonic() + 5
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.01)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
+        assert done == [42], done
+        leaked = {"threading", "logging"} & set(sys.modules)
+        assert not leaked, leaked
+        print("ok")
+    """
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
+    assert proc.stderr == "ringfence proxy: a warning 42\n"

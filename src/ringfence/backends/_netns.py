@@ -11,8 +11,12 @@ and passes the descriptor back over a unix socket (SCM_RIGHTS). ringfence's prox
 it: a connection made inside the sandbox arrives at the host proxy in one hop, and the host
 opens no TCP port. Only then is the command released.
 
-``setns`` is called through ctypes (``os.setns`` is Python 3.12+); joining a user namespace
-requires a single-threaded process, which the freshly forked child is.
+``setns`` is ``os.setns`` (Python 3.12+), or libc's through ``_ctypes`` (the C module alone: the
+``ctypes`` package costs ~3 ms to import); joining a user namespace requires a single-threaded
+process, which the freshly forked child is. The sockets are ``_socket``'s (``socket`` imports
+``enum``, ``selectors`` and ``collections``: ~8 ms on every run), the descriptor passed with
+``sendmsg``/``recvmsg`` and SCM_RIGHTS. Everything the child uses is imported before the fork:
+an import in the child could wait forever on a module lock another thread held at the fork.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ assert sys.platform == "linux"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
+    from _socket import socket
+    from collections.abc import Callable
 
     from ..network.proxy import Connection, ConnectionLog, Listener, Proxy
     from ..network.rules import NetworkRules
@@ -37,24 +42,47 @@ NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
 SETUP_TIMEOUT = 10.0
 
 
-def _setns(libc: object, fd: int, nstype: int) -> None:
-    import ctypes
-
-    if libc.setns(fd, nstype) != 0:  # type: ignore[attr-defined]
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+_setns: Callable[[int, int], None] | None = None
 
 
-def _listen_inside(pid: int, port: int) -> socket.socket:
+def _setns_function() -> Callable[[int, int], None]:
+    """``setns(fd, nstype)``, raising ``OSError``; made (and its modules imported) before the
+    fork, so the child only calls it."""
+    global _setns
+    if sys.version_info >= (3, 12):
+        return os.setns
+    if _setns is None:
+        _setns = _libc_setns()
+    return _setns
+
+
+def _libc_setns() -> Callable[[int, int], None]:
+    import _ctypes
+
+    class _Setns(_ctypes.CFuncPtr):  # int setns(int, int): the default result and arguments
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+
+    # None: the program itself and the libraries it loaded, libc among them (as ctypes.CDLL(None))
+    libc = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]
+    call = _Setns(_ctypes.dlsym(libc, "setns"))
+
+    def setns(fd: int, nstype: int) -> None:
+        if call(fd, nstype) != 0:
+            err = _ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return setns
+
+
+def _listen_inside(pid: int, port: int) -> socket:
     """In a forked child: join ``pid``'s network namespace, listen on 127.0.0.1:``port``,
     send the socket back. Returns the listening socket (in the sandbox's namespace)."""
-    import ctypes
+    import _socket
     import fcntl
-    import socket
     import time
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    setns = _setns_function()
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     child = os.fork()
     if child == 0:  # single-threaded from here on; never returns into the caller's code
         code = 1
@@ -62,12 +90,12 @@ def _listen_inside(pid: int, port: int) -> socket.socket:
             ours.close()
             netfd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                _setns(libc, netfd, CLONE_NEWNET)
+                setns(netfd, CLONE_NEWNET)
             except PermissionError:
                 userfd = fcntl.ioctl(netfd, NS_GET_USERNS)
-                _setns(libc, userfd, CLONE_NEWUSER)
-                _setns(libc, netfd, CLONE_NEWNET)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                setns(userfd, CLONE_NEWUSER)
+                setns(netfd, CLONE_NEWNET)
+            sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
             deadline = time.monotonic() + SETUP_TIMEOUT
             while True:  # bubblewrap brings up lo itself; until then 127.0.0.1 does not exist
                 try:
@@ -78,7 +106,8 @@ def _listen_inside(pid: int, port: int) -> socket.socket:
                         raise
                     time.sleep(0.0005)
             sock.listen(4096)
-            socket.send_fds(theirs, [b"ok"], [sock.fileno()])
+            theirs.sendmsg([b"ok"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                      sock.fileno().to_bytes(4, sys.byteorder))])
             code = 0
         except BaseException as exc:
             try:
@@ -88,9 +117,14 @@ def _listen_inside(pid: int, port: int) -> socket.socket:
         finally:
             os._exit(code)
     theirs.close()
+    fds: list[int] = []
     try:
         ours.settimeout(SETUP_TIMEOUT)
-        msg, fds, _, _ = socket.recv_fds(ours, 1024, 1)
+        msg, ancillary, _, _ = ours.recvmsg(1024, _socket.CMSG_SPACE(4))
+        for level, kind, data in ancillary:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds += (int.from_bytes(data[i:i + 4], sys.byteorder)
+                        for i in range(0, len(data) - 3, 4))
     except OSError as exc:
         raise SandboxError(f"cannot reach the sandbox's network namespace: {exc}") from None
     finally:
@@ -100,7 +134,7 @@ def _listen_inside(pid: int, port: int) -> socket.socket:
         why = msg.decode(errors="replace").removeprefix("error: ") or "no answer"
         raise SandboxError(f"cannot open the proxy port inside the sandbox: {why}; "
                            "run ringfence doctor")
-    return socket.socket(fileno=fds[0])
+    return _socket.socket(fileno=fds[0])
 
 
 class Attachment:
@@ -116,15 +150,15 @@ class Attachment:
         self.listener: Listener | None = None
 
     def warm(self) -> None:
-        """Import and start the proxy (milliseconds: socket, ctypes, the proxy's loop), on this
+        """Import and start the proxy (a few milliseconds: the proxy's modules and thread), on this
         thread, after bubblewrap has been started: the command line does it right after the
         spawn, the library in ``after_start``; either way while bubblewrap builds the sandbox.
         (A thread started before the spawn for it held the GIL most of the time it ran, and
         held back this one's work before the spawn, the plan and the placeholders, by as long
         as it saved.) Idempotent."""
-        import ctypes  # noqa: F401  (the setns helper's, imported before its fork)
-        import fcntl  # noqa: F401
+        import fcntl  # noqa: F401  (the setns helper's, imported before its fork)
 
+        _setns_function()  # _ctypes on Python 3.11, here rather than after the sandbox is up
         from ..network import proxy as proxy_mod
         from ..network.records import ConnectionLog
 

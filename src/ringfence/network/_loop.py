@@ -1,8 +1,10 @@
-"""A small event loop for the proxy: ``selectors``, timers and generator tasks.
+"""A small event loop for the proxy: epoll (or ``selectors``), timers and generator tasks.
 
 ``asyncio`` would do, but importing it costs 30-100 ms, and the allowlist mode starts a proxy
-for every ``ringfence run``; this module imports only ``selectors`` (a few ms). A task is a
-generator that yields what it waits for:
+for every ``ringfence run``. Even ``selectors`` and ``socket`` (which import ``enum`` and
+``collections``) cost ~8 ms there: on Linux the loop waits with ``select.epoll`` itself, as
+``selectors.EpollSelector`` would, and its sockets are ``_socket``'s (``selectors`` elsewhere,
+imported when a loop is made). A task is a generator that yields what it waits for:
 
 - ``("read", fd)`` / ``("write", fd)``: until the descriptor is ready;
 - ``("thread", fn, group)``: ``fn()`` runs in a worker thread; its result (or exception) comes
@@ -22,24 +24,29 @@ called from other threads.
 
 from __future__ import annotations
 
-import heapq
+import _socket
+import _thread
 import os
-import selectors
-import socket
-import threading
+import sys
 import time
-from collections import deque
-
-MAX_WORKERS = 16  # threads for blocking work (name lookups), started as needed
-MAX_PENDING = 32  # jobs one group (a run) may have queued or running at once; more wait aside
-MAX_RUNNING = MAX_WORKERS // 2  # workers one group may hold while another group's jobs wait
+from _heapq import heappop, heappush
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
+    from collections import deque
     from collections.abc import Callable, Generator
     from typing import Any
 
     Gen = Generator[Any, Any, Any]
+else:
+    from _collections import deque  # the same type; `collections` costs ~1-2 ms to import
+
+MAX_WORKERS = 16  # threads for blocking work (name lookups), started as needed
+MAX_PENDING = 32  # jobs one group (a run) may have queued or running at once; more wait aside
+MAX_RUNNING = MAX_WORKERS // 2  # workers one group may hold while another group's jobs wait
+EVENT_READ = 1  # EVENT_READ
+EVENT_WRITE = 2  # EVENT_WRITE
 
 
 class Cancelled(BaseException):
@@ -93,23 +100,221 @@ class Task:
             self.callbacks.append(fn)
 
 
+if sys.platform == "linux":
+    from select import EPOLLIN, EPOLLOUT, epoll
+
+    class _Epoll:
+        """What the loop uses of ``selectors.EpollSelector``, on descriptors: the same calls, the
+        same events reported (an error or hang-up counts as both readable and writable, masked by
+        what was asked), the same rounding of the timeout."""
+
+        __slots__ = ("epoll", "masks")
+
+        def __init__(self) -> None:
+            self.epoll = epoll()
+            self.masks: dict[int, int] = {}  # fd -> EVENT_READ | EVENT_WRITE
+
+        @staticmethod
+        def _events(mask: int) -> int:
+            return (EPOLLIN if mask & EVENT_READ else 0) | (EPOLLOUT if mask & EVENT_WRITE else 0)
+
+        def registered(self, fd: int) -> bool:
+            return fd in self.masks
+
+        def register(self, fd: int, mask: int) -> None:
+            if fd in self.masks:
+                raise KeyError(f"{fd!r} (FD {fd}) is already registered")
+            self.masks[fd] = mask
+            try:
+                self.epoll.register(fd, self._events(mask))
+            except BaseException:
+                del self.masks[fd]
+                raise
+
+        def modify(self, fd: int, mask: int) -> None:
+            if mask != self.masks[fd]:
+                try:
+                    self.epoll.modify(fd, self._events(mask))
+                except BaseException:
+                    del self.masks[fd]
+                    raise
+                self.masks[fd] = mask
+
+        def unregister(self, fd: int) -> None:
+            del self.masks[fd]
+            try:
+                self.epoll.unregister(fd)
+            except OSError:  # closed already (selectors ignores it too)
+                pass
+
+        def select(self, timeout: float | None) -> list[tuple[int, int]]:
+            if timeout is None:
+                wait = -1.0
+            elif timeout <= 0:
+                wait = 0.0
+            else:  # epoll_wait counts milliseconds: round up, to wait at least ``timeout``
+                wait = -(-timeout * 1e3 // 1) * 1e-3
+            try:
+                found = self.epoll.poll(wait, max(len(self.masks), 1))
+            except InterruptedError:
+                return []
+            ready = []
+            for fd, event in found:
+                mask = self.masks.get(fd)
+                if mask is not None:
+                    ready.append((fd, ((EVENT_WRITE if event & ~EPOLLIN else 0)
+                                       | (EVENT_READ if event & ~EPOLLOUT else 0)) & mask))
+            return ready
+
+        def close(self) -> None:
+            self.epoll.close()
+            self.masks.clear()
+
+
+class _Selector:
+    """The same calls over ``selectors.DefaultSelector`` (macOS, Windows)."""
+
+    __slots__ = ("sel",)
+
+    def __init__(self) -> None:
+        import selectors
+
+        self.sel = selectors.DefaultSelector()
+
+    def registered(self, fd: int) -> bool:
+        try:
+            self.sel.get_key(fd)
+        except KeyError:
+            return False
+        return True
+
+    def register(self, fd: int, mask: int) -> None:
+        self.sel.register(fd, mask)
+
+    def modify(self, fd: int, mask: int) -> None:
+        self.sel.modify(fd, mask)
+
+    def unregister(self, fd: int) -> None:
+        self.sel.unregister(fd)
+
+    def select(self, timeout: float | None) -> list[tuple[int, int]]:
+        return [(key.fd, mask) for key, mask in self.sel.select(timeout)]
+
+    def close(self) -> None:
+        self.sel.close()
+
+
+if TYPE_CHECKING:
+    if sys.platform == "linux":
+        _Poller = _Epoll | _Selector
+    else:
+        _Poller = _Selector
+
+
+def _poller() -> _Poller:
+    if sys.platform == "linux":
+        return _Epoll()
+    return _Selector()
+
+
+def _socketpair() -> tuple[_socket.socket, _socket.socket]:
+    if sys.platform == "win32":  # no socketpair in _socket: socket's emulates it
+        import socket
+
+        return socket.socketpair()
+    return _socket.socketpair()
+
+
+class _Thread:
+    """A daemon thread of ``_thread``'s, with ``threading.Thread``'s ``is_alive`` and ``join``."""
+
+    __slots__ = ("name", "running")
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        self.name = name
+        self.running = _thread.allocate_lock()  # held while the thread runs
+        self.running.acquire()
+
+        def run() -> None:
+            try:
+                target()
+            finally:
+                self.running.release()
+
+        try:
+            _thread.start_new_thread(run, ())
+        except BaseException:
+            self.running.release()
+            raise
+
+    def is_alive(self) -> bool:
+        return self.running.locked()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.running.acquire(True, -1 if timeout is None else timeout):
+            self.running.release()
+
+
+def start_thread(target: Callable[[], None], name: str) -> threading.Thread | _Thread:
+    """A daemon thread: ``threading``'s when that is imported already, else ``_thread``'s.
+    ``threading`` is never imported for it: it costs ~3 ms a run (with ``functools`` and
+    ``collections``), and when the proxy's thread would be the first to import it, that thread
+    would be the process's ``threading.main_thread()`` from then on."""
+    if "threading" in sys.modules:
+        import threading
+
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
+    return _Thread(target, name)
+
+
+class _Condition:
+    """``threading.Condition`` over ``lock``, as far as the worker pool uses it (``wait``,
+    ``notify``, ``notify_all``; called with ``lock`` held), without ``threading``."""
+
+    __slots__ = ("lock", "waiters")
+
+    def __init__(self, lock: _thread.LockType) -> None:
+        self.lock = lock
+        self.waiters: deque[_thread.LockType] = deque()
+
+    def wait(self) -> None:
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        self.waiters.append(waiter)
+        self.lock.release()
+        try:
+            waiter.acquire()  # until a notify releases it
+        finally:
+            self.lock.acquire()
+
+    def notify(self) -> None:
+        if self.waiters:
+            self.waiters.popleft().release()
+
+    def notify_all(self) -> None:
+        while self.waiters:
+            self.waiters.popleft().release()
+
+
 def _start_thread(target: Callable[[], None], name: str) -> None:
-    threading.Thread(target=target, name=name, daemon=True).start()
+    start_thread(target, name)
 
 
 class Loop:
     def __init__(self) -> None:
-        self.sel = selectors.DefaultSelector()
+        self.sel = _poller()
         self.ready: deque[tuple[Task, Any, BaseException | None, int]] = deque()
         self.timers: list[list[Any]] = []  # [when, seq, callback, cancelled]
         self.seq = 0
         self.calls: deque[Callable[[], None]] = deque()
-        self.lock = threading.Lock()
-        self.wake_r, self.wake_w = socket.socketpair()  # call_soon_threadsafe wakes the loop
+        self.lock = _thread.allocate_lock()
+        self.wake_r, self.wake_w = _socketpair()  # call_soon_threadsafe wakes the loop
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
         self.handlers: dict[int, list[Callable[[], None] | None]] = {}
-        self.sel.register(self.wake_r, selectors.EVENT_READ)
+        self.sel.register(self.wake_r.fileno(), EVENT_READ)
         self.running = False
         self.tasks: set[Task] = set()
         # blocking work ("thread" requests: name lookups) runs on at most MAX_WORKERS threads:
@@ -119,7 +324,7 @@ class Loop:
         self.pending: dict[object, int] = {}  # per group: jobs queued or running
         self.parked: dict[object, deque[Callable[[], bool]]] = {}  # per group: past MAX_PENDING
         self.busy: dict[object, int] = {}  # per group: jobs running
-        self.jobs_ready = threading.Condition(self.lock)
+        self.jobs_ready = _Condition(self.lock)
         self.workers = 0
         self.idle = 0
         self.errors = 0  # callbacks that raised (the loop goes on; see run)
@@ -129,12 +334,8 @@ class Loop:
 
     def _update(self, fd: int) -> None:
         reader, writer = self.handlers.get(fd, [None, None])
-        mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
-        try:
-            self.sel.get_key(fd)
-            registered = True
-        except KeyError:
-            registered = False
+        mask = (EVENT_READ if reader else 0) | (EVENT_WRITE if writer else 0)
+        registered = self.sel.registered(fd)
         if mask == 0:
             self.handlers.pop(fd, None)
             if registered:
@@ -167,7 +368,7 @@ class Loop:
     def call_later(self, delay: float, cb: Callable[[], None]) -> list[Any]:
         self.seq += 1
         entry = [time.monotonic() + delay, self.seq, cb, False]
-        heapq.heappush(self.timers, entry)
+        heappush(self.timers, entry)
         return entry
 
     @staticmethod
@@ -202,7 +403,7 @@ class Loop:
     def _unwait(self, task: Task) -> None:
         if task.waiting_fd is not None:
             fd, kind = task.waiting_fd
-            (self.remove_reader if kind == selectors.EVENT_READ else self.remove_writer)(fd)
+            (self.remove_reader if kind == EVENT_READ else self.remove_writer)(fd)
             task.waiting_fd = None
         if task.waiting_event is not None:
             if task in task.waiting_event.waiters:
@@ -244,7 +445,7 @@ class Loop:
                     task.deadline = self.call_later(arg, expire)
                 continue
             if kind in ("read", "write"):
-                mask = selectors.EVENT_READ if kind == "read" else selectors.EVENT_WRITE
+                mask = EVENT_READ if kind == "read" else EVENT_WRITE
                 token = task.token
 
                 def ready(t: Task = task, tok: int = token) -> None:
@@ -396,8 +597,7 @@ class Loop:
             timeout = 0
         elif self.timers:
             timeout = max(0.0, self.timers[0][0] - time.monotonic())
-        for key, mask in self.sel.select(timeout):
-            fd = key.fd
+        for fd, mask in self.sel.select(timeout):
             if fd == self.wake_r.fileno():
                 try:
                     while self.wake_r.recv(4096):
@@ -408,10 +608,10 @@ class Loop:
             handlers = self.handlers.get(fd)
             if handlers is None:
                 continue
-            if mask & selectors.EVENT_READ and handlers[0] is not None:
+            if mask & EVENT_READ and handlers[0] is not None:
                 handlers[0]()
             handlers = self.handlers.get(fd)
-            if mask & selectors.EVENT_WRITE and handlers is not None and handlers[1]:
+            if mask & EVENT_WRITE and handlers is not None and handlers[1]:
                 handlers[1]()
         with self.lock:
             calls, self.calls = self.calls, deque()
@@ -419,7 +619,7 @@ class Loop:
             cb()
         now = time.monotonic()
         while self.timers and self.timers[0][0] <= now:
-            entry = heapq.heappop(self.timers)
+            entry = heappop(self.timers)
             if not entry[3]:
                 entry[2]()
         for _ in range(len(self.ready)):
@@ -466,11 +666,14 @@ def sendall(sock: Any, data: bytes) -> Gen:
 
 
 def accept(sock: Any) -> Gen:
+    """``(connection, address)``, as ``socket.accept`` makes them (a ``_socket.socket``)."""
     while True:
         try:
-            return sock.accept()
+            fd, address = sock._accept()
         except (BlockingIOError, InterruptedError):
             yield ("read", sock.fileno())
+            continue
+        return _socket.socket(sock.family, sock.type, sock.proto, fileno=fd), address
 
 
 def connect(sock: Any, address: tuple[str, int]) -> Gen:
@@ -479,7 +682,7 @@ def connect(sock: Any, address: tuple[str, int]) -> Gen:
     err = sock.connect_ex(address)
     if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
         yield ("write", sock.fileno())
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
     if err:
         raise OSError(err, os.strerror(err))
 

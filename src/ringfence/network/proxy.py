@@ -24,7 +24,7 @@ Name resolution is the proxy's (``getaddrinfo`` on the host, or a resolver hook 
 in-process); the sandboxed command cannot influence it. The checked address is the one connected
 to, so a name cannot be re-resolved to somewhere else in between.
 
-The loop is ``network._loop`` (``selectors`` and generator tasks), not ``asyncio``: importing
+The loop is ``network._loop`` (epoll and generator tasks), not ``asyncio``: importing
 ``asyncio`` costs more than the rest of a ``ringfence run``. Bytes are relayed with ``splice(2)``
 on Linux (they never enter Python), by ``recv``/``send`` elsewhere.
 
@@ -34,10 +34,10 @@ it with its last user: many runs of one session share one proxy.
 
 from __future__ import annotations
 
+import _socket  # not `socket`: it imports enum, selectors and collections (~8 ms a run)
+import _thread  # not `threading`: see _loop.start_thread
 import os
-import socket
 import sys
-import threading
 import time
 
 from . import _loop
@@ -49,10 +49,11 @@ __all__ = ["Connection", "ConnectionLog", "Proxy", "acquire", "release"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterable
     from typing import Any
 
-    from ._loop import Gen
+    from ._loop import Gen, _Thread
 
     Resolver = Callable[[str, int], Iterable[str]]
 
@@ -66,7 +67,7 @@ _MAX_TEXT = 300
 class Listener:
     __slots__ = ("sock", "rules", "records", "task", "closed", "tasks", "lookups")
 
-    def __init__(self, sock: socket.socket, rules: NetworkRules,
+    def __init__(self, sock: _socket.socket, rules: NetworkRules,
                  records: ConnectionLog) -> None:
         self.sock = sock
         self.rules = rules
@@ -89,7 +90,7 @@ class _Lookup:
         self.error: BaseException | None = None
         # the connections waiting: their client socket, or None for one whose client may
         # have half-closed (a whole plain-http request): the lookup runs for it regardless
-        self.waiters: list[socket.socket | None] = []
+        self.waiters: list[_socket.socket | None] = []
         self.task: Task | None = None
 
 
@@ -171,7 +172,7 @@ class Proxy:
             self._own = tuple(own_addresses)
         self._own_at = 0.0  # when _own was read (monotonic)
         self.loop: Loop | None = None
-        self.thread: threading.Thread | None = None
+        self.thread: threading.Thread | _Thread | None = None
         self.listeners: list[Listener] = []
         self.open_connections = 0
         self.per_run = MAX_PER_RUN  # connections one listener may hold open (set by start)
@@ -190,25 +191,31 @@ class Proxy:
             loop.run()
             loop.close()
 
-        self.thread = threading.Thread(target=main, name="ringfence-proxy", daemon=True)
-        self.thread.start()
+        self.thread = _loop.start_thread(main, "ringfence-proxy")
         return self
 
     def _in_loop(self, fn: Callable[[Callable[[], None]], None], timeout: float = 30) -> None:
         """Run ``fn(done)`` in the loop's thread and wait until it calls ``done()``."""
         assert self.loop is not None, "start() the proxy first"
-        finished = threading.Event()
+        finished = _thread.allocate_lock()  # released when done
+        finished.acquire()
         errors: list[BaseException] = []
+        called: list[bool] = []
+
+        def done() -> None:  # in the loop's thread
+            if not called:
+                called.append(True)
+                finished.release()
 
         def call() -> None:
             try:
-                fn(finished.set)
+                fn(done)
             except BaseException as exc:
                 errors.append(exc)
-                finished.set()
+                done()
 
         self.loop.call_soon_threadsafe(call)
-        if not finished.wait(timeout):
+        if not finished.acquire(True, timeout):
             from ..errors import SandboxError
 
             raise SandboxError("the allowlist proxy did not answer (its thread is stuck or "
@@ -234,7 +241,7 @@ class Proxy:
         self.loop = None
         self.thread = None
 
-    def add_listener(self, sock: socket.socket, rules: NetworkRules,
+    def add_listener(self, sock: _socket.socket, rules: NetworkRules,
                      records: ConnectionLog | None = None) -> Listener:
         """Serve connections accepted on ``sock`` (already listening) under ``rules``; their
         records go to ``records`` (``listener.records``)."""
@@ -254,7 +261,7 @@ class Proxy:
                    records: ConnectionLog | None = None) -> Listener:
         if sys.platform == "win32":
             raise OSError("unix socket listeners need Linux or macOS")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         sock.bind(path)
         os.chmod(path, 0o600)
         sock.listen(1024)
@@ -345,10 +352,10 @@ class Proxy:
                 listener.tasks.add(task)
                 task.add_done_callback(listener.tasks.discard)
 
-    def _handle(self, conn: socket.socket, listener: Listener) -> Gen:
+    def _handle(self, conn: _socket.socket, listener: Listener) -> Gen:
         state = _State()
         self.open_connections += 1
-        upstream: socket.socket | None = None
+        upstream: _socket.socket | None = None
         try:
             yield ("deadline", self.header_timeout + self.connect_timeout)
             up, leftover, reply = yield from self._handshake(conn, listener, state)
@@ -391,7 +398,7 @@ class Proxy:
                         pass
             listener.records.add(state.record())
 
-    def _handshake(self, conn: socket.socket, listener: Listener, state: _State) -> Gen:
+    def _handshake(self, conn: _socket.socket, listener: Listener, state: _State) -> Gen:
         """Read the request, decide, connect. (upstream socket, bytes to forward, reply)."""
         first = yield from _loop.recv(conn, 1)
         if not first:
@@ -402,7 +409,7 @@ class Proxy:
         state.protocol = "http"
         return (yield from self._http(conn, first, listener, state))
 
-    def _http(self, conn: socket.socket, buf: bytes, listener: Listener, state: _State) -> Gen:
+    def _http(self, conn: _socket.socket, buf: bytes, listener: Listener, state: _State) -> Gen:
         data = bytearray(buf)
         while b"\r\n\r\n" not in data:
             if len(data) > MAX_HEADER:
@@ -461,7 +468,7 @@ class Proxy:
             raise
         return upstream, request, reply
 
-    def _socks(self, conn: socket.socket, listener: Listener, state: _State) -> Gen:
+    def _socks(self, conn: _socket.socket, listener: Listener, state: _State) -> Gen:
         n = (yield from _recv_exact(conn, 1))[0]
         methods = (yield from _recv_exact(conn, n)) if n else b""
         if 0 not in methods:
@@ -472,9 +479,9 @@ class Proxy:
         if ver != 5:
             raise _BadInput(f"SOCKS5 request with version {ver}")
         if atyp == 1:
-            host = socket.inet_ntop(socket.AF_INET, (yield from _recv_exact(conn, 4)))
+            host = _socket.inet_ntop(_socket.AF_INET, (yield from _recv_exact(conn, 4)))
         elif atyp == 4:
-            host = socket.inet_ntop(socket.AF_INET6, (yield from _recv_exact(conn, 16)))
+            host = _socket.inet_ntop(_socket.AF_INET6, (yield from _recv_exact(conn, 16)))
         elif atyp == 3:
             length = (yield from _recv_exact(conn, 1))[0]
             host = (yield from _recv_exact(conn, length)).decode("latin-1")
@@ -498,7 +505,7 @@ class Proxy:
             raise
         return upstream, b"", _socks_reply(0)
 
-    def _connect(self, conn: socket.socket, listener: Listener, host: str, port: int,
+    def _connect(self, conn: _socket.socket, listener: Listener, host: str, port: int,
                  state: _State) -> Gen:
         rules = listener.rules
         decision = decide(rules, host, port)
@@ -520,8 +527,8 @@ class Proxy:
                 refusal = refusal or check
                 continue
             state.allowed, state.address = True, address
-            family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            family = _socket.AF_INET6 if ":" in address else _socket.AF_INET
+            sock = _socket.socket(family, _socket.SOCK_STREAM)
             sock.setblocking(False)
             try:
                 yield ("deadline", self.connect_timeout)
@@ -542,7 +549,7 @@ class Proxy:
             raise _Refused(refusal)
         raise last_error or _Unreachable(f"{state.host}: no address to connect to", False)
 
-    def _resolve(self, host: str, port: int, watch: socket.socket | None,
+    def _resolve(self, host: str, port: int, watch: _socket.socket | None,
                  listener: Listener) -> Gen:
         """The addresses of ``host``, looked up on a worker thread (in ``listener``'s queue),
         which also reads this host's addresses again when they are stale. Connections of one
@@ -591,7 +598,7 @@ class Proxy:
                 found = list(resolver(host, port))
             else:
                 try:
-                    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                    infos = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM)
                 except OSError:
                     infos = []
                 found = list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -609,14 +616,14 @@ class Proxy:
             del listener.lookups[(host, port)]
         lookup.done.set()
 
-    def _relay(self, client: socket.socket, upstream: socket.socket, first: bytes,
+    def _relay(self, client: _socket.socket, upstream: _socket.socket, first: bytes,
                state: _State) -> Gen:
         if first:  # bytes that came with the request head go first
             state.sent += len(first)
             yield from _loop.sendall(upstream, first)
         for s in (client, upstream):
-            if s.family in (socket.AF_INET, socket.AF_INET6):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if s.family in (_socket.AF_INET, _socket.AF_INET6):
+                s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         assert self.loop is not None
         loop = self.loop
         done = _loop.Event()
@@ -659,7 +666,7 @@ _CHUNK = 1 << 20
 class _Pump:
     """One direction of a tunnel: ``src`` to ``dst``."""
 
-    def __init__(self, loop: Loop, src: socket.socket, dst: socket.socket,
+    def __init__(self, loop: Loop, src: _socket.socket, dst: _socket.socket,
                  count: Callable[[int], None], finished: Callable[[BaseException | None], None]
                  ) -> None:
         self.loop = loop
@@ -745,7 +752,7 @@ class _Pump:
             self.pending -= n
         if self.eof:
             try:
-                self.dst_sock.shutdown(socket.SHUT_WR)
+                self.dst_sock.shutdown(_socket.SHUT_WR)
             except OSError:
                 pass
             self._finish(None)
@@ -778,44 +785,55 @@ class _Pump:
 # ---------------------------------------------------------------------------------------------
 # Helpers.
 
-_TCP_CONGESTION: int | None = getattr(socket, "TCP_CONGESTION", None)  # Linux
+_TCP_CONGESTION: int | None = getattr(_socket, "TCP_CONGESTION", None)  # Linux
 
 
-def _loopback_congestion(sock: socket.socket) -> None:
+def _loopback_congestion(sock: _socket.socket) -> None:
     """The command's side of a tunnel (127.0.0.1 in the sandbox's own namespace) never leaves
     the machine, so there is no congestion to control. A pacing algorithm such as BBR (a common
     default) still schedules every send with timers, which on loopback only costs CPU: here a
     bulk transfer on loopback runs ~25% slower with BBR than with Reno. Reno is built into
     every kernel and allowed to every user; the upstream side keeps the system's choice."""
-    if _TCP_CONGESTION is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+    if _TCP_CONGESTION is None or sock.family not in (_socket.AF_INET, _socket.AF_INET6):
         return
     try:
         host = sock.getsockname()[0]
         if host.startswith(("127.", "::ffff:127.")) or host == "::1":
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CONGESTION, b"reno")
+            sock.setsockopt(_socket.IPPROTO_TCP, _TCP_CONGESTION, b"reno")
     except OSError:
         pass  # an optimisation only
 
 def _warn(message: str, *args: object) -> None:
     """A log line on the ``ringfence.proxy`` logger (``logging`` is imported only when one is
-    written: it costs start-up time)."""
+    written: it costs start-up time). Not even then while ``threading`` is not imported:
+    ``logging`` imports it, and this (the proxy's) thread would become the process's
+    ``threading.main_thread()``; no handler can be set up without ``logging`` either, so the
+    line goes where ``logging``'s last resort would put it, on stderr."""
+    if "threading" not in sys.modules:
+        if sys.stderr is not None:
+            try:
+                sys.stderr.write(message % args + "\n")
+                sys.stderr.flush()
+            except Exception:  # as logging's handlers: a log line never ends the proxy
+                pass
+        return
     import logging
 
     logging.getLogger("ringfence.proxy").warning(message, *args)
 
 
-def _client_gone(sock: socket.socket) -> bool:
+def _client_gone(sock: _socket.socket) -> bool:
     """Whether the client has closed its end (a peek: reads nothing, blocks never; called from
     a lookup thread while the connection's task waits for that lookup)."""
     try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
+        return sock.recv(1, _socket.MSG_PEEK) == b""
     except (BlockingIOError, InterruptedError):
         return False
     except OSError:
         return True
 
 
-def _quiet_send(sock: socket.socket, data: bytes) -> Gen:
+def _quiet_send(sock: _socket.socket, data: bytes) -> Gen:
     try:
         yield ("deadline", 2.0)
         yield from _loop.sendall(sock, data)
@@ -823,7 +841,7 @@ def _quiet_send(sock: socket.socket, data: bytes) -> Gen:
         pass
 
 
-def _recv_exact(sock: socket.socket, n: int) -> Gen:
+def _recv_exact(sock: _socket.socket, n: int) -> Gen:
     buf = b""
     while len(buf) < n:
         chunk = yield from _loop.recv(sock, n - len(buf))
@@ -888,9 +906,9 @@ def own_addresses() -> tuple[str, ...]:
     try:
         # the name as bytes: a str goes through the "idna" codec, whose import (with `re` and
         # `stringprep`) costs ~4 ms on every run in the allowlist mode
-        name = socket.gethostname()
+        name = _socket.gethostname()
         host: str | bytes = name.encode("ascii") if name.isascii() else name
-        for info in socket.getaddrinfo(host, None):
+        for info in _socket.getaddrinfo(host, None):
             found.add(str(info[4][0]))
     except (OSError, UnicodeError):
         pass
@@ -955,7 +973,7 @@ OWN_MAX_AGE = 5.0
 
 _shared: Proxy | None = None
 _users = 0
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 
 
 def acquire(resolver: Resolver | None = None) -> Proxy:

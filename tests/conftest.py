@@ -102,9 +102,13 @@ def world() -> Iterator[World]:
     try:
         yield World(base)
     finally:
-        subprocess.run(["chmod", "-R", "u+rwX", str(base)], check=False,
-                       stderr=subprocess.DEVNULL)
-        shutil.rmtree(base, ignore_errors=True)
+        remove_world(base)
+
+
+def remove_world(base: Path) -> None:
+    """Remove a world's directory, whatever modes a test left in it."""
+    subprocess.run(["chmod", "-R", "u+rwX", str(base)], check=False, stderr=subprocess.DEVNULL)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -14,7 +14,6 @@ these build their fake home there on purpose, and remove it afterwards.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import World
+from tests.conftest import World, remove_world
 
 pytestmark = [pytest.mark.escape,
               pytest.mark.skipif(sys.platform != "linux", reason="the Linux sandbox")]
@@ -34,9 +33,7 @@ def tmp_world() -> Iterator[World]:
     try:
         yield World(base)
     finally:
-        subprocess.run(["chmod", "-R", "u+rwX", str(base)], check=False,
-                       stderr=subprocess.DEVNULL)
-        shutil.rmtree(base, ignore_errors=True)
+        remove_world(base)
 
 
 def _home_run(world: World, script: str, *options: str) -> subprocess.CompletedProcess[str]:

@@ -675,6 +675,26 @@ def test_records_past_the_cap_fold_into_counts(monkeypatch: pytest.MonkeyPatch) 
 
 
 @contextlib.contextmanager
+def _proxy_holding(resolve: Callable[[str, int], list[str]], gate: threading.Event,
+                   ) -> Iterator[tuple[Proxy, TCPServer, list[socket.socket]]]:
+    """A proxy resolving with ``resolve`` and an echo server; yields them and a list for the
+    client sockets a test holds open. At the end ``gate`` is set (the slow names answer), the
+    sockets closed, the proxy and the server stopped."""
+    echo = TCPServer("echo")
+    p = Proxy(resolver=resolve, header_timeout=10.0, connect_timeout=10.0,
+              own_addresses=()).start()
+    held: list[socket.socket] = []
+    try:
+        yield p, echo, held
+    finally:
+        gate.set()
+        for s in held:
+            s.close()
+        p.stop()
+        echo.close()
+
+
+@contextlib.contextmanager
 def _workers_busy() -> Iterator[tuple[Setup, TCPServer, list[str], threading.Event]]:
     """A proxy whose run has every lookup worker busy on a name (``hold*``) that answers only
     once ``gate`` is set; yields (setup, echo server, names looked up, gate)."""
@@ -689,11 +709,7 @@ def _workers_busy() -> Iterator[tuple[Setup, TCPServer, list[str], threading.Eve
             gate.wait(20)
         return ["127.0.0.1"]
 
-    echo = TCPServer("echo")
-    p = Proxy(resolver=resolve, header_timeout=10.0, connect_timeout=10.0,
-              own_addresses=()).start()
-    held: list[socket.socket] = []
-    try:
+    with _proxy_holding(resolve, gate) as (p, echo, held):
         setup = Setup(p, NetworkRules(allow=["*.ex.test"], ports=[echo.port],
                                       allow_local=True))
         for j in range(_loop.MAX_RUNNING):
@@ -704,12 +720,6 @@ def _workers_busy() -> Iterator[tuple[Setup, TCPServer, list[str], threading.Eve
         while len(looked_up) < _loop.MAX_RUNNING and time.monotonic() < deadline:
             time.sleep(0.01)
         yield setup, echo, looked_up, gate
-    finally:
-        gate.set()
-        for s in held:
-            s.close()
-        p.stop()
-        echo.close()
 
 
 def test_abandoned_lookups_are_not_run() -> None:
@@ -747,11 +757,7 @@ def test_one_runs_slow_lookups_do_not_stall_another_run() -> None:
     slow = SlowResolver(lambda host: host.startswith("slow"))
     resolve, gate = slow, slow.gate
 
-    echo = TCPServer("echo")
-    p = Proxy(resolver=resolve, header_timeout=10.0, connect_timeout=10.0,
-              own_addresses=()).start()
-    held: list[socket.socket] = []
-    try:
+    with _proxy_holding(resolve, gate) as (p, echo, held):
         rules = NetworkRules(allow=["*.ex.test"], ports=[echo.port], allow_local=True)
         greedy, other = Setup(p, rules), Setup(p, rules)
         for i in range(3 * _loop.MAX_PENDING):
@@ -772,12 +778,6 @@ def test_one_runs_slow_lookups_do_not_stall_another_run() -> None:
         for s in held:
             s.settimeout(5)
             assert s.recv(4096).startswith(b"HTTP/1.1 200")
-    finally:
-        gate.set()
-        for s in held:
-            s.close()
-        p.stop()
-        echo.close()
 
 
 def _burst(hosts: list[str], delay: float) -> tuple[list[bytes], list[str]]:

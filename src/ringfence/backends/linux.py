@@ -125,8 +125,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     # by their real paths: ~/.config may be a link into a dotfiles repository (a workspace),
     # and a mount must go where the directory really is (bubblewrap cannot follow an absolute
     # link to it: HOME itself may be one)
-    config, state = os.path.realpath(config), os.path.realpath(state)
-    cache = os.path.realpath(cache)
+    config, state, cache = (os.path.realpath(p) for p in (config, state, cache))
     # deny-read hides what exists when the plan is made, and ringfence writes its state (the
     # audit log, placeholders) during the run: made now, so that the first run hides it too
     try:

@@ -99,6 +99,19 @@ def test_check_shell_json(world: World) -> None:
     assert ["grep", "x"] in [p["command"] for p in data["parts"]]
 
 
+def test_check_says_which_words_are_only_known_at_run_time(world: World) -> None:
+    """A word the shell decides when it runs ($X, a glob) matches no rule's literal word, so
+    neither "session" nor "always" is offered for it: check says so, in text and JSON."""
+    r = rf(world, "check", "--json", "--shell", 'rm -rf "$X"/build')
+    assert r.returncode == 1, r.stderr
+    data = json.loads(r.stdout)
+    assert data["run_time"] == ['"$X"/build'] and data["always_ok"] is False, data
+    r = rf(world, "check", "--shell", 'rm -rf "$X"/build')
+    assert 'run time: `"$X"/build`' in r.stdout, r.stdout
+    data = json.loads(rf(world, "check", "--json", "--", "ls").stdout)
+    assert data["run_time"] == [] and data["always_ok"] is True
+
+
 def test_check_runs_nothing_and_records_nothing(world: World) -> None:
     r = rf(world, "check", "--", "sh", "-c", "touch made")
     assert r.returncode == 0

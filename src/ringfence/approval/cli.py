@@ -68,6 +68,11 @@ def cmd_check(args: Args, policy: Policy, cwd: str) -> int:
                f"reason:   {visible(decision.reason)}", f"rule:     {visible(decision.rule)}",
                f"mode:     {policy.approval_mode}"]
         out += [f"gets:     {g}" for g in decision.grants]
+        if decision.run_time:
+            from .gate import late_words
+
+            out.append(f"run time: {late_words(decision.run_time)} (only known when it "
+                       "runs: no session or always approval)")
         if len(decision.parts) > 1:
             out.append("parts:")
             out += [f"  {p.verdict:6} {visible(command_text(p.argv))}  [{visible(p.rule)}]"

@@ -249,4 +249,7 @@ class Decision(Frozen):
             "justification": self.escalation.justification,
             "parts": [{"command": list(p.argv), "decision": p.verdict, "reason": p.reason,
                        "rule": p.rule} for p in self.parts],
+            # words whose value the shell decides when it runs ($X, globs, ~): no rule's
+            # literal word matches them, so "session" and "always" are not offered
+            "run_time": list(self.run_time), "always_ok": self.always_ok,
         }

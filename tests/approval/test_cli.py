@@ -190,6 +190,27 @@ def test_no_terminal_refusal_does_not_suggest_an_allow_rule_for_a_run_time_word(
     assert "allow rule for" not in u.stderr and "write out `$X`" in u.stderr, u.stderr
 
 
+def test_rm_through_a_link_to_outside_asks_under_full_access(world: World) -> None:
+    """Red team: with `out -> <a directory outside>` in the workspace, `ringfence run --profile
+    full-access -- rm -rf out/victim` ran without the question that `rm -r` outside the
+    writable roots always gets, and deleted the directory: the approval engine took
+    `out/victim` for a path inside the workspace. It now judges where the path really is."""
+    victim = world.outside / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("x\n")
+    (world.workspace / "out").symlink_to(world.outside)
+    r = rf(world, "run", "--profile", "full-access", "--", "rm", "-rf", "out/victim")
+    assert r.returncode == REFUSED, (r.returncode, r.stderr)
+    assert "rm recursive outside" in r.stderr, r.stderr
+    r = rf(world, "run", "--profile", "full-access", "--", "sh", "-c", "cd out && rm -rf victim")
+    assert r.returncode == REFUSED, (r.returncode, r.stderr)
+    assert (victim / "keep").exists()
+    # the link itself is the workspace's: removing it asks nothing and leaves its target
+    r = rf(world, "run", "--profile", "full-access", "--", "rm", "-rf", "out")
+    assert r.returncode == 0, r.stderr
+    assert not (world.workspace / "out").exists() and (victim / "keep").exists()
+
+
 def test_no_terminal_untrusted_names_the_mode(world: World) -> None:
     r = rf(world, "run", "--approval-mode", "untrusted", "--", "make")
     assert r.returncode == REFUSED

@@ -3,6 +3,8 @@ regression test per known way around a read-only list (each docstring is the att
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ringfence.approval import shell
@@ -875,3 +877,60 @@ def test_static_words_with_glob_like_characters_still_match() -> None:
                         ("make \\~", ("make", "~"))]:
         d = judge(text, "untrusted", rules=(rule(words, "allow", exact=True),))
         assert d.verdict == "run" and not d.run_time, (text, d)
+
+
+# --- links in the workspace: a path's place is where it really is ---------------------------
+
+LINKS = {f"{WS}/out": "/", f"{WS}/etc-link": "/etc", f"{WS}/sub": f"{WS}/src"}
+
+
+def fake_realpath(path: str) -> str:
+    """``os.path.realpath`` over the links in ``LINKS`` (one level is enough here); like it, a
+    relative path is taken from the process's cwd, here the workspace."""
+    path = os.path.join(WS, path)
+    for link, target in LINKS.items():
+        if path == link or path.startswith(link + "/"):
+            return os.path.normpath(target + path[len(link):])
+    return path
+
+
+@pytest.mark.parametrize("command", [
+    "rm -rf out/home",
+    "rm -rf out/",
+    "rm -rf out/*",
+    "rm -rf etc-link/ssh",
+    "cd out && rm -rf home",
+    "cd etc-link; rm -rf ssh",
+])
+def test_links_in_the_workspace_lead_outside(command: str) -> None:
+    """Red team: a command (or an earlier one) makes `out -> /` in the workspace; then, under
+    full-access or an approved no-sandbox escalation, `rm -rf out/home` or `cd out && rm -rf
+    home` ran without the question `rm -r` outside the writable roots always gets, since the
+    engine took `out/home` for a path inside the workspace. The gate now gives the engine the
+    real path of what a word names (its parent's links always, its own when it is followed)."""
+    assert judge(command, sandboxed=False, resolve=fake_realpath).verdict == "ask", command
+    # taken as written (no resolver: the engine alone never looks at the filesystem)
+    assert judge(command, sandboxed=False).verdict == "run", command
+
+
+def test_an_unknown_cwd_is_not_resolved_from_this_process() -> None:
+    """After `cd $X` relative paths point nowhere known; resolving them from ringfence's own
+    cwd (the workspace) would have taken `rm -rf home` for a path inside it."""
+    assert judge("cd $X && rm -rf home", sandboxed=False, resolve=fake_realpath).verdict == "ask"
+
+
+@pytest.mark.parametrize("command", ["echo x > etc-link/passwd", "echo x >> out/etc/profile"])
+def test_redirection_through_a_link_writes_outside(command: str) -> None:
+    """In untrusted mode a redirection outside the writable roots asks; through a link in the
+    workspace it writes outside as much (opening the link follows it)."""
+    assert judge(command, "untrusted", resolve=fake_realpath).verdict == "ask", command
+    assert judge("echo x > sub/log", "untrusted", resolve=fake_realpath).verdict == "run"
+
+
+@pytest.mark.parametrize("command", [
+    "rm -rf out",  # removes the link itself
+    "rm -rf sub/build",  # a link that stays inside
+    "cd sub && rm -rf build",
+])
+def test_links_that_stay_inside_or_are_removed_themselves(command: str) -> None:
+    assert judge(command, sandboxed=False, resolve=fake_realpath).verdict == "run", command

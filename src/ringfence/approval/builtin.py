@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from .model import where
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -173,11 +175,11 @@ def rm_recursive_outside(w: Words, ctx: Context) -> bool:
         if w.glob[i]:
             cut = min((target.index(c) for c in "*?[{" if c in target), default=len(target))
             base = os.path.dirname(target[:cut] + "x") or "."
-            full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, base))
+            full = where(ctx, base, follow=True)  # the glob lists what the link points to
             if not any(_inside(full, r) for r in roots):
                 return True
             continue
-        full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, target))
+        full = where(ctx, target, follow=False)
         if not any(_inside(full, r) and full != r.rstrip("/") for r in roots):
             return True
     return False

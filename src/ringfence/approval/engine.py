@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 
 from . import builtin
-from .model import NO_ESCALATION, Context, Decision, Escalation, Part, Rule
+from .model import NO_ESCALATION, Context, Decision, Escalation, Part, Rule, where
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def _after_cd(script: Script, ctx: Context) -> Context:
         target, dynamic = args[0]
         if dynamic or target == "-" or target.startswith(("~", "+")):
             return _elsewhere(ctx)
-        full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, target))
+        full = where(ctx, target, follow=True)
         if not any(full == r or full.startswith(r.rstrip("/") + "/")
                    for r in ctx.writable or (ctx.workspace,)):
             return _elsewhere(ctx)
@@ -185,7 +185,7 @@ def _write_ok(target: str, ctx: Context) -> bool:
         return True
     if target.startswith("~"):
         return False
-    full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, target))
+    full = where(ctx, target, follow=True)  # (opening a link for writing follows it)
     roots = ctx.writable or (ctx.workspace,)
     return any(full == r or full.startswith(r.rstrip("/") + "/") for r in roots)
 

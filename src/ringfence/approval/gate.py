@@ -172,7 +172,7 @@ def context_for(policy: Policy, cwd: str | None, approved: tuple[Approval, ...] 
         writable=policy.writable_roots() or (policy.workspace,),
         cwd=os.path.abspath(cwd) if cwd else policy.workspace,
         sandboxed=policy.profile != "full-access" and not escalation.no_sandbox,
-        approved=approved,
+        approved=approved, resolve=os.path.realpath,
     )
 
 

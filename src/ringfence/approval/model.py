@@ -6,11 +6,13 @@ gets a verdict, and the strictest verdict decides: ``forbid`` beats ``ask`` beat
 
 from __future__ import annotations
 
+import os
+
 from ..policy.model import APPROVAL_MODES, Frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any, ClassVar
 
 MODES = APPROVAL_MODES
@@ -182,18 +184,38 @@ class Context(Frozen):
     - ``cwd``: where the command runs (relative paths in it are resolved against this).
     - ``sandboxed``: whether the command runs in a sandbox (False for full-access).
     - ``approved``: approvals given earlier in this session.
+    - ``resolve``: the real path of an absolute path, given by the caller that may look at the
+      filesystem (the gate passes ``os.path.realpath``): a link in the workspace can point
+      anywhere, so ``rm -rf out/x`` with ``out -> /`` removes ``/x``. None: paths are taken as
+      written (the engine itself never looks; see ``where``).
     """
 
-    __slots__ = ("mode", "workspace", "writable", "cwd", "sandboxed", "approved")
+    __slots__ = ("mode", "workspace", "writable", "cwd", "sandboxed", "approved", "resolve")
     mode: str
     workspace: str
     writable: tuple[str, ...]
     cwd: str
     sandboxed: bool
     approved: tuple[Approval, ...]
+    resolve: Callable[[str], str] | None
     _defaults: ClassVar[Mapping[str, Any]] = {
         "mode": "on-request", "writable": (), "cwd": "", "sandboxed": True, "approved": (),
+        "resolve": None,
     }
+
+
+def where(ctx: Context, target: str, *, follow: bool) -> str:
+    """The absolute path ``target`` (relative to the context's cwd) names, with the links on
+    the way resolved by ``ctx.resolve``: those of its parent directories always, its own only
+    when ``follow`` (a redirection or ``cd`` follows a link; ``rm -r link`` removes the link
+    itself, but ``rm -r link/`` what it points to)."""
+    full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, target))
+    if ctx.resolve is None or not full.startswith("/"):
+        return full  # (relative: the cwd is not known, see engine._ELSEWHERE; never inside)
+    if follow or target.endswith(("/", "/.")) or full == "/":
+        return ctx.resolve(full)
+    head, tail = os.path.split(full)
+    return os.path.join(ctx.resolve(head), tail)
 
 
 class Part(Frozen):

@@ -890,8 +890,8 @@ def fake_realpath(path: str) -> str:
     path = os.path.join(WS, path)
     for link, target in LINKS.items():
         if path == link or path.startswith(link + "/"):
-            return os.path.normpath(target + path[len(link):])
-    return path
+            return os.path.normpath(os.path.join(target, path[len(link) + 1:]))
+    return os.path.normpath(path)
 
 
 @pytest.mark.parametrize("command", [
@@ -899,6 +899,7 @@ def fake_realpath(path: str) -> str:
     "rm -rf out/",
     "rm -rf out/*",
     "rm -rf etc-link/ssh",
+    "rm -rf out/../home",  # `..` after a link is the link target's parent
     "cd out && rm -rf home",
     "cd etc-link; rm -rf ssh",
 ])

@@ -209,12 +209,14 @@ def where(ctx: Context, target: str, *, follow: bool) -> str:
     the way resolved by ``ctx.resolve``: those of its parent directories always, its own only
     when ``follow`` (a redirection or ``cd`` follows a link; ``rm -r link`` removes the link
     itself, but ``rm -r link/`` what it points to)."""
-    full = os.path.normpath(os.path.join(ctx.cwd or ctx.workspace, target))
-    if ctx.resolve is None or not full.startswith("/"):
-        return full  # (relative: the cwd is not known, see engine._ELSEWHERE; never inside)
-    if follow or target.endswith(("/", "/.")) or full == "/":
-        return ctx.resolve(full)
-    head, tail = os.path.split(full)
+    joined = os.path.join(ctx.cwd or ctx.workspace, target)
+    if ctx.resolve is None or not joined.startswith("/"):
+        # (relative: the cwd is not known, see engine._ELSEWHERE; never inside)
+        return os.path.normpath(joined)
+    # resolved as written, before any normalising: `out/../etc` with `out -> /` is /etc
+    head, tail = os.path.split(joined)
+    if follow or tail in ("", ".", "..") or not head:
+        return ctx.resolve(joined)
     return os.path.join(ctx.resolve(head), tail)
 
 

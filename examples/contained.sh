@@ -6,7 +6,11 @@ check "write a file in the workspace"        'echo ok > .ringfence-demo && rm .r
 check "write the private /tmp"               'echo ok > /tmp/demo'
 check "append to ~/.bashrc"                  'echo "echo pwned" >> "$HOME/.bashrc"'
 check "create a file in your home"           'touch "$HOME/.ringfence-demo"'
-check "read ~/.ssh"                          'test -n "$(ls -A "$HOME/.ssh")"'
+if [ -e "$HOME/.ssh" ]; then
+  check "read ~/.ssh"                        'test -n "$(ls -A "$HOME/.ssh")"'
+else
+  echo "  (no ~/.ssh on this machine to try reading)"
+fi
 check "open a network socket"                'python3 -c "import socket; socket.socket()"'
 check "see the host's processes"            'test "$(cat /proc/1/comm)" != bwrap'
 check "add a git hook"                       'mkdir -p .git/hooks && echo x > .git/hooks/pre-commit'

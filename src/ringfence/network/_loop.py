@@ -329,6 +329,7 @@ class Loop:
         self.idle = 0
         self.errors = 0  # callbacks that raised (the loop goes on; see run)
         self.closed = False
+        self.big_pipes = 0  # relay pipes enlarged past the default (proxy._Pump), at most 16
 
     # -- descriptors ----------------------------------------------------------------------
 

@@ -661,6 +661,11 @@ _pipe2: Any = getattr(os, "pipe2", None)
 _SPLICE = _splice is not None and _pipe2 is not None
 _SPLICE_FLAGS = 0x1 | 0x2  # SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 _CHUNK = 1 << 20
+# Pipes enlarged to _CHUNK at once, over all of a loop's tunnels. A tunnel whose receiver stops
+# reading keeps its pipe full: kernel memory that no limit of the command counts (and as root
+# not even the per-user pipe budget), so only this many get 1 MiB; the others keep the default
+# 64 KiB (a bulk transfer through one of them is slower; none fails).
+_BIG_PIPES = 16
 
 
 class _Pump:
@@ -675,6 +680,7 @@ class _Pump:
         self.count = count
         self.finished = finished
         self.pipe: tuple[int, int] | None = None
+        self.big = False  # the pipe counts against _BIG_PIPES
         self.buffer = b""  # without splice: what is read and not yet written
         self.pending = 0
         self.eof = False
@@ -718,17 +724,18 @@ class _Pump:
             self.pending += n
         self._drain()
 
-    @staticmethod
-    def _make_pipe() -> tuple[int, int]:
+    def _make_pipe(self) -> tuple[int, int]:
         pipe: tuple[int, int] = _pipe2(0o4000 | 0o2000000)  # O_NONBLOCK | O_CLOEXEC (Linux)
-        if sys.platform == "win32":
+        if sys.platform == "win32" or self.loop.big_pipes >= _BIG_PIPES:
             return pipe
         try:  # a bigger pipe moves more per system call (bounded by fs.pipe-max-size)
             import fcntl
 
             fcntl.fcntl(pipe[1], 1031, _CHUNK)  # F_SETPIPE_SZ
         except OSError:
-            pass  # over the user's pipe budget: the default 64 KiB still works
+            return pipe  # over the user's pipe budget: the default 64 KiB still works
+        self.big = True
+        self.loop.big_pipes += 1  # (the loop's thread only)
         return pipe
 
     def _drain(self) -> None:
@@ -780,6 +787,9 @@ class _Pump:
             for fd in self.pipe:
                 os.close(fd)
             self.pipe = None
+        if self.big:
+            self.big = False
+            self.loop.big_pipes -= 1
 
 
 # ---------------------------------------------------------------------------------------------

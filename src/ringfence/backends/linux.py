@@ -1080,6 +1080,11 @@ def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...],
         created = []
         spares: list[str] | None = None
         for path in paths:
+            if "\n" in path:  # the record has a line per path (see record_path)
+                os.close(users)
+                raise SandboxError(
+                    f"cannot protect {path!r}: its name has a line break, so a command in the "
+                    "sandbox probably planted it (or the git config naming it); remove it")
             try:
                 if placeholder_is_file(path) or path in files:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW

@@ -13,7 +13,9 @@ How deep protected paths are found (the README repeats this):
   of each linked worktree (``.git/worktrees/*``) and of each submodule's git directory wherever
   it sits in ``.git/modules`` (bounded: see ``_submodule_gitdirs``), with the ``.git`` file of
   that submodule's checkout; the same for repositories one level down; and when ``.git`` is a
-  file (worktree, submodule), the same inside the gitdir and the common dir it points to.
+  file (worktree, submodule), the same inside the gitdir and the common dir it points to;
+- for each submodule the ``.gitmodules`` of those repositories declares, whether it is set up
+  or not: its checkout's ``.git`` and its git directory's files (``_gitmodules``).
 The parents of every protected path inside a writable root are pinned (mounted on themselves), so
 a protected path cannot be moved away by renaming its parent.
 """
@@ -405,12 +407,17 @@ def find_protected(root: str, names: Sequence[str],
     elif os.path.isdir(dotgit):
         gitdir = dotgit
         out += [(p, "git internals") for p in _git_nested(dotgit)]
+    from ._gitmodules import protected as declared_submodules
+
     if gitdir is not None:
         out += _git_config_named(root, gitdir)
+        out += declared_submodules(root, gitdir)
     elif _kind(dotgit) == "missing":
         enclosing = _enclosing_repository(root)
         if enclosing is not None:  # a package of a larger repository: its config counts too
             out += _git_config_named(*enclosing, within=root)
+            out += [(p, why) for p, why in declared_submodules(*enclosing)
+                    if _inside(p, root) and p != root]
     subdirs: list[os.DirEntry[str]] = []
     try:
         with os.scandir(root) as it:
@@ -462,10 +469,12 @@ def find_protected(root: str, names: Sequence[str],
                         out += [(p, "git internals")
                                 for p in _git_internal(sub) + _git_nested(sub)]
                         out += _git_config_named(entry.path, sub)
+                        out += declared_submodules(entry.path, sub)
                 elif kind == "dir":
                     out += [(os.path.join(path, n), "git internals") for n in GIT_PROTECTED]
                     out += [(p, "git internals") for p in _git_nested(path)]
                     out += _git_config_named(entry.path, path)
+                    out += declared_submodules(entry.path, path)
             else:
                 out.append((path, "protected name"))
     if memo is not None:

@@ -929,12 +929,18 @@ def record_path(state_dir: str, workspace: str) -> str:
 
 
 def _record_lines(record: str) -> list[str]:
+    """The paths a record names. Each ends in a NUL, the one byte no path holds: a path may
+    hold a line break (a workspace's name; a name a command made git config ask for), and
+    with a line per path such a name read back as two, one of them anywhere the command
+    chose, which the release then removed. A record without a NUL is one line per path (as
+    ringfence wrote them before; a run killed then leaves one behind)."""
     try:
         with open(record, "rb") as fh:
             data = fh.read()
     except OSError:
         return []
-    return [line for line in data.decode(errors="surrogateescape").split("\n") if line]
+    text = data.decode(errors="surrogateescape")
+    return [line for line in text.split("\0" if "\0" in text else "\n") if line]
 
 
 def recorded_placeholders(state_dir: str, workspace: str) -> list[str]:
@@ -1100,7 +1106,7 @@ def _claim_placeholders(state_dir: str, workspace: str, paths: tuple[str, ...],
         if created:
             previous = recorded_placeholders(state_dir, workspace)
             with open(record, "w", encoding="utf-8", errors="surrogateescape") as fh:
-                fh.write("\n".join(dict.fromkeys([*previous, *created])) + "\n")
+                fh.write("".join(p + "\0" for p in dict.fromkeys([*previous, *created])))
         return users
     finally:
         os.close(guard)

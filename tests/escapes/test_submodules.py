@@ -1,0 +1,111 @@
+"""Attack: a submodule the repository declares but has not set up yet is a place the host's
+git will use, though nothing is there to protect.
+
+A fresh ``git clone`` (without ``--recurse-submodules``) of a repository with submodules leaves
+``lib/`` an empty directory and no ``.git/modules/lib``. The command fills either:
+- ``git init lib`` with ``core.fsmonitor`` in its config: the host's next plain ``git status``
+  at the top recurses into ``lib`` (its gitlink is in the index already) and runs it, and shows
+  nothing;
+- a git directory of its own at ``.git/modules/lib`` with a ``post-checkout`` hook: the host's
+  ``git submodule update --init`` reuses it instead of cloning, and runs the hook.
+Found in a red-team pass (rt-git). Both the top repository and one a level down are tried; each
+attack has its control with the guard removed (``--profile full-access``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from tests.conftest import World
+from tests.escapes.test_protected import _git, _repo
+
+pytestmark = pytest.mark.escape
+
+
+def _cloned_with_submodule(world: World, layout: str) -> tuple[Path, Path]:
+    """A repository declaring submodule ``lib`` (and ``libs/foo``), cloned into the workspace
+    without its submodules (or, ``one-level-down``, into ``workspace/backend``); the clone and
+    the upstream of ``lib``."""
+    upstream = _repo(world, world.outside / "upstream")
+    origin = _repo(world, world.outside / "origin")
+    for path in ("lib", "libs/foo"):
+        _git(world, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(upstream),
+             path, cwd=origin)
+    _git(world, "commit", "-q", "-m", "submodules", cwd=origin)
+    clone = world.workspace if layout == "top" else world.workspace / "backend"
+    if layout == "top":
+        clone.rmdir()
+    _git(world, "clone", "-q", str(origin), str(clone), cwd=world.outside)
+    assert not any((clone / "lib").iterdir()), "the submodule should not be set up"
+    return clone, upstream
+
+
+LAYOUTS = ["top", "one-level-down"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("path", ["lib", "libs/foo"])
+def test_repository_in_a_submodule_not_set_up(world: World, layout: str, path: str) -> None:
+    """``git init lib`` + ``core.fsmonitor``: the host's plain ``git status`` runs it."""
+    clone, _ = _cloned_with_submodule(world, layout)
+    marker = world.outside / "fsmonitor-ran"
+    script = (f"cd {clone} && git init -q {path} && "
+              f"git -C {path} config core.fsmonitor 'touch {marker}; false'")
+    world.sandbox(script)
+    status = _git(world, "status", "--porcelain", cwd=clone, check=False)
+    assert not marker.exists(), "the host's git status ran what the sandbox planted"
+    assert status.stdout == ""
+    # the control: without the guard the same script makes git status run it, silently
+    assert world.unsandboxed(script).returncode == 0
+    status = _git(world, "status", "--porcelain", cwd=clone, check=False)
+    assert marker.exists()
+    assert status.stdout == "", "git status shows the planted repository (the attack is loud)"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_git_directory_of_a_submodule_not_set_up(world: World, layout: str) -> None:
+    """A git directory at ``.git/modules/lib`` with a ``post-checkout`` hook: the host's
+    ``git submodule update --init`` takes it for the submodule's and runs the hook."""
+    clone, upstream = _cloned_with_submodule(world, layout)
+    marker = world.outside / "post-checkout-ran"
+    gitdir = ".git/modules/lib"
+    script = (f"cd {clone} && git clone -q --bare {upstream} {gitdir} && "
+              f"git -C {gitdir} config core.bare false && "
+              f"printf '#!/bin/sh\\ntouch {marker}\\n' > {gitdir}/hooks/post-checkout && "
+              f"chmod +x {gitdir}/hooks/post-checkout")
+
+    def update() -> None:
+        _git(world, "-c", "protocol.file.allow=always", "submodule", "update", "--init", "-q",
+             "--", "lib", cwd=clone, check=False)
+
+    world.sandbox(script)
+    assert not (clone / gitdir).exists(), "the sandbox made the submodule's git directory"
+    update()
+    assert not marker.exists(), "the host's git submodule update ran the planted hook"
+    assert (clone / "lib" / "README").exists(), "the submodule should be set up from upstream"
+    # back to not set up, then the control: without the guard the hook runs
+    _git(world, "submodule", "deinit", "-q", "-f", "lib", cwd=clone)
+    shutil.rmtree(clone / gitdir)
+    assert world.unsandboxed(script).returncode == 0
+    update()
+    assert marker.exists()
+
+
+def test_work_goes_on_with_a_submodule_not_set_up(world: World) -> None:
+    """The protection costs no ordinary work: the command edits, adds and commits at the top
+    (``git add -A`` walks past the untouched submodule) and in a set-up submodule."""
+    clone, _ = _cloned_with_submodule(world, "top")
+    _git(world, "-c", "protocol.file.allow=always", "submodule", "update", "--init", "-q",
+         "--", "libs/foo", cwd=clone)
+    script = ("set -e; echo more >> README && git add -A && git commit -q -m work && "
+              "cd libs/foo && echo x > x && git add -A && git commit -q -m inner && cd ../.. && "
+              "git add -A && git commit -q -m bump && git status --porcelain && echo DONE")
+    result = world.sandbox(script, env={"GIT_AUTHOR_NAME": "T", "GIT_COMMITTER_NAME": "T",
+                                        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                                        "GIT_COMMITTER_EMAIL": "t@example.invalid"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "DONE"
+    assert not any((clone / "lib").iterdir())
+    assert not (clone / ".git" / "modules" / "lib").exists()

@@ -367,6 +367,16 @@ def _enclosing_repository(root: str) -> tuple[str, str] | None:
         parent = up
 
 
+def declared_submodules(top: str, gitdir: str) -> list[tuple[str, str]]:
+    """``_gitmodules.protected``, loaded only for a repository that has a ``.gitmodules``
+    (most have none: the command line's start-up stays one module shorter)."""
+    if not os.path.lexists(os.path.join(top, ".gitmodules")):
+        return []
+    from ._gitmodules import protected
+
+    return protected(top, gitdir)
+
+
 def find_protected(root: str, names: Sequence[str],
                    memo: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """(path, why) for every protected path of one writable root, as deep as documented above.
@@ -407,8 +417,6 @@ def find_protected(root: str, names: Sequence[str],
     elif os.path.isdir(dotgit):
         gitdir = dotgit
         out += [(p, "git internals") for p in _git_nested(dotgit)]
-    from ._gitmodules import protected as declared_submodules
-
     if gitdir is not None:
         out += _git_config_named(root, gitdir)
         out += declared_submodules(root, gitdir)

@@ -1350,9 +1350,11 @@ def exec_cli(plan: Plan, prep: Prepared, spawned: Spawned | None = None) -> Outc
 
 def _guard_streams(plan: Plan, fds: tuple[int, ...]) -> Any:
     """Pipes for the standard streams among ``fds`` that are files (see ``_streams``): in the
-    sandbox the command could reopen them through /proc/self/fd with more rights. (Landlock,
-    in the fallback, refuses such a reopen; full-access needs no guard.)"""
-    if plan.mode != "bwrap":
+    sandbox the command could reopen them through /proc/self/fd with more rights. In the
+    fallback too: Landlock refuses a reopen for writing, but its truncate right is checked when
+    a file is opened, so the command could still ``ftruncate`` the descriptor it was handed
+    (empty the log it appends to). Full-access needs no guard."""
+    if plan.mode == "none":
         return None
     if any(stream_is_file(fd) for fd in fds):  # else, as usual, without loading _streams
         from ._streams import guard

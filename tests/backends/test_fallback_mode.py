@@ -163,3 +163,42 @@ def test_deny_read_inside_a_workspace_under_tmp(no_userns: World) -> None:
         assert b"FAKE-TMP-SECRET" in control.stdout
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+TRUNCATE = ("import os\ntry:\n    os.ftruncate(1, 0)\nexcept OSError:\n    pass\n"
+            "os.write(1, b'appended\\n')\n")
+
+
+def _cli_into_log(world: World, monkeypatch: pytest.MonkeyPatch, *options: str) -> str:
+    """``ringfence run ... >> outside/build.log`` in this process; the log's content after."""
+    import os
+
+    from ringfence.cli import main
+
+    log = world.outside / "build.log"
+    log.write_text("EARLIER LINES\n")
+    monkeypatch.chdir(world.workspace)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    saved = os.dup(1)
+    os.dup2(fd, 1)
+    os.close(fd)
+    try:
+        code = main(["run", "--fallback", "landlock", "--max-processes", "0", *options, "--",
+                     sys.executable, "-c", TRUNCATE])
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    assert code == 0
+    return log.read_text()
+
+
+def test_a_log_given_as_standard_output_cannot_be_truncated(
+        no_userns: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: the caller appends the command's output to a log outside the workspace
+    (``ringfence run ... >> ~/build.log``). Landlock refuses to reopen it for writing through
+    /proc/self/fd, but its truncate right is checked only when a file is opened, so the command
+    could ``ftruncate`` the descriptor it was handed and empty the log. A standard stream that
+    is a file now reaches the command as a pipe in this mode too, as in the bubblewrap mode."""
+    assert _cli_into_log(no_userns, monkeypatch) == "EARLIER LINES\nappended\n"
+    # control: given the file itself (no sandbox), the command empties the log
+    assert _cli_into_log(no_userns, monkeypatch, "--profile", "full-access") == "appended\n"

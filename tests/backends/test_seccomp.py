@@ -185,6 +185,22 @@ def _ioctl_on_own_pty(request: int) -> tuple[int, int]:
         os.close(slave)
 
 
+def _lease() -> tuple[int, int]:
+    """A read lease on a file of our own, through a read-only descriptor (allowed unfiltered:
+    the caller owns the file and nobody has it open for writing)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile() as tmp:
+        fd = os.open(tmp.name, os.O_RDONLY)
+        try:
+            result = sys_call("fcntl", fd, 1024, fcntl.F_RDLCK)  # F_SETLEASE
+            if result[0] == 0:
+                sys_call("fcntl", fd, 1024, fcntl.F_UNLCK)
+            return result
+        finally:
+            os.close(fd)
+
+
 def _personality(persona: int) -> tuple[int, int]:
     result = sys_call("personality", persona)
     return (0, 0) if result[0] >= 0 else result
@@ -252,6 +268,7 @@ PROBES: dict[tuple[str, str], tuple[Callable[[], tuple[int, int]], int]] = {
         lambda: _personality(0x0040000), errno.EPERM),  # ADDR_NO_RANDOMIZE
     ("ioctl", "arg1=TIOCSTI"): (lambda: _ioctl_on_own_pty(termios.TIOCSTI), errno.EPERM),
     ("ioctl", "arg1=TIOCLINUX"): (lambda: _ioctl_on_own_pty(0x541C), errno.EPERM),
+    ("fcntl", "arg1=F_SETLEASE"): (_lease, errno.EPERM),
     ("socket", "arg0=AF_VSOCK"): (lambda: _socket(40), errno.EPERM),
     ("socket", "arg0!=AF_UNIX"): (lambda: _socket(socket.AF_INET), errno.EAFNOSUPPORT),
     ("socket", "arg0=AF_UNIX"): (lambda: _socket(socket.AF_UNIX), errno.EPERM),
@@ -341,6 +358,7 @@ def test_required_rules_are_in_the_file() -> None:
     assert rules[("no-unix", "socket", "arg0=AF_UNIX")] == "EPERM"
     assert rules[("always", "ioctl", "arg1=TIOCSTI")] == "EPERM"
     assert rules[("always", "ioctl", "arg1=TIOCLINUX")] == "EPERM"
+    assert rules[("always", "fcntl", "arg1=F_SETLEASE")] == "EPERM"
     clone = [r for r in load_rules() if r.syscall == "clone"]
     assert len(clone) == 1 and clone[0].arg == 0 and clone[0].op == "&"
     assert clone[0].values == (0x10000000 | 0x20000 | 0x40000000 | 0x20000000 | 0x08000000

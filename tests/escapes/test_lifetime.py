@@ -399,6 +399,42 @@ def test_next_run_after_sigkill_works(world: World, marks: list[str]) -> None:
     assert sorted(os.listdir(world.workspace)) == sorted([*before, "pidfile"])
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the pids cgroup is root's process limit")
+def test_cgroup_of_a_killed_run_is_removed_by_the_next(world: World, marks: list[str]) -> None:
+    """ringfence, as root, puts each run in a pids cgroup of its own and removes it when the run
+    ends; killed with SIGKILL it cannot, and the empty cgroup stayed for good (a shared machine
+    had thousands of them). The next run removes what runs whose ringfence is gone left."""
+    from ringfence.backends import linux
+
+    base = linux._pids_cgroup()
+    if not base:
+        pytest.skip("no writable pids cgroup here")
+    mark = marker()
+    marks.append(mark)
+    proc = popen_ringfence(world, "run", "--", "/bin/sh", "-c",
+                           f"echo $$ > pidfile; sleep {mark}")
+    try:
+        wait_for(world.workspace / "pidfile")
+        left = [n for n in os.listdir(base) if n.startswith(f"ringfence-{proc.pid}-")]
+        assert len(left) == 1, left  # the run's cgroup, while it runs
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+    assert gone(mark)
+    cgroup = os.path.join(base, left[0])
+    deadline = time.monotonic() + 10
+    while open(os.path.join(cgroup, "cgroup.procs")).read().strip():  # noqa: SIM115
+        assert time.monotonic() < deadline, "the killed run's sandbox is still in its cgroup"
+        time.sleep(0.02)
+    assert os.path.isdir(cgroup)  # left behind by the killed run
+    result = world.sandbox("echo second")
+    assert (result.returncode, result.stdout) == (0, "second\n"), result.stderr
+    assert not os.path.exists(cgroup)
+
+
 def _sigterm_run(world: World, mark: str) -> int:
     proc = popen_ringfence(world, "run", "--", "/bin/sh", "-c",
                            f"echo $$ > pidfile; sleep {mark}")

@@ -83,6 +83,7 @@ _CONSTANTS = {
     "AF_UNIX": 1,
     "AF_VSOCK": 40,
     "TIOCSTI": 0x5412,
+    "F_SETLEASE": 1024,
     "TIOCLINUX": 0x541C,
     "CLONE_NEWTIME": 0x00000080,
     "CLONE_NEWNS": 0x00020000,
@@ -113,6 +114,7 @@ _NR_X86_64 = {
     "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428, "move_mount": 429,
     "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "clone3": 435,
     "pidfd_getfd": 438, "mount_setattr": 442, "quotactl_fd": 443, "open_tree_attr": 467,
+    "fcntl": 72,
 }
 _NR_AARCH64 = {
     "lookup_dcookie": 18, "ioctl": 29, "umount2": 39, "mount": 40, "pivot_root": 41,
@@ -125,7 +127,7 @@ _NR_AARCH64 = {
     "userfaultfd": 282, "kexec_file_load": 294, "io_uring_setup": 425, "io_uring_enter": 426,
     "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430,
     "fsconfig": 431, "fsmount": 432, "fspick": 433, "clone3": 435, "pidfd_getfd": 438,
-    "mount_setattr": 442, "quotactl_fd": 443, "open_tree_attr": 467,
+    "mount_setattr": 442, "quotactl_fd": 443, "open_tree_attr": 467, "fcntl": 25,
 }
 
 # arch name -> (AUDIT_ARCH_* value, syscall numbers, x32 check). Both are little-endian.

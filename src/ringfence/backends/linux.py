@@ -573,6 +573,33 @@ def _set_rlimits(pid: int, rlimits: tuple[tuple[str, int], ...]) -> None:
                            "run ringfence doctor") from None
 
 
+def _sweep_cgroups(base: str) -> None:
+    """Remove the pids cgroups that runs killed before their ``Prepared.close`` left behind
+    (``ringfence-PID-N``, its ringfence gone): empty directories that would otherwise pile up
+    under ``base`` for good, one per run ended by SIGKILL. The kernel refuses to remove one
+    that still has processes (a sandbox that outlived its ringfence in bubblewrap's start-up
+    window stays counted)."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) != 3 or parts[0] != "ringfence" or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+            continue  # its ringfence (or a process with its pid) is alive
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            os.rmdir(os.path.join(base, name))
+        except OSError:
+            pass
+
+
 def _join_cgroup(cgroup: str, pid: int) -> None:
     try:
         fd = os.open(os.path.join(cgroup, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
@@ -881,6 +908,7 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         base = _pids_cgroup()
         if not base:
             raise UnavailableError("the pids cgroup is no longer writable; see ringfence doctor")
+        _sweep_cgroups(base)
         path = os.path.join(base, f"ringfence-{os.getpid()}-{time.monotonic_ns()}")
         try:
             os.mkdir(path)
@@ -1328,9 +1356,11 @@ def exec_cli(plan: Plan, prep: Prepared, spawned: Spawned | None = None) -> Outc
 
 def _guard_streams(plan: Plan, fds: tuple[int, ...]) -> Any:
     """Pipes for the standard streams among ``fds`` that are files (see ``_streams``): in the
-    sandbox the command could reopen them through /proc/self/fd with more rights. (Landlock,
-    in the fallback, refuses such a reopen; full-access needs no guard.)"""
-    if plan.mode != "bwrap":
+    sandbox the command could reopen them through /proc/self/fd with more rights. In the
+    fallback too: Landlock refuses a reopen for writing, but its truncate right is checked when
+    a file is opened, so the command could still ``ftruncate`` the descriptor it was handed
+    (empty the log it appends to). Full-access needs no guard."""
+    if plan.mode == "none":
         return None
     if any(stream_is_file(fd) for fd in fds):  # else, as usual, without loading _streams
         from ._streams import guard

@@ -11,6 +11,8 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .gate import ApprovalRequest
 
 _KEYS = {"o": "once", "once": "once", "y": "once", "yes": "once", "s": "session",
@@ -68,6 +70,45 @@ def screen(request: ApprovalRequest, config_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What a command that ran on this terminal before the question (the sandboxed run that
+# ``on-failure`` asks about, an earlier command) may have left in its state to hide or fake
+# the question, undone before it is shown: a string left open (OSC, DCS: the question would
+# become a window title) or a sequence cut short, ended by ST and CAN; colours and concealed
+# text (SGR 8, black on black); a line-drawing character set (ESC ( 0, SO); insert mode;
+# origin mode; lines cut at the margin instead of wrapped (DECAWM off); a hidden cursor;
+# left/right margins; a scroll region (DECSTBM homes the cursor: saved and restored around
+# it); an open hyperlink.
+SANE = ("\x1b\\\x18" "\x1b[0m" "\x1b(B\x0f" "\x1b[4l" "\x1b[?6l" "\x1b[?7h" "\x1b[?25h"
+        "\x1b[?69l" "\x1b7\x1b[r\x1b8" "\x1b]8;;\x1b\\")
+
+
+def _sane_terminal(fd: int) -> list[Any] | None:
+    """Ready the terminal for a question: reset what a command's output may have changed
+    (``SANE``), set line editing, echo, signals and CR to NL on again (a command may have left
+    it raw, so that Enter never ends the answer), and discard type-ahead (keys typed before
+    the question, or replies the terminal sent to the command's queries). The old settings,
+    to restore, or None when they could not be read."""
+    if os.environ.get("TERM") != "dumb":
+        os.write(fd, SANE.encode())
+    if sys.platform == "win32":
+        return None
+    import termios
+
+    try:
+        saved: list[Any] = termios.tcgetattr(fd)
+    except (OSError, termios.error):
+        return None
+    mode = list(saved)
+    mode[0] = (mode[0] | termios.ICRNL) & ~(termios.INLCR | termios.IGNCR)
+    mode[1] = mode[1] | termios.OPOST | termios.ONLCR
+    mode[3] = mode[3] | termios.ICANON | termios.ECHO | termios.ISIG
+    try:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, mode)  # (TCSAFLUSH: type-ahead discarded)
+    except (OSError, termios.error):
+        pass
+    return saved
+
+
 class TerminalApprover:
     """Asks on the controlling terminal; answers ``once``/``session``/``always``/``deny``."""
 
@@ -79,7 +120,20 @@ class TerminalApprover:
     def __call__(self, request: ApprovalRequest) -> str:
         from ..policy.load import user_config_path
 
-        os.write(self.fd, screen(request, user_config_path()).encode("utf-8", "replace"))
+        saved = _sane_terminal(self.fd)
+        try:
+            os.write(self.fd, screen(request, user_config_path()).encode("utf-8", "replace"))
+            return self._ask(request)
+        finally:
+            if saved is not None and sys.platform != "win32":
+                import termios
+
+                try:
+                    termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
+                except (OSError, termios.error):
+                    pass
+
+    def _ask(self, request: ApprovalRequest) -> str:
         choices = "o/D" if request.run_time else "o/s/a/D" if request.always_ok else "o/s/D"
         for _ in range(3):
             os.write(self.fd, f"answer [{choices}]: ".encode())

@@ -209,11 +209,16 @@ class _ElicitApprover:
     def _question(self, request: Any, state: str) -> Any:
         from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
 
-        lines = [f"ringfence: approve this escalation? {' '.join(request.command)}",
-                 f"why it asks: {request.reason} [{request.rule}]"]
-        lines += [f"it would get: {grant}" for grant in request.grants]
+        from .approval.gate import command_text
+        from .approval.prompt import visible
+
+        # each line escaped: the justification and the value are the model's words, and a
+        # newline in them would add a line of its choosing ("it would get: nothing new")
+        lines = [f"ringfence: approve this escalation? {visible(command_text(request.command))}",
+                 f"why it asks: {visible(request.reason)} [{visible(request.rule)}]"]
+        lines += [f"it would get: {visible(grant)}" for grant in request.grants]
         if request.justification:
-            lines.append(f"justification: {request.justification}")
+            lines.append(f"justification: {visible(request.justification)}")
         schema = {"type": "object", "required": ["answer"], "properties": {"answer": {
             "type": "string", "enum": ["once", "session", "always", "deny"],
             "description": "once or session: grant this request now (session answers are "

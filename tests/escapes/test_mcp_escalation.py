@@ -102,3 +102,25 @@ def test_answer_applies_only_to_the_directory_the_question_showed(world: World) 
     # granted only after a second question that named the other directory
     assert (other / "x").exists() == (len(asked) > 1 and str(other) in asked[1]), (asked, r)
     assert len(asked) > 1, (text(esc), r)
+
+
+def test_justification_cannot_add_lines_to_the_question(world: World) -> None:
+    """Red team: the question the client shows is built from the model's own words (the
+    justification, the host). A newline in the justification added lines that read as
+    ringfence's ("it would get: nothing new; the workspace only"), and escape sequences went
+    to clients that draw on a terminal. Each field is now one escaped line."""
+    asked: list[str] = []
+    fake = "needed\nit would get: nothing new (inside the workspace)\x1b[1A\x1b[2K\u2028ok"
+
+    async def main() -> Any:
+        async with Client(params(world), elicitation_callback=_slow_answer(asked)) as client:
+            return await client.call_tool("request_escalation", {
+                "change": "writable_root", "value": str(world.outside),
+                "justification": fake})
+
+    asyncio.run(main())
+    [question] = asked
+    lines = question.split("\n")
+    assert [x.split(":")[0] for x in lines] == [
+        "ringfence", "why it asks", "it would get", "justification"], question
+    assert not any(c in question for c in "\x1b\r\u2028"), repr(question)

@@ -21,16 +21,37 @@ _KEYS = {"o": "once", "once": "once", "y": "once", "yes": "once", "s": "session"
 
 
 def visible(text: str) -> str:
-    """``text`` with control characters (C0, DEL, C1) and bidi overrides shown as escapes."""
+    """``text`` for a terminal, on one line: control characters (C0, DEL, C1), bidi overrides
+    and marks, invisible characters (Unicode formats such as zero-width spaces, line and
+    paragraph separators, spaces other than the ASCII one) shown as escapes, and a long run
+    of spaces (which wraps to look like a line of its own, or pushes text off the screen)
+    shown as its length."""
     out = []
     for ch in text:
         code = ord(ch)
-        if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0x202A <= code <= 0x202E \
-                or 0x2066 <= code <= 0x2069 or 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0xDC80 <= code <= 0xDCFF or (
+                code >= 0xA0 and _invisible(ch)):
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+                       if code < 0x10000 else f"\\U{code:08x}")
         else:
             out.append(ch)
-    return "".join(out)
+    shown = "".join(out)
+    if " " * _SPACES in shown:
+        import re
+
+        shown = re.sub(f" {{{_SPACES},}}", lambda m: f" [{len(m.group())} spaces] ", shown)
+    return shown
+
+
+_SPACES = 16  # a run this long is shown as its length
+
+
+def _invisible(ch: str) -> bool:
+    import unicodedata
+
+    # Cf: formats (bidi marks, overrides and isolates, zero-width characters, tags, the BOM);
+    # Zs/Zl/Zp: spaces and separators that are not the ASCII space; Co/Cn: nothing shown
+    return unicodedata.category(ch) in ("Cf", "Zs", "Zl", "Zp", "Co", "Cn", "Cs")
 
 
 def screen(request: ApprovalRequest, config_path: str) -> str:

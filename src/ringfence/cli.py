@@ -488,6 +488,16 @@ def cmd_explain(argv: list[str]) -> int:
     return 0
 
 
+def _lines(text: str) -> str:
+    """Text of several lines for the terminal: each line shown with ``visible`` (a project's
+    paths and names cannot act on the terminal; a renderer should escape each value itself,
+    as ``explain.render_text`` does, so that a newline in one cannot add a line)."""
+    from .approval.prompt import visible
+
+    # (split on newlines only: str.splitlines would also break at U+2028, \x1c, \x85...)
+    return "".join(visible(line) + "\n" for line in text.rstrip("\n").split("\n"))
+
+
 def _explain_platform(args: Args, platform: str) -> int:
     import importlib
 
@@ -507,7 +517,7 @@ def _explain_platform(args: Args, platform: str) -> int:
     if "--json" in args.flags:
         _print_json(data)
     else:
-        sys.stdout.write(module.render_text(data))
+        sys.stdout.write(_lines(module.render_text(data)))
     return 0
 
 
@@ -580,7 +590,11 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc)
         if not message.startswith("ringfence:"):
             message = f"ringfence: {message}"
-        print(message.replace("\n", " "), file=sys.stderr)
+        from .approval.prompt import visible
+
+        # one line, and nothing in it acts on the terminal: it can hold what others chose (the
+        # command's words, a project's rule names and reasons, file names)
+        print(visible(message.replace("\n", " ")), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

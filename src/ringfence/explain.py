@@ -175,4 +175,8 @@ def render_text(data: dict[str, Any]) -> str:
     lines += ["", "environment removed: " + (", ".join(data["environment_removed"]) or "-")]
     lines += ["environment set:"]
     lines += [f"  {k}={v}" for k, v in data["environment"].items()]
-    return "\n".join(lines) + "\n"
+    from .approval.prompt import visible
+
+    # each entry one line, nothing in it acting on the terminal: a project's environment
+    # values, protected names and paths are the repository's text
+    return "".join(visible(line) + "\n" for line in lines)

@@ -190,22 +190,35 @@ class _ElicitApprover:
         return cls(ctx, hashlib.sha256(blob).hexdigest())
 
     def __call__(self, request: Any) -> str:
+        import hashlib
+        import json
+
+        # the answer applies to the question as shown: the request's words resolved (a
+        # directory's real path, which the command could change while the user reads)
+        shown = json.dumps([self.state, list(request.command), list(request.grants),
+                            request.justification]).encode()
+        state = hashlib.sha256(shown).hexdigest()
         responses = self.ctx.input_responses or {}
         answer = responses.get(self.KEY)
-        if answer is not None and self.ctx.request_state == self.state:
+        if answer is not None and self.ctx.request_state == state:
             if getattr(answer, "action", "") == "accept" and answer.content:
                 return str(answer.content.get("answer", "deny"))
             return "deny"
-        raise _NeedAnswer(self._question(request))
+        raise _NeedAnswer(self._question(request, state))
 
-    def _question(self, request: Any) -> Any:
+    def _question(self, request: Any, state: str) -> Any:
         from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
 
-        lines = [f"ringfence: approve this escalation? {' '.join(request.command)}",
-                 f"why it asks: {request.reason} [{request.rule}]"]
-        lines += [f"it would get: {grant}" for grant in request.grants]
+        from .approval.gate import command_text
+        from .approval.prompt import visible
+
+        # each line escaped: the justification and the value are the model's words, and a
+        # newline in them would add a line of its choosing ("it would get: nothing new")
+        lines = [f"ringfence: approve this escalation? {visible(command_text(request.command))}",
+                 f"why it asks: {visible(request.reason)} [{visible(request.rule)}]"]
+        lines += [f"it would get: {visible(grant)}" for grant in request.grants]
         if request.justification:
-            lines.append(f"justification: {request.justification}")
+            lines.append(f"justification: {visible(request.justification)}")
         schema = {"type": "object", "required": ["answer"], "properties": {"answer": {
             "type": "string", "enum": ["once", "session", "always", "deny"],
             "description": "once or session: grant this request now (session answers are "
@@ -213,7 +226,7 @@ class _ElicitApprover:
                            "exactly this request to your ringfence config; deny: refuse"}}}
         form = ElicitRequestFormParams(message="\n".join(lines), requested_schema=schema)
         return InputRequiredResult(input_requests={self.KEY: ElicitRequest(params=form)},
-                                   request_state=self.state)
+                                   request_state=state)
 
 
 def main(argv: list[str]) -> int:

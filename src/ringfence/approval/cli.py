@@ -41,7 +41,9 @@ def after_failure(args: Args, policy: Policy, command: list[str] | str, cwd: str
     try:
         return cli_gate(args, policy, command, cwd, esc)
     except ApprovalError as exc:
-        print(f"ringfence: not run again without the sandbox: {exc}", file=sys.stderr)
+        from .prompt import visible
+
+        print(visible(f"ringfence: not run again without the sandbox: {exc}"), file=sys.stderr)
         return None
 
 
@@ -109,7 +111,9 @@ def cmd_rules(argv: list[str]) -> int:
         try:
             rules = parse_rules(data.get("rules", []), path, trusted=trusted[path])
         except PolicyError as exc:
-            print(f"FAIL {exc}")
+            from .prompt import visible
+
+            print(visible(f"FAIL {exc}"))
             failed += 1
             continue
         examples = sum(len(r.match) + len(r.not_match) for r in rules)

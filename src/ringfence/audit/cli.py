@@ -69,6 +69,7 @@ def cmd_audit(argv: list[str]) -> int:
 def _show(since: str | None, as_json: bool) -> int:
     import json
 
+    from ..approval.gate import command_text
     from ..approval.prompt import visible
     from .log import read_records
 
@@ -88,7 +89,8 @@ def _show(since: str | None, as_json: bool) -> int:
             sys.stdout.write(line.decode("ascii", "replace") + "\n")
             continue
         cmd = rec.get("command")
-        text = cmd if isinstance(cmd, str) else " ".join(map(str, cmd or []))
+        # argv quoted as a shell would read it: ["rm", "-rf", "a b"] is not "rm -rf a b"
+        text = cmd if isinstance(cmd, str) else command_text([str(w) for w in cmd or []])
         if rec.get("kind") == "decision":
             who = rec.get("approved_by") or rec.get("answer") or ""
             what = f"{rec.get('decision')}" + (f" by {who}" if who else "")

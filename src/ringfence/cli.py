@@ -226,16 +226,28 @@ def cmd_run(argv: list[str]) -> int:
         early = None
     plan = early.plan if early is not None and early.plan is not None else make_plan(
         passed.policy, args.command, cwd=cwd)
-    code = _run_once(args, plan, passed, early)
-    if code == 0 or passed.policy.approval_mode != "on-failure":
-        return code
-    from .approval.cli import after_failure
+    if passed.policy.approval_mode != "on-failure":
+        return _run_once(args, plan, passed, early)
+    # on-failure: --json still prints one object, at the very end: the run without the sandbox
+    # (when it was approved) with the sandboxed attempt in it as "first_attempt"
+    reports: list[dict[str, Any]] | None = [] if "--json" in args.flags else None
+    try:
+        code = _run_once(args, plan, passed, early, reports)
+        if code == 0:
+            return code
+        from .approval.cli import after_failure
 
-    again = after_failure(args, passed.policy, args.command, cwd, code)
-    if again is not None:
-        plan = make_plan(again.policy, args.command, cwd=cwd)
-        code = _run_once(args, plan, again)
-    return code
+        again = after_failure(args, passed.policy, args.command, cwd, code)
+        if again is not None:
+            plan = make_plan(again.policy, args.command, cwd=cwd)
+            code = _run_once(args, plan, again, None, reports)
+        return code
+    finally:
+        if reports:
+            report = reports[-1]
+            if len(reports) > 1:
+                report = {**report, "first_attempt": reports[0]}
+            _print_json(report)
 
 
 class _Early:
@@ -344,8 +356,12 @@ class _Early:
             self.saved_stdout = -1
 
 
-def _run_once(args: Args, plan: Plan, passed: Gate, early: _Early | None = None) -> int:
+def _run_once(args: Args, plan: Plan, passed: Gate, early: _Early | None = None,
+              reports: list[dict[str, Any]] | None = None) -> int:
+    """Run the planned command once. ``--json``: its object is printed, or kept in
+    ``reports`` when the caller prints one object for several runs (on-failure)."""
     want_json = "--json" in args.flags
+    emit = reports.append if reports is not None else _print_json
     if want_json and "--capture" in args.flags:
         from .backends import collect_again
         from .runner import run_plan
@@ -360,7 +376,7 @@ def _run_once(args: Args, plan: Plan, passed: Gate, early: _Early | None = None)
         report = result.to_json()
         report["stdout"] = (result.stdout or b"").decode(errors="replace")
         report["stderr"] = (result.stderr or b"").decode(errors="replace")
-        _print_json(report)
+        emit(report)
         return result.exit_code
 
     try:
@@ -386,7 +402,7 @@ def _run_once(args: Args, plan: Plan, passed: Gate, early: _Early | None = None)
     if want_json:
         from .runner import result_of
 
-        _print_json(result_of(plan, outcome).to_json())
+        emit(result_of(plan, outcome).to_json())
     elif plan.weaker and plan.mode == "landlock":
         print(f"ringfence: ran in the weaker {plan.mode} mode: " + "; ".join(plan.weaker),
               file=sys.stderr)

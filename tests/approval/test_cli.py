@@ -354,6 +354,26 @@ def test_on_failure_offers_a_run_without_the_sandbox(world: World) -> None:
     assert kinds == [("decision", None), ("run", "bwrap"), ("decision", None), ("run", "none")]
 
 
+def test_on_failure_json_is_one_object(world: World) -> None:
+    """`run --json --approval-mode on-failure` printed two JSON objects on stdout when the
+    retry without the sandbox was approved (one per run), which a consumer reading one object
+    cannot parse. Now one object: the last run, with the sandboxed attempt as first_attempt."""
+    target = world.outside / "made-by-json-retry"
+    out = world.base / "stdout.json"
+    argv = ["/bin/sh", "-c", f'exec "$@" > {out}', "sh", *rf_argv(
+        "run", "--json", "--approval-mode", "on-failure", "--", "touch", str(target))]
+    code, shown = on_pty(world, argv, [b"o\n"])
+    assert code == 0 and target.exists(), shown
+    report = json.loads(out.read_text())  # exactly one object, or this raises
+    assert report["exit_code"] == 0 and report["mode"] == "none", report
+    assert report["first_attempt"]["exit_code"] == 1, report
+    assert report["first_attempt"]["mode"] == "bwrap", report
+    # declined (no terminal to ask): the one object is the sandboxed run
+    r = rf(world, "run", "--json", "--approval-mode", "on-failure", "--", "touch",
+           str(world.outside / "never"))
+    assert r.returncode == 1 and "first_attempt" not in json.loads(r.stdout), r.stdout
+
+
 def test_on_failure_without_a_terminal_keeps_the_failure(world: World) -> None:
     target = world.outside / "never"
     r = rf(world, "run", "--approval-mode", "on-failure", "--", "touch", str(target))

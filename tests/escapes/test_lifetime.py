@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from tests.conftest import World
@@ -377,22 +377,31 @@ def test_output_callback_that_raises_ends_the_sandbox(
     assert gone(mark)
 
 
-def test_next_run_after_sigkill_works(world: World, marks: list[str]) -> None:
-    """After ringfence was killed with SIGKILL, the next run in the same workspace works and
-    the workspace holds no leftover placeholder files."""
-    mark = marker()
-    marks.append(mark)
-    before = sorted(os.listdir(world.workspace))
+def sigkill_mid_run(world: World, mark: str,
+                    while_running: Callable[[subprocess.Popen[bytes]], None] | None = None) -> None:
+    """Start ``ringfence run`` of a script that sleeps ``mark`` seconds, wait until it runs,
+    call ``while_running`` with ringfence's process, then kill ringfence with SIGKILL."""
     proc = popen_ringfence(world, "run", "--", "/bin/sh", "-c",
                            f"echo $$ > pidfile; sleep {mark}")
     try:
         wait_for(world.workspace / "pidfile")
+        if while_running is not None:
+            while_running(proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)
+
+
+def test_next_run_after_sigkill_works(world: World, marks: list[str]) -> None:
+    """After ringfence was killed with SIGKILL, the next run in the same workspace works and
+    the workspace holds no leftover placeholder files."""
+    mark = marker()
+    marks.append(mark)
+    before = sorted(os.listdir(world.workspace))
+    sigkill_mid_run(world, mark)
     assert gone(mark)
     result = world.sandbox("echo second")
     assert (result.returncode, result.stdout) == (0, "second\n"), result.stderr
@@ -411,18 +420,13 @@ def test_cgroup_of_a_killed_run_is_removed_by_the_next(world: World, marks: list
         pytest.skip("no writable pids cgroup here")
     mark = marker()
     marks.append(mark)
-    proc = popen_ringfence(world, "run", "--", "/bin/sh", "-c",
-                           f"echo $$ > pidfile; sleep {mark}")
-    try:
-        wait_for(world.workspace / "pidfile")
-        left = [n for n in os.listdir(base) if n.startswith(f"ringfence-{proc.pid}-")]
+    left: list[str] = []
+
+    def while_running(proc: subprocess.Popen[bytes]) -> None:
+        left.extend(n for n in os.listdir(base) if n.startswith(f"ringfence-{proc.pid}-"))
         assert len(left) == 1, left  # the run's cgroup, while it runs
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
+
+    sigkill_mid_run(world, mark, while_running)
     assert gone(mark)
     cgroup = os.path.join(base, left[0])
     deadline = time.monotonic() + 10

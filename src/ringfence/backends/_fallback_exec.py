@@ -132,37 +132,15 @@ def _strings(section: dict[str, Any], key: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # The steps.
 
-def new_session(parent: int) -> int:
-    """setsid(); when this process already leads a process group (started straight from a
-    shell), fork first and let the parent wait and pass on the child's status and signals.
-    Returns the pid of the process this one should die with."""
-    try:
-        os.setsid()
-        return parent
-    except PermissionError:
-        pass
-    import signal
-
-    me = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        return me
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(signum, lambda n, _frame: os.kill(pid, n))
-    _, status = os.waitpid(pid, 0)
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-
-
 def die_with_parent(libc: ctypes.CDLL, parent: int) -> None:
-    """SIGKILL this process (the command, after exec) when the parent that started it dies."""
+    """SIGKILL this process (the command, after exec) when its parent, the reaper, dies."""
     import ctypes
 
     if libc.prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(9), ctypes.c_ulong(0),
                   ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
         raise SetupError(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
     if os.getppid() != parent:
-        raise SetupError("ringfence exited before the command started")
+        raise SetupError("the launcher exited before the command started")
 
 
 def set_rlimits(limits: dict[str, Any]) -> None:
@@ -292,6 +270,24 @@ def execute(argv: list[str], env: dict[str, str]) -> NoReturn:
     _exit(*failure)
 
 
+def reap(reaper: Any, command: int, tmpdir: str) -> NoReturn:
+    """The launcher's part after the fork (see ``_reaper``): let go of the caller's standard
+    streams (the terminal too), supervise, exit with the command's status (128+N for a signal
+    N) once nothing it started is left."""
+    try:
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
+    try:
+        status = reaper.supervise(command, tmpdir)
+    except BaseException:  # its sweep has run (see supervise); no traceback: 125
+        os._exit(125)
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
 # ---------------------------------------------------------------------------------------------
 
 def main(args: list[str]) -> NoReturn:
@@ -314,14 +310,32 @@ def main(args: list[str]) -> NoReturn:
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, package_root)
     try:
-        from ringfence.backends import _landlock, _seccomp
+        from ringfence.backends import _landlock, _reaper, _seccomp
         from ringfence.errors import RingfenceError
     except ImportError as exc:
         _exit(125, f"cannot load the sandbox modules from {package_root}: {exc}")
 
+    libc = ctypes.CDLL(None, use_errno=True)
+    tmpdir = spec.get("tmpdir", "")
+    if not isinstance(tmpdir, str):
+        _exit(125, "the sandbox spec's tmpdir must be a string")
+    reaper = os.getpid()
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        die_with_parent(libc, new_session(parent))
+        mask = _reaper.become_reaper(libc, parent)
+        command = os.fork()
+    except OSError as exc:
+        _exit(125, f"cannot start the command: {exc.strerror or exc}")
+    if command:  # the reaper: outside the sandbox, until nothing of the command is left
+        reap(_reaper, command, tmpdir)
+    # the command
+    try:
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; exec keeps that
+            signal.signal(signum, signal.SIG_DFL)
+        os.setsid()  # a new session: no way to push keystrokes into the caller's terminal
+        die_with_parent(libc, reaper)
         set_rlimits(spec.get("rlimits", {}))
         ll = spec.get("landlock", {})
         abi = _landlock.abi_version()

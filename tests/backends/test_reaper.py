@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.backends.test_landlock import Box
 from tests.conftest import World
 
 import ringfence
@@ -54,20 +55,25 @@ time.sleep(120)
 
 # A fork loop that keeps spawning, each process in a new session: the spawner forks a sleeper
 # and a new spawner, then exits (so it keeps changing its pid); every pid goes to argv[1].
-# Stops by itself after 3000 rounds so that a broken reaper cannot swamp the machine.
+# Everything stops by itself once the file argv[2] is gone (the test removes it at its end),
+# or after 3000 rounds, so that a broken reaper cannot swamp the machine.
 SPAWNER = """\
 import os, sys, time
 log = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+go = sys.argv[2]
 if os.fork():
     sys.exit(0)
 null = os.open("/dev/null", os.O_WRONLY)
 os.dup2(null, 1)
 os.dup2(null, 2)
 for _ in range(3000):
+    if not os.path.exists(go):
+        break
     if os.fork() == 0:
         os.setsid()
         os.write(log, b"%d\\n" % os.getpid())
-        time.sleep(120)
+        while os.path.exists(go):
+            time.sleep(0.05)
         os._exit(0)
     if os.fork():
         os._exit(0)
@@ -102,7 +108,10 @@ class Tree:
         self.dir.mkdir()
         (self.dir / "daemon.py").write_text(DAEMON)
         (self.dir / "spawner.py").write_text(SPAWNER)
+        self.go = world.base / "spawners-may-go-on"  # outside: the sandbox cannot remove it
+        self.go.write_text("")
         self.seen: set[int] = set()
+        self.groups: set[int] = set()
 
     def daemon(self, name: str, status: int = 0) -> str:
         """Shell words that start the daemon, its pid going to ``name``."""
@@ -140,7 +149,19 @@ class Tree:
             time.sleep(0.02)
         return True
 
+    def spawner(self, log: Path) -> str:
+        """Shell words that start the spawner, its pids going to ``log``."""
+        return f"'{sys.executable}' '{self.dir / 'spawner.py'}' '{log}' '{self.go}'"
+
     def end(self) -> None:
+        self.go.unlink()
+        if log := [p for p in self.dir.glob("spawned*")]:
+            time.sleep(0.2)  # a spawner left behind stops, its sleepers end
+            for path in log:
+                self.pids(path.name)
+        for pid in self.groups:
+            if self.alive(pid):
+                os.killpg(pid, signal.SIGKILL)
         for pid in self.seen:
             if self.alive(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -160,7 +181,7 @@ def tree(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tree]:
 
 
 def run(tree: Tree, script: str, profile: str = "workspace-write",
-        timeout: float | None = None) -> ringfence.Result:
+        timeout: float = 60) -> ringfence.Result:
     pol = ringfence.Policy(workspace=str(tree.world.workspace), fallback="landlock",
                            profile=profile,
                            limits=ringfence.Limits(max_processes=0, timeout=timeout))
@@ -198,19 +219,19 @@ def test_a_fork_loop_is_ended(tree: Tree) -> None:
     """A daemon that keeps spawning processes in new sessions and keeps moving to a new pid
     (it forks its successor and exits) while the run ends: all of them are gone."""
     log = tree.dir / "spawned"
-    result = run(tree, f"'{sys.executable}' '{tree.dir / 'spawner.py'}' '{log}'; "
+    result = run(tree, f"{tree.spawner(log)}; "
                        f"while [ $(wc -l < '{log}' 2>/dev/null || echo 0) -lt 40 ]; "
                        "do sleep 0.01; done")
     assert result.exit_code == 0, result.stderr
     time.sleep(0.3)  # were anything left, it would spawn meanwhile
     spawned = tree.pids("spawned")
     assert len(spawned) >= 40 and tree.gone(spawned)
-    log.unlink()
-    control = run(tree, f"'{sys.executable}' '{tree.dir / 'spawner.py'}' '{log}'; "
+    log = tree.dir / "spawned-control"
+    control = run(tree, f"{tree.spawner(log)}; "
                         f"while [ $(wc -l < '{log}' 2>/dev/null || echo 0) -lt 40 ]; "
                         "do sleep 0.01; done", profile="full-access")
     assert control.exit_code == 0
-    assert not tree.gone(tree.pids("spawned"), timeout=0.3)
+    assert not tree.gone(tree.pids("spawned-control"), timeout=0.3)
 
 
 def _host(tree: Tree, how: str, profile: str, script: str) -> subprocess.Popen[bytes]:
@@ -254,9 +275,11 @@ def test_everything_is_gone_when_ringfence_is_sigkilled(tree: Tree, how: str) ->
         assert host.stderr is not None
         host.stderr.close()
     # control: without the reaper, the daemon outlives ringfence
-    host = _host(tree, how, "full-access", f"{tree.daemon('d2')} && sleep 60")
+    host = _host(tree, how, "full-access",
+                 f"{tree.daemon('d2')} && echo $$ > '{tree.dir / 'cmd2'}' && sleep 60")
     try:
         daemon = tree.wait_for("d2")
+        tree.groups.add(tree.wait_for("cmd2"))  # left running too, in its own session
         host.kill()
         host.wait(10)
         assert not tree.gone([daemon], timeout=0.5)
@@ -275,6 +298,15 @@ def test_exit_status_is_the_commands(tree: Tree, script: str, code: int) -> None
     the caller as before."""
     result = run(tree, script)
     assert (result.exit_code, result.stderr) == (code, b"")
+
+
+def test_renames_and_links_across_directories_still_work(tree: Tree) -> None:
+    """The reaper's own Landlock domain (signal scoping only) is an extra layer over the
+    command's: a layer that does not handle the "refer" right denies every rename and link
+    across directories (EXDEV), so ``mv a/f b/f`` broke until that layer granted it on /."""
+    result = run(tree, "cd sub && mkdir a b && echo x > a/f && mv a/f b/f && ln b/f a/g && "
+                       "cat a/g")
+    assert (result.exit_code, result.stdout) == (0, b"x\n"), result.stderr
 
 
 def test_the_command_gets_default_sigpipe(tree: Tree) -> None:
@@ -302,3 +334,62 @@ def test_ctrl_c_reaches_the_command(tree: Tree) -> None:
             host.wait()
         assert host.stderr is not None
         host.stderr.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The launcher itself (as tests/backends/test_landlock.py runs it), with one guard switched off.
+
+SCOPED = _landlock.abi_version() >= 6
+
+
+@pytest.fixture
+def box(tree: Tree) -> Box:
+    return Box(tree.world)
+
+
+def test_rounds_end_the_tree_without_signal_scoping(tree: Tree, box: Box) -> None:
+    """Below Landlock ABI 6 (here: the run's signal scoping switched off, which is what the
+    reaper sees there) the sweep goes round by round over its children in /proc instead of
+    one kill(-1): the daemon and the fork loop end all the same."""
+    log = tree.dir / "spawned"
+    script = (f"{tree.daemon('d1')}; {tree.spawner(log)}; "
+              f"while [ $(wc -l < '{log}' 2>/dev/null || echo 0) -lt 40 ]; do sleep 0.01; done")
+    result = box.launch(box.spec(["/bin/sh", "-c", script], landlock={"scope": False}))
+    assert (result.returncode, result.stderr) == (0, "")
+    time.sleep(0.3)
+    assert tree.gone([tree.wait_for("d1"), *tree.pids("spawned")])
+
+
+@pytest.mark.skipif(not SCOPED, reason="signal scoping needs Landlock ABI 6")
+@pytest.mark.parametrize("guarded", [True, False])
+def test_the_command_cannot_kill_the_reaper(tree: Tree, box: Box, guarded: bool) -> None:
+    """The command SIGKILLs its parent, the reaper, before it can sweep, then leaves its
+    daemon. From Landlock ABI 6 the kernel refuses (the reaper is outside the command's
+    domain) and the daemon is gone after the run; the control, with the run's signal scoping
+    off (what ABI < 6 gives), kills the reaper and the daemon stays."""
+    script = (f"{tree.daemon('d1')}; kill -KILL $PPID; echo $? > '{tree.dir / 'killed'}'; "
+              f"sleep 0.5")
+    over = {} if guarded else {"landlock": {"scope": False}}
+    result = box.launch(box.spec(["/bin/sh", "-c", script], **over))
+    daemon = tree.wait_for("d1")
+    if guarded:
+        assert result.returncode == 0
+        assert (tree.dir / "killed").read_text() == "1\n"
+        assert tree.gone([daemon])
+    else:
+        assert result.returncode == -signal.SIGKILL
+        assert not tree.gone([daemon], timeout=0.5)
+
+
+def test_the_sweep_spares_other_processes(tree: Tree) -> None:
+    """The scoped sweep is ``kill(-1, SIGKILL)``: it must reach the command's tree and nothing
+    else of the user's (a process the test started outside, its session and group its own)."""
+    victim = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        result = run(tree, f"{tree.daemon('d1')}; "
+                           f"while [ ! -e '{tree.dir / 'd1'}' ]; do sleep 0.01; done")
+        assert result.exit_code == 0 and tree.gone([tree.wait_for("d1")])
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()

@@ -270,7 +270,7 @@ def execute(argv: list[str], env: dict[str, str]) -> NoReturn:
     _exit(*failure)
 
 
-def reap(reaper: Any, command: int, tmpdir: str) -> NoReturn:
+def reap(reaper: Any, command: int, scoped: bool, tmpdir: str) -> NoReturn:
     """The launcher's part after the fork (see ``_reaper``): let go of the caller's standard
     streams (the terminal too), supervise, exit with the command's status (128+N for a signal
     N) once nothing it started is left."""
@@ -282,7 +282,7 @@ def reap(reaper: Any, command: int, tmpdir: str) -> NoReturn:
     except OSError:
         pass
     try:
-        status = reaper.supervise(command, tmpdir)
+        status = reaper.supervise(command, scoped, tmpdir)
     except BaseException:  # its sweep has run (see supervise); no traceback: 125
         os._exit(125)
     os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
@@ -320,13 +320,16 @@ def main(args: list[str]) -> NoReturn:
     if not isinstance(tmpdir, str):
         _exit(125, "the sandbox spec's tmpdir must be a string")
     reaper = os.getpid()
+    ll = spec.get("landlock", {})
+    abi = _landlock.abi_version()
+    scoped = bool(ll.get("scope", True)) and abi >= 6
     try:
-        mask = _reaper.become_reaper(libc, parent)
+        mask = _reaper.become_reaper(libc, parent, scoped)
         command = os.fork()
     except OSError as exc:
         _exit(125, f"cannot start the command: {exc.strerror or exc}")
     if command:  # the reaper: outside the sandbox, until nothing of the command is left
-        reap(_reaper, command, tmpdir)
+        reap(_reaper, command, scoped, tmpdir)
     # the command
     try:
         import signal
@@ -337,8 +340,6 @@ def main(args: list[str]) -> NoReturn:
         os.setsid()  # a new session: no way to push keystrokes into the caller's terminal
         die_with_parent(libc, reaper)
         set_rlimits(spec.get("rlimits", {}))
-        ll = spec.get("landlock", {})
-        abi = _landlock.abi_version()
         if abi < 1:
             raise SetupError("Landlock is not available on this kernel; the fallback mode "
                              "needs it (enable user namespaces instead)")

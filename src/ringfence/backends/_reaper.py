@@ -13,14 +13,23 @@ command sends it except what the kernel reports (exit statuses, ``/proc`` parent
   the command's); the signals it waits for blocked.
 - ``supervise`` (after it): waits for the command to exit, for SIGTERM or SIGHUP (ringfence
   asks it to end the run: the timeout, ringfence told to stop, ringfence gone), forwarding
-  SIGINT and SIGQUIT; reaps what ends meanwhile; then ``sweep`` SIGKILLs and reaps every
-  process reparented to it, round after round until none is left, and it returns the
-  command's wait status (the launcher exits with it, 128+N for a signal N).
+  SIGINT and SIGQUIT; reaps what ends meanwhile; then ``sweep`` SIGKILLs and reaps everything
+  the command started, and it returns the command's wait status (the launcher exits with it,
+  128+N for a signal N).
 
-Only direct children are signalled (and process groups they lead): a child is not reaped until
-this process reaps it, so its pid (and a group named by it) cannot meanwhile be reused by an
-unrelated process. A deeper process becomes a direct child when its parent dies, so each round
-goes one level further down; the process limit bounds the rounds.
+How ``sweep`` finds them. With Landlock ABI 6 (and the run's signal scoping on), the reaper
+puts itself, before the fork, in a Landlock domain that restricts nothing but signals (no file
+or network rights are handled): it can signal only processes of that domain, and the command's
+own domain is nested in it. So ``kill(-1, SIGKILL)``, "every process I may signal", reaches
+exactly the command's tree, in one call that also catches a process being forked meanwhile
+(the kernel delivers signals sent to many processes to a racing fork's child too), however
+fast the tree moves; the user's other processes are out of its reach. Below ABI 6 (or with
+scoping off) it goes round by round: each round SIGKILLs its direct children (and the process
+groups they lead), found in ``/proc``; a child is not reaped until this process reaps it, so
+its pid, and a group named by it, cannot meanwhile be reused by an unrelated process. A deeper
+process becomes a direct child when its parent dies, so each round goes one level further
+down; the process limit bounds the rounds, though a tree that keeps moving to new pids faster
+than ``/proc`` can be read may stay ahead of them.
 
 What it cannot do: below Landlock ABI 6 the command may signal processes outside its domain,
 this one too: SIGKILLed or stopped, it ends nothing (the command itself still dies with it, by
@@ -53,9 +62,11 @@ def _prctl(libc: ctypes.CDLL, option: int, value: int) -> int:
                           ctypes.c_ulong(0), ctypes.c_ulong(0)))
 
 
-def become_reaper(libc: ctypes.CDLL, parent: int) -> set[int]:
-    """Before the fork. Returns the signal mask to restore in the child. Raises OSError with
-    what failed; ProcessLookupError when ``parent`` (ringfence) is gone already."""
+def become_reaper(libc: ctypes.CDLL, parent: int, scope: bool) -> set[int]:
+    """Before the fork. With ``scope`` (Landlock ABI 6 and the run's scoping on), enters a
+    Landlock domain that scopes signals only (see the module's docstring). Returns the signal
+    mask to restore in the child. Raises OSError with what failed; ProcessLookupError when
+    ``parent`` (ringfence) is gone already."""
     import ctypes
 
     for option, value, name in ((_PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER"),
@@ -69,13 +80,75 @@ def become_reaper(libc: ctypes.CDLL, parent: int) -> set[int]:
         os.setpgid(0, 0)
     except OSError:
         pass  # a session leader (started with setsid): its own group already
+    if scope:
+        scope_signals(libc)
     return signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
 
 
-def supervise(command: int, tmpdir: str = "") -> int:
+def scope_signals(libc: ctypes.CDLL) -> None:
+    """Enter a Landlock domain (ABI 6) that scopes signals and takes no file or network access
+    away: from now on this process, and what it forks, signals only processes of this domain
+    or of domains nested in it. (Landlock denies renaming and linking across directories in
+    every layer that does not handle that right, so this one handles it and grants it on /.)
+    OSError when the kernel refuses."""
+    import ctypes
+
+    from ._landlock import (
+        _PR_SET_NO_NEW_PRIVS,
+        _RULE_PATH_BENEATH,
+        FS_REFER,
+        SCOPE_SIGNAL,
+        _syscall_numbers,
+    )
+
+    numbers = _syscall_numbers()
+    if numbers is None:
+        raise OSError(0, "Landlock has no syscall numbers here")
+    create, add, restrict = numbers
+
+    class RulesetAttr(ctypes.Structure):
+        _fields_ = (("handled_access_fs", ctypes.c_uint64),
+                    ("handled_access_net", ctypes.c_uint64),
+                    ("scoped", ctypes.c_uint64))
+
+    class PathBeneathAttr(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
+
+    def fail(call: str) -> OSError:
+        number = ctypes.get_errno()
+        return OSError(number, f"{call} failed: {os.strerror(number)}")
+
+    libc.syscall.restype = ctypes.c_long
+    attr = RulesetAttr(FS_REFER, 0, SCOPE_SIGNAL)
+    ruleset = libc.syscall(ctypes.c_long(create), ctypes.byref(attr),
+                           ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0))
+    if ruleset < 0:
+        raise fail("landlock_create_ruleset")
+    try:
+        root = os.open("/", os.O_PATH | os.O_CLOEXEC)
+        try:
+            if libc.syscall(ctypes.c_long(add), ctypes.c_long(ruleset),
+                            ctypes.c_long(_RULE_PATH_BENEATH),
+                            ctypes.byref(PathBeneathAttr(FS_REFER, root)),
+                            ctypes.c_uint32(0)) != 0:
+                raise fail("landlock_add_rule")
+        finally:
+            os.close(root)
+        if _prctl(libc, _PR_SET_NO_NEW_PRIVS, 1) != 0:
+            raise fail("prctl(PR_SET_NO_NEW_PRIVS)")
+        if libc.syscall(ctypes.c_long(restrict), ctypes.c_long(ruleset),
+                        ctypes.c_uint32(0)) != 0:
+            raise fail("landlock_restrict_self")
+    finally:
+        os.close(ruleset)
+
+
+def supervise(command: int, scoped: bool, tmpdir: str = "") -> int:
     """After the fork, with ``WATCHED`` blocked: until the command exits or the run is ended,
-    then ``sweep``; ``tmpdir`` (the run's private TMPDIR) removed once nothing is left that
-    could write there. Returns the command's wait status (SIGKILL's when it was ended)."""
+    then ``sweep`` (``scoped``: ``scope_signals`` was done); ``tmpdir`` (the run's private
+    TMPDIR) removed once nothing is left that could write there. Returns the command's wait
+    status (SIGKILL's when it was ended)."""
     try:
         while not _exited(command):
             signum = signal.sigwaitinfo(WATCHED).si_signo
@@ -84,7 +157,7 @@ def supervise(command: int, tmpdir: str = "") -> int:
             elif signum in END:
                 break
     finally:
-        status = sweep(command)
+        status = sweep_scoped(command) if scoped else sweep(command)
         if tmpdir:
             _remove(tmpdir)
     return status
@@ -114,6 +187,29 @@ def _signal_group(pid: int, signum: int) -> None:
         os.killpg(pid, signum)
     except OSError:
         pass
+
+
+def sweep_scoped(command: int) -> int:
+    """``sweep`` in a signal-scoping domain: ``kill(-1, SIGKILL)`` ends every process of the
+    command's tree at once (and nothing else); reap until no child is left, killing again only
+    when nothing more has ended (a process that was being forked, as a precaution)."""
+    status = 9
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # nothing left to signal
+        try:
+            pid, wait_status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return status
+        while pid:
+            if pid == command:
+                status = wait_status
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return status
 
 
 def sweep(command: int) -> int:

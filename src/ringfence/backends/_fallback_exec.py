@@ -7,17 +7,24 @@ an imported module: with ``-I -S`` neither site-packages nor the script's direct
 
 It reads a JSON spec from the inherited file descriptor SPEC_FD (and closes it)::
 
-    {"argv": [...], "cwd": "...", "env": {...},
+    {"argv": [...], "cwd": "...", "env": {...}, "tmpdir": "...",
      "rlimits": {"RLIMIT_CPU": [soft, hard], ...},
      "landlock": {"read_roots": [...], "write_roots": [...], "deny_read": [...],
                   "protected": [...], "block_tcp": true, "scope": true},
      "seccomp": {"block_inet": true, "block_unix": true}}
 
-(``landlock`` may also carry ``hidden``, replacing ``_landlock.HIDDEN``.) Then, in this order:
-a new session (so the command cannot push keystrokes into the caller's terminal), death with
-the parent (the command is killed when ringfence dies; what it started is not), the rlimits,
-Landlock (``_landlock.plan_rules`` + ``apply``, which also sets no_new_privs), every capability
-dropped (bounding, ambient, effective, permitted, inheritable: for root callers, as bubblewrap's
+(``landlock`` may also carry ``hidden``, replacing ``_landlock.HIDDEN``.) Then it becomes the
+reaper (``_reaper.become_reaper``: child subreaper, a parent-death signal from ringfence, its
+own process group, at ABI 6 a Landlock domain that scopes signals only) and forks. The parent
+stays outside the command's sandbox: it supervises the command, and when the command exits,
+when ringfence ends the run (SIGTERM: the timeout, ringfence stopped) or dies (SIGKILL
+included: the parent-death signal), it SIGKILLs and reaps everything the command started,
+removes ``tmpdir`` (the run's private TMPDIR) and exits with the command's status (128+N for a
+signal N). The child, in this order: SIGPIPE and SIGXFSZ back to their defaults (Python
+ignores them, and exec would keep that), a new session (so the command cannot push keystrokes
+into the caller's terminal), death with the reaper, the rlimits, Landlock
+(``_landlock.plan_rules`` + ``apply``, which also sets no_new_privs), every capability dropped
+(bounding, ambient, effective, permitted, inheritable: for root callers, as bubblewrap's
 ``--cap-drop ALL`` does), the seccomp filter, ``chdir``, and ``execvpe`` with PATH looked up in
 the spec's environment. Everything it needs is imported before Landlock applies.
 
@@ -33,11 +40,14 @@ ruleset's own list in ``_landlock``:
   seccomp, no other network sockets; no signals to or abstract sockets of outside processes
   (ABI 6); no ptrace of outside processes; no capabilities, no privilege gain by exec; the
   seccomp deny list; the rlimits; a new session.
+  Nothing the command starts outlives the run (the reaper), while the reaper lives: from ABI
+  6 the command cannot signal it.
 - not guaranteed: no pid namespace, so the command sees every process (but cannot trace or,
-  from ABI 6, signal them) and what it starts in the background can outlive the run; no network
-  namespace, so with the network on, the host's loopback services are reachable; processes it
-  starts are not killed when ringfence dies (only the command itself is); the process limit
-  (RLIMIT_NPROC) counts all of the user's processes.
+  from ABI 6, signal them); below ABI 6 the command can kill or stop the reaper (the command
+  itself then dies, what it started stays) and a tree that keeps moving to new pids may outrun
+  the reaper's rounds; no network namespace, so with the network on, the host's loopback
+  services are reachable; the process limit (RLIMIT_NPROC) counts all of the user's processes,
+  the reaper too.
 """
 
 from __future__ import annotations
@@ -316,18 +326,36 @@ def main(args: list[str]) -> NoReturn:
         _exit(125, f"cannot load the sandbox modules from {package_root}: {exc}")
 
     libc = ctypes.CDLL(None, use_errno=True)
-    tmpdir = spec.get("tmpdir", "")
-    if not isinstance(tmpdir, str):
-        _exit(125, "the sandbox spec's tmpdir must be a string")
     reaper = os.getpid()
-    ll = spec.get("landlock", {})
-    abi = _landlock.abi_version()
-    scoped = bool(ll.get("scope", True)) and abi >= 6
+    # Everything that is only computed is done before the fork, once: after it, each object
+    # Python touches costs the child (and the reaper) a copied page.
     try:
+        tmpdir = spec.get("tmpdir", "")
+        if not isinstance(tmpdir, str):
+            raise SetupError("the sandbox spec's tmpdir must be a string")
+        ll = spec.get("landlock", {})
+        abi = _landlock.abi_version()
+        if abi < 1:
+            raise SetupError("Landlock is not available on this kernel; the fallback mode "
+                             "needs it (enable user namespaces instead)")
+        hidden = _strings(ll, "hidden") if "hidden" in ll else _landlock.HIDDEN
+        plan = _landlock.plan_rules(
+            read_roots=_strings(ll, "read_roots"), write_roots=_strings(ll, "write_roots"),
+            deny_read=_strings(ll, "deny_read"), protected=_strings(ll, "protected"),
+            abi=abi, terminals=terminals(), hidden=hidden)
+        sec = spec.get("seccomp", {})
+        program = _seccomp.build_filter(block_inet=bool(sec.get("block_inet", True)),
+                                        block_unix=bool(sec.get("block_unix", True)))
+        scope = bool(ll.get("scope", True))
+        scoped = scope and abi >= 6  # the reaper's sweep is one kill(-1) (see _reaper)
         mask = _reaper.become_reaper(libc, parent, scoped)
         command = os.fork()
+    except (SetupError, RingfenceError, ValueError) as exc:
+        _exit(125, str(exc))
     except OSError as exc:
         _exit(125, f"cannot start the command: {exc.strerror or exc}")
+    except Exception as exc:  # not expected: still one line, and nothing runs unconfined
+        _exit(125, f"the fallback sandbox failed: {type(exc).__name__}: {exc}")
     if command:  # the reaper: outside the sandbox, until nothing of the command is left
         reap(_reaper, command, scoped, tmpdir)
     # the command
@@ -340,19 +368,7 @@ def main(args: list[str]) -> NoReturn:
         os.setsid()  # a new session: no way to push keystrokes into the caller's terminal
         die_with_parent(libc, reaper)
         set_rlimits(spec.get("rlimits", {}))
-        if abi < 1:
-            raise SetupError("Landlock is not available on this kernel; the fallback mode "
-                             "needs it (enable user namespaces instead)")
-        hidden = _strings(ll, "hidden") if "hidden" in ll else _landlock.HIDDEN
-        plan = _landlock.plan_rules(
-            read_roots=_strings(ll, "read_roots"), write_roots=_strings(ll, "write_roots"),
-            deny_read=_strings(ll, "deny_read"), protected=_strings(ll, "protected"),
-            abi=abi, terminals=terminals(), hidden=hidden)
-        sec = spec.get("seccomp", {})
-        program = _seccomp.build_filter(block_inet=bool(sec.get("block_inet", True)),
-                                        block_unix=bool(sec.get("block_unix", True)))
-        _landlock.apply(plan, abi=abi, block_tcp=bool(ll.get("block_tcp", True)),
-                        scope=bool(ll.get("scope", True)))
+        _landlock.apply(plan, abi=abi, block_tcp=bool(ll.get("block_tcp", True)), scope=scope)
         drop_capabilities(libc)
         _seccomp.install(program)
         cwd = spec["cwd"]

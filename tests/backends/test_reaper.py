@@ -53,6 +53,23 @@ os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 time.sleep(120)
 """
 
+# The red team's daemon: as DAEMON, but it keeps the terminal on stdin and copies whatever it
+# reads there to argv[2].
+READER = """\
+import os, sys
+if os.fork():
+    sys.exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+with open(sys.argv[1] + ".tmp", "w") as fh:
+    fh.write(str(os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+out = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+while data := os.read(0, 100):
+    os.write(out, data)
+"""
+
 # A fork loop that keeps spawning, each process in a new session: the spawner forks a sleeper
 # and a new spawner, then exits (so it keeps changing its pid); every pid goes to argv[1].
 # Everything stops by itself once the file argv[2] is gone (the test removes it at its end),
@@ -108,6 +125,7 @@ class Tree:
         self.dir.mkdir()
         (self.dir / "daemon.py").write_text(DAEMON)
         (self.dir / "spawner.py").write_text(SPAWNER)
+        (self.dir / "reader.py").write_text(READER)
         self.go = world.base / "spawners-may-go-on"  # outside: the sandbox cannot remove it
         self.go.write_text("")
         self.seen: set[int] = set()
@@ -234,7 +252,8 @@ def test_a_fork_loop_is_ended(tree: Tree) -> None:
     assert not tree.gone(tree.pids("spawned-control"), timeout=0.3)
 
 
-def _host(tree: Tree, how: str, profile: str, script: str) -> subprocess.Popen[bytes]:
+def _host(tree: Tree, how: str, profile: str, script: str, terminal: int = -1
+          ) -> subprocess.Popen[bytes]:
     (tree.dir / "host.py").write_text(HOST)
     if how == "cli":
         args = ["--fallback", "landlock", "--max-processes", "0", f"--profile={profile}", "--"]
@@ -242,7 +261,8 @@ def _host(tree: Tree, how: str, profile: str, script: str) -> subprocess.Popen[b
         args = [f"--profile={profile}"]
     return subprocess.Popen(
         [sys.executable, str(tree.dir / "host.py"), how, *args, "/bin/sh", "-c", script],
-        cwd=tree.world.workspace, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        cwd=tree.world.workspace, stdin=subprocess.DEVNULL if terminal < 0 else terminal,
+        stdout=subprocess.DEVNULL if terminal < 0 else terminal,
         stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -289,6 +309,42 @@ def test_everything_is_gone_when_ringfence_is_sigkilled(tree: Tree, how: str) ->
         host.stderr.close()
 
 
+@pytest.mark.parametrize("profile", ["workspace-write", "full-access"])
+def test_a_daemon_cannot_read_what_is_typed_after_the_run(tree: Tree, profile: str) -> None:
+    """The red team's attack, end to end: ``ringfence run`` in a terminal (a pseudo-terminal
+    here); the command leaves a daemon that keeps the terminal and reads from it; after
+    ringfence has exited the user types a password into that terminal. The daemon is gone by
+    then and reads nothing. Control (full-access, no reaper): it captures the password."""
+    import pty
+
+    master, slave = pty.openpty()
+    stolen = tree.dir / "stolen"
+    reader = f"'{sys.executable}' '{tree.dir / 'reader.py'}' '{tree.dir / 'r1'}' '{stolen}'"
+    host = _host(tree, "cli", profile,
+                 f"{reader}; while [ ! -e '{tree.dir / 'r1'}' ]; do sleep 0.01; done",
+                 terminal=slave)
+    os.close(slave)
+    try:
+        assert host.wait(30) == 0
+        daemon = tree.wait_for("r1")
+        os.write(master, b"sudo-password\n")
+        def captured() -> bool:
+            return stolen.exists() and b"sudo-password" in stolen.read_bytes()
+
+        deadline = time.monotonic() + (1 if profile == "workspace-write" else 10)
+        while time.monotonic() < deadline and not captured():
+            time.sleep(0.02)
+        assert captured() is (profile == "full-access")
+        assert tree.gone([daemon]) is (profile == "workspace-write")
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
+        assert host.stderr is not None
+        host.stderr.close()
+        os.close(master)
+
+
 @pytest.mark.parametrize("script, code", [
     ("exit 0", 0), ("exit 7", 7), ("exit 255", 255),
     ("kill -TERM $$", 128 + 15), ("kill -SEGV $$", 128 + 11), ("kill -KILL $$", 128 + 9),
@@ -315,6 +371,15 @@ def test_the_command_gets_default_sigpipe(tree: Tree) -> None:
     ``yes`` writing into a closed pipe; a file-size limit gave EFBIG instead of ending it)."""
     result = run(tree, "grep SigIgn /proc/self/status")
     assert result.stdout == b"SigIgn:\t0000000000000000\n"
+
+
+def test_the_file_size_limit_is_reported(tree: Tree) -> None:
+    """With SIGXFSZ ignored (the regression above), a write past ``file_size`` failed with
+    EFBIG and the run did not say which limit was hit; now the command dies of SIGXFSZ."""
+    pol = ringfence.Policy(workspace=str(tree.world.workspace), fallback="landlock",
+                           limits=ringfence.Limits(max_processes=0, file_size=4096))
+    result = ringfence.run(["/bin/sh", "-c", "head -c 100000 /dev/zero > sub/big"], pol)
+    assert result.exit_code == 128 + signal.SIGXFSZ and "file_size" in result.limits_hit
 
 
 def test_ctrl_c_reaches_the_command(tree: Tree) -> None:

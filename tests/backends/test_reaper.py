@@ -17,6 +17,7 @@ runs on the real kernel.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -252,18 +253,27 @@ def test_a_fork_loop_is_ended(tree: Tree) -> None:
     assert not tree.gone(tree.pids("spawned-control"), timeout=0.3)
 
 
-def _host(tree: Tree, how: str, profile: str, script: str, terminal: int = -1
-          ) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def hosted(tree: Tree, how: str, profile: str, script: str, terminal: int = -1
+           ) -> Iterator[subprocess.Popen[bytes]]:
+    """ringfence (``how``: "library" or "cli") running ``script`` in a process of its own, in a
+    new session; killed if still there at the end."""
     (tree.dir / "host.py").write_text(HOST)
     if how == "cli":
         args = ["--fallback", "landlock", "--max-processes", "0", f"--profile={profile}", "--"]
     else:
         args = [f"--profile={profile}"]
-    return subprocess.Popen(
+    stream = subprocess.DEVNULL if terminal < 0 else terminal
+    host = subprocess.Popen(
         [sys.executable, str(tree.dir / "host.py"), how, *args, "/bin/sh", "-c", script],
-        cwd=tree.world.workspace, stdin=subprocess.DEVNULL if terminal < 0 else terminal,
-        stdout=subprocess.DEVNULL if terminal < 0 else terminal,
-        stderr=subprocess.PIPE, start_new_session=True)
+        cwd=tree.world.workspace, stdin=stream, stdout=stream, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        yield host
+    finally:
+        if host.poll() is None:
+            host.kill()
+        host.wait()
 
 
 @pytest.mark.parametrize("how", ["library", "cli"])
@@ -272,11 +282,10 @@ def test_everything_is_gone_when_ringfence_is_sigkilled(tree: Tree, how: str) ->
     daemon run: both end, and the run's private TMPDIR (rt-host finding 8: it was left in
     /tmp with what the command wrote there) is removed."""
     marker = tree.dir / "tmp-path"
-    host = _host(tree, how, "workspace-write",
-                 f"echo \"$TMPDIR\" > '{marker}.tmp' && mv '{marker}.tmp' '{marker}' && "
-                 f"head -c 100000 /dev/zero > \"$TMPDIR/left\" && "
-                 f"{tree.daemon('d1')} && echo $$ > '{tree.dir / 'cmd'}' && sleep 60")
-    try:
+    with hosted(tree, how, "workspace-write",
+                f"echo \"$TMPDIR\" > '{marker}.tmp' && mv '{marker}.tmp' '{marker}' && "
+                f"head -c 100000 /dev/zero > \"$TMPDIR/left\" && "
+                f"{tree.daemon('d1')} && echo $$ > '{tree.dir / 'cmd'}' && sleep 60") as host:
         daemon = tree.wait_for("d1")
         command = tree.wait_for("cmd")
         tmpdir = Path(marker.read_text().strip())
@@ -288,25 +297,14 @@ def test_everything_is_gone_when_ringfence_is_sigkilled(tree: Tree, how: str) ->
         while tmpdir.exists():
             assert time.monotonic() < deadline, f"{tmpdir} was left behind"
             time.sleep(0.02)
-    finally:
-        if host.poll() is None:
-            host.kill()
-            host.wait()
-        assert host.stderr is not None
-        host.stderr.close()
     # control: without the reaper, the daemon outlives ringfence
-    host = _host(tree, how, "full-access",
-                 f"{tree.daemon('d2')} && echo $$ > '{tree.dir / 'cmd2'}' && sleep 60")
-    try:
+    with hosted(tree, how, "full-access",
+                f"{tree.daemon('d2')} && echo $$ > '{tree.dir / 'cmd2'}' && sleep 60") as host:
         daemon = tree.wait_for("d2")
         tree.groups.add(tree.wait_for("cmd2"))  # left running too, in its own session
         host.kill()
         host.wait(10)
         assert not tree.gone([daemon], timeout=0.5)
-    finally:
-        host.wait()
-        assert host.stderr is not None
-        host.stderr.close()
 
 
 @pytest.mark.parametrize("profile", ["workspace-write", "full-access"])
@@ -320,28 +318,24 @@ def test_a_daemon_cannot_read_what_is_typed_after_the_run(tree: Tree, profile: s
     master, slave = pty.openpty()
     stolen = tree.dir / "stolen"
     reader = f"'{sys.executable}' '{tree.dir / 'reader.py'}' '{tree.dir / 'r1'}' '{stolen}'"
-    host = _host(tree, "cli", profile,
-                 f"{reader}; while [ ! -e '{tree.dir / 'r1'}' ]; do sleep 0.01; done",
-                 terminal=slave)
-    os.close(slave)
+
+    def captured() -> bool:
+        return stolen.exists() and b"sudo-password" in stolen.read_bytes()
+
     try:
-        assert host.wait(30) == 0
+        with hosted(tree, "cli", profile,
+                    f"{reader}; while [ ! -e '{tree.dir / 'r1'}' ]; do sleep 0.01; done",
+                    terminal=slave) as host:
+            os.close(slave)
+            assert host.wait(30) == 0
         daemon = tree.wait_for("r1")
         os.write(master, b"sudo-password\n")
-        def captured() -> bool:
-            return stolen.exists() and b"sudo-password" in stolen.read_bytes()
-
         deadline = time.monotonic() + (1 if profile == "workspace-write" else 10)
         while time.monotonic() < deadline and not captured():
             time.sleep(0.02)
         assert captured() is (profile == "full-access")
         assert tree.gone([daemon]) is (profile == "workspace-write")
     finally:
-        if host.poll() is None:
-            host.kill()
-            host.wait()
-        assert host.stderr is not None
-        host.stderr.close()
         os.close(master)
 
 
@@ -385,20 +379,13 @@ def test_the_file_size_limit_is_reported(tree: Tree) -> None:
 def test_ctrl_c_reaches_the_command(tree: Tree) -> None:
     """The CLI passes the terminal's SIGINT on; with the reaper in between it still reaches the
     command (the reaper forwards it to the command's process group)."""
-    host = _host(tree, "cli", "workspace-write",
-                 f"trap 'echo got > \"{tree.dir / 'int'}\"; exit 5' INT; "
-                 f"echo $$ > '{tree.dir / 'cmd'}'; sleep 60 & wait")
-    try:
+    with hosted(tree, "cli", "workspace-write",
+                f"trap 'echo got > \"{tree.dir / 'int'}\"; exit 5' INT; "
+                f"echo $$ > '{tree.dir / 'cmd'}'; sleep 60 & wait") as host:
         tree.wait_for("cmd")
         host.send_signal(signal.SIGINT)
         assert host.wait(20) == 5
-        assert (tree.dir / "int").read_text() == "got\n"
-    finally:
-        if host.poll() is None:
-            host.kill()
-            host.wait()
-        assert host.stderr is not None
-        host.stderr.close()
+    assert (tree.dir / "int").read_text() == "got\n"
 
 
 # ---------------------------------------------------------------------------------------------

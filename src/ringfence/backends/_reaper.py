@@ -99,21 +99,14 @@ def scope_signals(libc: ctypes.CDLL) -> None:
         FS_REFER,
         SCOPE_SIGNAL,
         _syscall_numbers,
+        structs,
     )
 
     numbers = _syscall_numbers()
     if numbers is None:
         raise OSError(0, "Landlock has no syscall numbers here")
     create, add, restrict = numbers
-
-    class RulesetAttr(ctypes.Structure):
-        _fields_ = (("handled_access_fs", ctypes.c_uint64),
-                    ("handled_access_net", ctypes.c_uint64),
-                    ("scoped", ctypes.c_uint64))
-
-    class PathBeneathAttr(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
+    RulesetAttr, PathBeneathAttr = structs()
 
     def fail(call: str) -> OSError:
         number = ctypes.get_errno()

@@ -3,8 +3,9 @@
 Without user namespaces there is no pid namespace whose end takes every process with it, so
 the fallback launcher (``_fallback_exec``) forks: the child becomes the command (Landlock,
 seccomp, then exec), and the launcher itself stays outside the sandbox as its parent, the
-reaper. It is ringfence's helper, not the command: never confined, it reads nothing the
-command sends it except what the kernel reports (exit statuses, ``/proc`` parent pids).
+reaper. It is ringfence's helper, not the command: not in the command's sandbox (at most in
+a Landlock domain that scopes its own signals, below), it reads nothing the command sends it
+except what the kernel reports (exit statuses, ``/proc`` parent pids).
 
 - ``become_reaper`` (before the fork): a child subreaper (``PR_SET_CHILD_SUBREAPER``), so that
   whatever the command leaves behind (a double fork, ``setsid``) is reparented here and not to

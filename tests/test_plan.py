@@ -515,6 +515,18 @@ def test_no_user_namespaces_and_no_landlock() -> None:
         plan_linux(policy(fallback="landlock"), CMD, facts(userns=USERNS_OFF, landlock_abi=0))
 
 
+def test_landlock_fallback_says_when_the_reaper_can_be_killed() -> None:
+    """Below Landlock ABI 6 the command can signal the reaper (backends/_reaper.py); the run
+    says so. From ABI 6 it cannot, and nothing the command starts outlives the run."""
+    def notes(abi: int) -> list[str]:
+        plan = plan_linux(policy(fallback="landlock"), CMD,
+                          facts(userns=USERNS_OFF, landlock_abi=abi))
+        return [w for w in plan.weaker if "reaper" in w]
+
+    assert len(notes(5)) == 1 and notes(5)[0].startswith("Landlock ABI 5 < 6:")
+    assert notes(6) == []
+
+
 def test_landlock_fallback() -> None:
     plan = plan_linux(policy(fallback="landlock"), CMD, facts(userns=USERNS_OFF,
                                                                landlock_abi=1))

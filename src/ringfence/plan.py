@@ -928,8 +928,11 @@ def _plan_landlock(policy: Policy, facts: HostFacts, deny: list[str], writable: 
 
     weaker = (
         "no user, pid or network namespace: Landlock, seccomp and rlimits only",
-        "what the command starts in the background can outlive the run; only the command "
-        "itself dies with ringfence",
+        *([] if facts.landlock_abi >= 6 else [
+            f"Landlock ABI {facts.landlock_abi} < 6: the command can kill or stop the reaper "
+            "that ends everything it started when the run ends (then what it started in the "
+            "background outlives the run), and a process tree that keeps moving to new "
+            "process ids may stay ahead of the reaper"]),
         "the process limit counts all of your processes, not only the sandbox's",
         *_weaker_notes(facts.landlock_abi),
         "stricter than the bubblewrap mode: nothing can be created, deleted or renamed at the "
@@ -943,6 +946,6 @@ def _plan_landlock(policy: Policy, facts: HostFacts, deny: list[str], writable: 
             policy.network == "off", policy.network == "off" or not policy.unix_sockets),
         landlock=spec, pids_cgroup=pids_cgroup, placeholders=(),
         layers=("landlock", "seccomp", "no_new_privs", "no capabilities", "rlimits",
-                "new session", "the command dies with ringfence"),
+                "new session", "a reaper: everything the command starts ends with the run"),
         weaker=weaker, **common,
     )

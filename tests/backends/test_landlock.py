@@ -654,7 +654,7 @@ def test_rlimits_and_devices(box: Box) -> None:
 
 @kernel
 def test_works_when_started_as_a_process_group_leader(box: Box) -> None:
-    # setsid() fails for a group leader; the launcher then forks and passes the status on
+    # setsid() would fail for a group leader: the command, a child of the launcher, never is one
     result = box.launch(box.spec(["/bin/sh", "-c", "exit 7"]), start_new_session=True)
     assert (result.returncode, result.stderr) == (7, "")
 

@@ -7,17 +7,24 @@ an imported module: with ``-I -S`` neither site-packages nor the script's direct
 
 It reads a JSON spec from the inherited file descriptor SPEC_FD (and closes it)::
 
-    {"argv": [...], "cwd": "...", "env": {...},
+    {"argv": [...], "cwd": "...", "env": {...}, "tmpdir": "...",
      "rlimits": {"RLIMIT_CPU": [soft, hard], ...},
      "landlock": {"read_roots": [...], "write_roots": [...], "deny_read": [...],
                   "protected": [...], "block_tcp": true, "scope": true},
      "seccomp": {"block_inet": true, "block_unix": true}}
 
-(``landlock`` may also carry ``hidden``, replacing ``_landlock.HIDDEN``.) Then, in this order:
-a new session (so the command cannot push keystrokes into the caller's terminal), death with
-the parent (the command is killed when ringfence dies; what it started is not), the rlimits,
-Landlock (``_landlock.plan_rules`` + ``apply``, which also sets no_new_privs), every capability
-dropped (bounding, ambient, effective, permitted, inheritable: for root callers, as bubblewrap's
+(``landlock`` may also carry ``hidden``, replacing ``_landlock.HIDDEN``.) Then it becomes the
+reaper (``_reaper.become_reaper``: child subreaper, a parent-death signal from ringfence, its
+own process group, at ABI 6 a Landlock domain that scopes signals only) and forks. The parent
+stays outside the command's sandbox: it supervises the command, and when the command exits,
+when ringfence ends the run (SIGTERM: the timeout, ringfence stopped) or dies (SIGKILL
+included: the parent-death signal), it SIGKILLs and reaps everything the command started,
+removes ``tmpdir`` (the run's private TMPDIR) and exits with the command's status (128+N for a
+signal N). The child, in this order: SIGPIPE and SIGXFSZ back to their defaults (Python
+ignores them, and exec would keep that), a new session (so the command cannot push keystrokes
+into the caller's terminal), death with the reaper, the rlimits, Landlock
+(``_landlock.plan_rules`` + ``apply``, which also sets no_new_privs), every capability dropped
+(bounding, ambient, effective, permitted, inheritable: for root callers, as bubblewrap's
 ``--cap-drop ALL`` does), the seccomp filter, ``chdir``, and ``execvpe`` with PATH looked up in
 the spec's environment. Everything it needs is imported before Landlock applies.
 
@@ -33,11 +40,14 @@ ruleset's own list in ``_landlock``:
   seccomp, no other network sockets; no signals to or abstract sockets of outside processes
   (ABI 6); no ptrace of outside processes; no capabilities, no privilege gain by exec; the
   seccomp deny list; the rlimits; a new session.
+  Nothing the command starts outlives the run (the reaper), while the reaper lives: from ABI
+  6 the command cannot signal it.
 - not guaranteed: no pid namespace, so the command sees every process (but cannot trace or,
-  from ABI 6, signal them) and what it starts in the background can outlive the run; no network
-  namespace, so with the network on, the host's loopback services are reachable; processes it
-  starts are not killed when ringfence dies (only the command itself is); the process limit
-  (RLIMIT_NPROC) counts all of the user's processes.
+  from ABI 6, signal them); below ABI 6 the command can kill or stop the reaper (the command
+  itself then dies, what it started stays) and a tree that keeps moving to new pids may outrun
+  the reaper's rounds; no network namespace, so with the network on, the host's loopback
+  services are reachable; the process limit (RLIMIT_NPROC) counts all of the user's processes,
+  the reaper too.
 """
 
 from __future__ import annotations
@@ -132,37 +142,15 @@ def _strings(section: dict[str, Any], key: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # The steps.
 
-def new_session(parent: int) -> int:
-    """setsid(); when this process already leads a process group (started straight from a
-    shell), fork first and let the parent wait and pass on the child's status and signals.
-    Returns the pid of the process this one should die with."""
-    try:
-        os.setsid()
-        return parent
-    except PermissionError:
-        pass
-    import signal
-
-    me = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        return me
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(signum, lambda n, _frame: os.kill(pid, n))
-    _, status = os.waitpid(pid, 0)
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-
-
 def die_with_parent(libc: ctypes.CDLL, parent: int) -> None:
-    """SIGKILL this process (the command, after exec) when the parent that started it dies."""
+    """SIGKILL this process (the command, after exec) when its parent, the reaper, dies."""
     import ctypes
 
     if libc.prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(9), ctypes.c_ulong(0),
                   ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
         raise SetupError(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
     if os.getppid() != parent:
-        raise SetupError("ringfence exited before the command started")
+        raise SetupError("the launcher exited before the command started")
 
 
 def set_rlimits(limits: dict[str, Any]) -> None:
@@ -292,6 +280,24 @@ def execute(argv: list[str], env: dict[str, str]) -> NoReturn:
     _exit(*failure)
 
 
+def reap(reaper: Any, command: int, scoped: bool, tmpdir: str) -> NoReturn:
+    """The launcher's part after the fork (see ``_reaper``): let go of the caller's standard
+    streams (the terminal too), supervise, exit with the command's status (128+N for a signal
+    N) once nothing it started is left."""
+    try:
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
+    try:
+        status = reaper.supervise(command, scoped, tmpdir)
+    except BaseException:  # its sweep has run (see supervise); no traceback: 125
+        os._exit(125)
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
 # ---------------------------------------------------------------------------------------------
 
 def main(args: list[str]) -> NoReturn:
@@ -314,15 +320,19 @@ def main(args: list[str]) -> NoReturn:
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, package_root)
     try:
-        from ringfence.backends import _landlock, _seccomp
+        from ringfence.backends import _landlock, _reaper, _seccomp
         from ringfence.errors import RingfenceError
     except ImportError as exc:
         _exit(125, f"cannot load the sandbox modules from {package_root}: {exc}")
 
+    libc = ctypes.CDLL(None, use_errno=True)
+    reaper = os.getpid()
+    # Everything that is only computed is done before the fork, once: after it, each object
+    # Python touches costs the child (and the reaper) a copied page.
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        die_with_parent(libc, new_session(parent))
-        set_rlimits(spec.get("rlimits", {}))
+        tmpdir = spec.get("tmpdir", "")
+        if not isinstance(tmpdir, str):
+            raise SetupError("the sandbox spec's tmpdir must be a string")
         ll = spec.get("landlock", {})
         abi = _landlock.abi_version()
         if abi < 1:
@@ -336,8 +346,29 @@ def main(args: list[str]) -> NoReturn:
         sec = spec.get("seccomp", {})
         program = _seccomp.build_filter(block_inet=bool(sec.get("block_inet", True)),
                                         block_unix=bool(sec.get("block_unix", True)))
-        _landlock.apply(plan, abi=abi, block_tcp=bool(ll.get("block_tcp", True)),
-                        scope=bool(ll.get("scope", True)))
+        scope = bool(ll.get("scope", True))
+        scoped = scope and abi >= 6  # the reaper's sweep is one kill(-1) (see _reaper)
+        mask = _reaper.become_reaper(libc, parent, scoped)
+        command = os.fork()
+    except (SetupError, RingfenceError, ValueError) as exc:
+        _exit(125, str(exc))
+    except OSError as exc:
+        _exit(125, f"cannot start the command: {exc.strerror or exc}")
+    except Exception as exc:  # not expected: still one line, and nothing runs unconfined
+        _exit(125, f"the fallback sandbox failed: {type(exc).__name__}: {exc}")
+    if command:  # the reaper: outside the sandbox, until nothing of the command is left
+        reap(_reaper, command, scoped, tmpdir)
+    # the command
+    try:
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; exec keeps that
+            signal.signal(signum, signal.SIG_DFL)
+        os.setsid()  # a new session: no way to push keystrokes into the caller's terminal
+        die_with_parent(libc, reaper)
+        set_rlimits(spec.get("rlimits", {}))
+        _landlock.apply(plan, abi=abi, block_tcp=bool(ll.get("block_tcp", True)), scope=scope)
         drop_capabilities(libc)
         _seccomp.install(program)
         cwd = spec["cwd"]

@@ -41,10 +41,11 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
+    from typing import Any
 
 __all__ = [
     "DEVICES", "HIDDEN", "KEEP_READABLE", "READ", "LandlockPlan", "abi_version", "apply",
-    "describe_rights", "handled_fs", "plan_rules", "write_rights",
+    "describe_rights", "handled_fs", "plan_rules", "structs", "write_rights",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -511,6 +512,23 @@ def _errname(number: int) -> str:
     return f"{errno.errorcode.get(number, str(number))} ({os.strerror(number)})"
 
 
+def structs() -> tuple[Any, Any]:
+    """The ctypes types of ``struct landlock_ruleset_attr`` and (packed)
+    ``struct landlock_path_beneath_attr``."""
+    import ctypes
+
+    class RulesetAttr(ctypes.Structure):
+        _fields_ = (("handled_access_fs", ctypes.c_uint64),
+                    ("handled_access_net", ctypes.c_uint64),
+                    ("scoped", ctypes.c_uint64))
+
+    class PathBeneathAttr(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
+
+    return RulesetAttr, PathBeneathAttr
+
+
 def apply(plan: LandlockPlan, *, abi: int, block_tcp: bool, scope: bool) -> None:
     """Restrict the calling thread (and everything it execs or forks) to ``plan``. For good.
 
@@ -540,15 +558,7 @@ def apply(plan: LandlockPlan, *, abi: int, block_tcp: bool, scope: bool) -> None
     libc.syscall.restype = ctypes.c_long
     libc.prctl.restype = ctypes.c_int
 
-    class RulesetAttr(ctypes.Structure):
-        _fields_ = (("handled_access_fs", ctypes.c_uint64),
-                    ("handled_access_net", ctypes.c_uint64),
-                    ("scoped", ctypes.c_uint64))
-
-    class PathBeneathAttr(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
-
+    RulesetAttr, PathBeneathAttr = structs()
     handled = handled_fs(abi)
     net = NET_BIND_TCP | NET_CONNECT_TCP if block_tcp and abi >= 4 else 0
     scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if scope and abi >= 6 else 0

@@ -881,7 +881,7 @@ def _prepare(plan: Plan, state_dir: str, prep: Prepared) -> None:
         spec["write_roots"] = [*spec.get("write_roots", ()), prep.tmpdir]
         env = dict(plan.env, TMPDIR=prep.tmpdir)
         body = json.dumps({
-            "argv": list(plan.command), "cwd": plan.cwd, "env": env,
+            "argv": list(plan.command), "cwd": plan.cwd, "env": env, "tmpdir": prep.tmpdir,
             "rlimits": {}, "landlock": spec,
             "seccomp": {"block_inet": bool(plan.seccomp and plan.seccomp[0]),
                         "block_unix": bool(plan.seccomp and plan.seccomp[1])},
@@ -1312,9 +1312,10 @@ def exec_cli(plan: Plan, prep: Prepared, spawned: Spawned | None = None) -> Outc
     collect_again()  # the command has started (see ringfence.__main__)
     timed_out = False
 
-    # Without a pid namespace (full-access, landlock) the command leads its own session: kill
-    # its process group, and pass Ctrl-C on (the terminal's SIGINT only reaches our group).
+    # Without a pid namespace (full-access, landlock) the command (in landlock: the reaper) leads
+    # its own process group: pass Ctrl-C on (the terminal's SIGINT only reaches our group)
     group = plan.mode != "bwrap"
+    reaper = plan.mode == "landlock"
     stopped_by = 0
 
     def on_interrupt(signum: int, frame: object) -> None:
@@ -1326,12 +1327,12 @@ def exec_cli(plan: Plan, prep: Prepared, spawned: Spawned | None = None) -> Outc
     def on_alarm(signum: int, frame: object) -> None:
         nonlocal timed_out
         timed_out = True
-        _kill(pid, group)
+        _kill(pid, group, reaper)
 
     def on_term(signum: int, frame: object) -> None:
         nonlocal stopped_by
         stopped_by = signum
-        _kill(pid, group)
+        _kill(pid, group, reaper)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
@@ -1394,11 +1395,17 @@ def _end_held(child: int, pid: int) -> None:
         pass
 
 
-def _kill(pid: int, group: bool = False) -> None:
+def _kill(pid: int, group: bool = False, reaper: bool = False) -> None:
     """SIGKILL: bwrap dies and takes the namespace with it (die-with-parent). Without a
-    namespace (full-access) the command leads its own session, so its group is killed."""
+    namespace (full-access) the command leads its own session, so its group is killed. The
+    fallback launcher's ``reaper`` is asked with SIGTERM instead: it SIGKILLs the command and
+    everything the command started, reaps them, then exits (see ``_reaper``); SIGCONT in case
+    something stopped it."""
     try:
-        if group:
+        if reaper:
+            os.kill(pid, 15)
+            os.kill(pid, 18)
+        elif group:
             os.killpg(pid, 9)
         else:
             os.kill(pid, 9)
@@ -1450,6 +1457,7 @@ def run_captured(
     if streams is not None:
         streams.started()
     group = plan.mode != "bwrap"
+    reaper = plan.mode == "landlock"
     try:
         prep.started(proc.pid, plan.rlimits)
         deadline = start + plan.timeout if plan.timeout else None
@@ -1464,19 +1472,19 @@ def run_captured(
                 events = sel.select(wait)
                 if deadline is not None and time.monotonic() >= deadline and not timed_out:
                     timed_out = True
-                    _kill(proc.pid, group)
+                    _kill(proc.pid, group, reaper)
                 open_streams -= read_ready(sel, events, kept)
             sel.close()
         try:
             status = _wait(proc, deadline)
         except TimeoutError:
             timed_out = True
-            _kill(proc.pid, group)
+            _kill(proc.pid, group, reaper)
             status = _wait(proc, None)
     except BaseException:
         # an interrupt, an on_output callback that raised: the run ends here, sandbox and all
         if proc.returncode is None:
-            _kill(proc.pid, group)
+            _kill(proc.pid, group, reaper)
             try:
                 _wait(proc, None)
             except ChildProcessError:  # ``started`` reaped it already

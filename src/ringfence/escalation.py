@@ -73,9 +73,11 @@ def submit(request: Mapping[str, Any], policy: Policy, *, approver: Any = None,
         if not isinstance(value, str) or not os.path.isabs(value):
             raise PolicyError("escalation writable_root needs an absolute directory as value")
         value = os.path.realpath(value)
+        from .plan import _inside
+
         for root in policy.writable_roots():
             real = os.path.realpath(root)
-            if value == real or value.startswith(real.rstrip("/") + "/"):
+            if _inside(value, real):
                 # the command can write there: it could swap the directory for a link to
                 # another one after the question, so the grant would not be what was approved
                 raise PolicyError(f"escalation writable_root {value}: it is inside the "

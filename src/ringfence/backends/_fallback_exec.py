@@ -146,8 +146,9 @@ def die_with_parent(libc: ctypes.CDLL, parent: int) -> None:
     """SIGKILL this process (the command, after exec) when its parent, the reaper, dies."""
     import ctypes
 
-    if libc.prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(9), ctypes.c_ulong(0),
-                  ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+    from ringfence.backends._reaper import _prctl
+
+    if _prctl(libc, _PR_SET_PDEATHSIG, 9) != 0:
         raise SetupError(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
     if os.getppid() != parent:
         raise SetupError("the launcher exited before the command started")

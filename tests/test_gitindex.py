@@ -214,10 +214,13 @@ def test_drop_leaves_the_rest_as_it_was(tmp_path: Path, object_format: str,
 
 @pytest.mark.parametrize("version", [2, 3, 4])
 def test_drop_every_gitlink(tmp_path: Path, version: int) -> None:
+    """Neighbours too: ``lib/x`` and ``lib/x0`` go, ``lib/y.txt`` is written against
+    ``lib/a.txt`` (v4)."""
     repo = make(tmp_path, version)
+    repo.gitlink("lib/x0")
     before = repo.debug()
     assert drop(repo.gitdir, repo.ls_gitlinks())
-    for name in (b"lib/x", "vendor/ünï".encode(), b"weird\nsub"):
+    for name in (b"lib/x", b"lib/x0", "vendor/ünï".encode(), b"weird\nsub"):
         del before[name]
     assert repo.debug() == before
     assert repo.ls_gitlinks() == ()
@@ -290,9 +293,12 @@ def test_split_index_is_left_alone(tmp_path: Path) -> None:
     """A split index keeps entries in ``sharedindex.*``: not ours to rewrite, nor to read."""
     repo = make(tmp_path, 2)
     repo.git("update-index", "--split-index")
+    data = Path(repo.index).read_bytes()
+    assert b"link" in data and b"\x00\x00\xe0\x00" not in data  # the gitlinks are shared
+    assert read(repo.index) is None
+    assert gitlinks(repo.index) is None
     repo.gitlink("lib/late")
     data = Path(repo.index).read_bytes()
-    assert b"link" in data
     assert read(repo.index) is None
     assert gitlinks(repo.index) is None
     assert not drop(repo.gitdir, ["lib/x", "lib/late"])
@@ -593,3 +599,27 @@ def test_two_readings_are_no_answer(tmp_path: Path) -> None:
     for oid_len in (20, 32):
         got = read(str(path), oid_len)
         assert got is not None and got.oid_len == oid_len
+
+
+def _v4_index(names: list[tuple[int, bytes]]) -> bytes:
+    """A v4 index of regular files: (bytes to strip from the previous name, suffix) each;
+    every name 4095 bytes or more (the length field says 0xFFF)."""
+    body = b"".join(
+        bytes(24) + (0o100644).to_bytes(4, "big") + bytes(32) + b"\x0f\xff"
+        + _gitindex._varint(strip) + suffix + b"\0" for strip, suffix in names)
+    return _rehash(b"DIRC" + (4).to_bytes(4, "big") + len(names).to_bytes(4, "big") + body
+                   + bytes(20))
+
+
+def test_v4_names_cannot_make_reading_slow(tmp_path: Path) -> None:
+    """v4 builds each name from the previous one: a crafted index with one long name and
+    many entries that keep all of it but a byte would copy gigabytes. Refused, once the
+    bytes copied pass the budget; the same with fewer entries reads."""
+    long = b"d" * 60000
+    path = tmp_path / "index"
+    for count, ok in ((100, True), (50000, False)):
+        blob = _v4_index([(0, long)] + [(1, b"%c" % (97 + k % 26)) for k in range(count)])
+        path.write_bytes(blob)
+        budget = _gitindex._COPY_FACTOR * len(blob) + _gitindex._COPY_SLACK
+        assert (60000 * count <= budget) == ok
+        assert (read(str(path), 20) is not None) == ok

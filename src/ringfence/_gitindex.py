@@ -21,7 +21,9 @@ entries) is refused, as is a split index (``link``: its entries live in another 
 other required extension git would refuse. :func:`read` does not verify the trailing hash
 (git refuses such an index, so what it reports is a superset); :func:`drop` does.
 
-Bounds: an index larger than :data:`MAX_SIZE` (256 MiB, about two million entries) is not read.
+Bounds: an index larger than :data:`MAX_SIZE` (256 MiB, about two million entries) is not read;
+a v4 one whose names take more than 32 bytes from previous names per byte of the file (plus
+64 MiB) is refused (an index git writes takes about one; paths of a thousand bytes, 13).
 Only ``os`` is imported at load time (the run path); the hash modules only by :func:`drop`.
 """
 
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 
 MAX_SIZE = 256 << 20
 
+# v4: at most this many bytes taken from previous names, per byte of the index, plus a slack
+_COPY_FACTOR = 32
+_COPY_SLACK = 64 << 20
 # the mode 0o160000 as it sits, big-endian, in an entry written by git
 _GITLINK_MODE = b"\x00\x00\xe0\x00"
 _SIGNATURE = b"DIRC"
@@ -186,6 +191,10 @@ def _entries(d: bytes, p: _Parsed) -> bool:
     hidden = p.hidden
     o = 12
     prev = b""
+    # v4: each name is built from the previous one; a crafted index could make that copy
+    # megabytes per entry. The bytes copied are bounded (an index git writes copies about
+    # as many bytes as its names hold, a few times its size at most)
+    budget = _COPY_FACTOR * len(d) + _COPY_SLACK
     for i in range(n):
         f = d[o + fx] << 8 | d[o + fx + 1]
         nl = f & 0xFFF
@@ -200,13 +209,17 @@ def _entries(d: bytes, p: _Parsed) -> bool:
                 keep = len(prev) - c
                 q = o + fx2 + 1
                 e = q + nl - keep
-                if keep < 0 or e < q or d[e]:
+                budget -= keep
+                if keep < 0 or e < q or d[e] or budget < 0:
                     return False
                 prev = prev[:keep] + d[q:e]
                 o = e + 1
                 continue
         r = _entry(d, o, fx, prev, v4, limit)
         if r is None:
+            return False
+        budget -= r[2]
+        if budget < 0:
             return False
         if 0xE0 <= d[o + 26] < 0xF0:  # (mode & 0o170000) == 0o160000
             gitlinks.append((i, r[1]))
@@ -358,16 +371,27 @@ def read(path: str, oid_len: int | None = None) -> Index | None:
     return Index(p.version, p.oid_len, gitlinks, hidden)
 
 
+def _split_beside(path: str) -> bool:
+    """Whether the index at ``path`` may be split: a shared index, which may hold gitlinks,
+    next to it (git cannot read a split index without one)."""
+    try:
+        names = os.listdir(os.path.dirname(path) or ".")
+    except OSError:
+        return True
+    return any(name.startswith("sharedindex.") for name in names)
+
+
 def gitlinks(path: str, oid_len: int | None = None) -> tuple[str, ...] | None:
     """The paths of the gitlinks in the index at ``path``, in index order; None as for
     :func:`read`. Fast where the bytes of git's gitlink mode, 0o160000, occur nowhere in the
-    file: then ``()`` without decoding the entries. Not seen that way: an entry whose mode git
-    never writes but still takes for a gitlink (``0o360644``); :func:`read` sees those."""
+    file (and no shared index is beside it): then ``()`` without decoding the entries. Not
+    seen that way: an entry whose mode git never writes but still takes for a gitlink
+    (``0o360644``); :func:`read` sees those."""
     loaded = _load(path)
     if loaded is None:
         return None
     d = loaded[0]
-    if _GITLINK_MODE not in d:
+    if _GITLINK_MODE not in d and not _split_beside(path):
         if len(d) < 32 or d[:4] != _SIGNATURE or int.from_bytes(d[4:8], "big") not in (2, 3, 4):
             return None
         return ()
@@ -501,11 +525,15 @@ def drop(gitdir: str, paths: Collection[str], oid_len: int | None = None) -> boo
         view = memoryview(new)
         while view:
             view = view[os.write(fd, view):]
+        st = loaded[1]
+        times = (st.st_atime_ns, st.st_mtime_ns)
+        if os.utime in os.supports_fd:
+            os.utime(fd, ns=times)
         os.fsync(fd)
         os.close(fd)
         fd = -1
-        st = loaded[1]
-        os.utime(lock, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if os.utime not in os.supports_fd:  # Windows
+            os.utime(lock, ns=times)
         os.replace(lock, index)
         done = True
         return True

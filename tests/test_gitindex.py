@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ringfence import _gitindex
-from ringfence._gitindex import Index, drop, gitlinks, read
+from ringfence._gitindex import Index, drop, gitlinks, read, read_split
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -304,6 +304,49 @@ def test_split_index_is_left_alone(tmp_path: Path) -> None:
     assert not drop(repo.gitdir, ["lib/x", "lib/late"])
     assert Path(repo.index).read_bytes() == data
     assert not os.path.exists(repo.index + ".lock")
+
+
+@pytest.mark.parametrize(("object_format", "version"), [("sha1", 2), ("sha1", 4),
+                                                      ("sha256", 3)])
+def test_read_split_agrees_with_git(tmp_path: Path, object_format: str, version: int) -> None:
+    """A split index: gitlinks and marks in the shared part, a gitlink added after the split
+    (in .git/index, named), one bumped to another commit and a file newly marked (both
+    replacing a shared entry: no name of their own, the link extension's bitmap says
+    which), one deleted (still counted: more than git sees, never less)."""
+    repo = make(tmp_path, version, object_format)
+    oid_len = repo.oid_len
+    repo.git("update-index", "--split-index")
+    assert read(repo.index, oid_len) is None
+    split = read_split(repo.index, oid_len)
+    assert split is not None
+    assert set(split.gitlinks) == set(repo.ls_gitlinks())
+    assert set(split.hidden) == set(repo.ls_hidden())
+    repo.gitlink("lib/late")  # new: named in the split part
+    repo.write("bump.txt")
+    repo.git("add", "bump.txt")
+    repo.git("commit", "-q", "-m", "bump")
+    oid = repo.git("rev-parse", "HEAD").decode().strip()
+    repo.git("update-index", "--cacheinfo", f"160000,{oid},lib/x")  # replaces a shared entry
+    repo.git("update-index", "--cacheinfo", f"160000,{oid},z.txt")  # a file becomes a gitlink
+    repo.git("update-index", "--assume-unchanged", "lib/y.txt")
+    repo.git("update-index", "--force-remove", "vendor/ünï")
+    data = Path(repo.index).read_bytes()
+    assert b"link" in data
+    split = read_split(repo.index, oid_len)
+    assert split is not None
+    assert set(split.gitlinks) == set(repo.ls_gitlinks()) | {"vendor/ünï"}
+    assert "z.txt" in split.gitlinks and "lib/late" in split.gitlinks
+    assert set(split.hidden) == set(repo.ls_hidden())
+    # a shared index that is not there, or a bitmap that does not fit: no answer
+    shared = next(p for p in (repo.path / ".git").iterdir() if p.name.startswith("sharedindex."))
+    shared.rename(shared.with_name("elsewhere"))
+    assert read_split(repo.index, oid_len) is None
+
+
+def test_read_split_of_a_plain_index_is_none(tmp_path: Path) -> None:
+    repo = make(tmp_path, 2)
+    assert read_split(repo.index, 20) is None
+    assert read(repo.index, 20) is not None
 
 
 def _sig(data: bytes, oid_len: int, sig: bytes) -> list[bytes]:

@@ -71,9 +71,11 @@ class _Parsed:
     when recorded."""
 
     __slots__ = ("version", "oid_len", "count", "gitlinks", "hidden", "end", "exts",
-                 "starts", "names", "keeps")
+                 "starts", "names", "keeps", "split", "stripped")
 
-    def __init__(self, version: int, oid_len: int, count: int) -> None:
+    def __init__(self, version: int, oid_len: int, count: int, split: bool = False) -> None:
+        self.split = split  # the part of a split index in .git/index: names may be stripped
+        self.stripped: list[tuple[int, bool, bool]] = []  # (entry, gitlink, hidden), split only
         self.version = version
         self.oid_len = oid_len
         self.count = count
@@ -132,7 +134,7 @@ def _load(path: str) -> tuple[bytes, os.stat_result] | None:
     return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), st
 
 
-def _entry(d: bytes, o: int, fx: int, prev: bytes, v4: bool, limit: int
+def _entry(d: bytes, o: int, fx: int, prev: bytes, v4: bool, limit: int, empty: bool = False
            ) -> tuple[int, bytes, int, bool] | None:
     """Decode the entry at ``o`` as git does (``create_from_disk``): (where the next one
     starts, its name, the bytes of it taken from ``prev``, whether it is hidden), or None
@@ -167,7 +169,7 @@ def _entry(d: bytes, o: int, fx: int, prev: bytes, v4: bool, limit: int
             return None
     else:  # git takes the byte after the name, as the length says, for its terminator
         e = q + nl - keep
-        if nl == 0 or e < q or d[e]:
+        if (nl == 0 and not empty) or e < q or d[e]:
             return None
     name = prev[:keep] + d[q:e] if v4 else d[q:e]
     end = e + 1 if v4 else o + ((q - o + e - q + 8) & ~7)  # v2, v3: 1 to 8 NULs
@@ -215,15 +217,18 @@ def _entries(d: bytes, p: _Parsed) -> bool:
                 prev = prev[:keep] + d[q:e]
                 o = e + 1
                 continue
-        r = _entry(d, o, fx, prev, v4, limit)
+        r = _entry(d, o, fx, prev, v4, limit, p.split)
         if r is None:
             return False
         budget -= r[2]
         if budget < 0:
             return False
-        if 0xE0 <= d[o + 26] < 0xF0:  # (mode & 0o170000) == 0o160000
+        gitlink = 0xE0 <= d[o + 26] < 0xF0  # (mode & 0o170000) == 0o160000
+        if not r[1] and p.split:  # replaces a shared entry, whose name it takes
+            p.stripped.append((i, gitlink, r[3]))
+        elif gitlink:
             gitlinks.append((i, r[1]))
-        if r[3]:
+        if r[3] and r[1]:
             hidden.append(r[1])
         o, prev = r[0], r[1]
     if o > limit:
@@ -307,13 +312,13 @@ def _threaded_view_matches(d: bytes, p: _Parsed) -> bool:
     return True
 
 
-def _parse_as(d: bytes, oid_len: int, record: bool) -> _Parsed | None:
+def _parse_as(d: bytes, oid_len: int, record: bool, split: bool = False) -> _Parsed | None:
     if len(d) < 12 + oid_len or d[:4] != _SIGNATURE:
         return None
     version = int.from_bytes(d[4:8], "big")
     if version not in (2, 3, 4):
         return None
-    p = _Parsed(version, oid_len, int.from_bytes(d[8:12], "big"))
+    p = _Parsed(version, oid_len, int.from_bytes(d[8:12], "big"), split)
     try:
         if not _entries(d, p):
             return None
@@ -322,7 +327,10 @@ def _parse_as(d: bytes, oid_len: int, record: bool) -> _Parsed | None:
         sigs = {sig for sig, _start, _end in p.exts}
         # git refuses an index with a required extension it does not know; a split index
         # has its entries in another file
-        if any(not 65 <= sig[0] <= 90 and sig != b"sdir" for sig in sigs):
+        if any(not 65 <= sig[0] <= 90 and sig != b"sdir" and not (split and sig == b"link")
+               for sig in sigs):
+            return None
+        if split and [sig for sig, _start, _end in p.exts].count(b"link") != 1:
             return None
         if (record or b"IEOT" in sigs) and not _record(d, p):
             return None
@@ -369,6 +377,95 @@ def read(path: str, oid_len: int | None = None) -> Index | None:
     if gitlinks is None or hidden is None:
         return None
     return Index(p.version, p.oid_len, gitlinks, hidden)
+
+
+def _ewah(data: bytes, o: int) -> tuple[list[int], int] | None:
+    """The set bits of the EWAH bitmap at ``o`` (git's ewah_io.c: bit count, word count, the
+    64-bit words, the last run-length word's position), in order, and where it ends."""
+    if o + 8 > len(data):
+        return None
+    bits = int.from_bytes(data[o:o + 4], "big")
+    words = int.from_bytes(data[o + 4:o + 8], "big")
+    end = o + 8 + 8 * words + 4
+    if end > len(data):
+        return None
+    out: list[int] = []
+    pos = 0
+    w = o + 8
+    stop = o + 8 + 8 * words
+    while w < stop:
+        rlw = int.from_bytes(data[w:w + 8], "big")
+        run, literals = (rlw >> 1) & 0xFFFFFFFF, rlw >> 33
+        if rlw & 1:
+            if pos + 64 * run > bits + 64:
+                return None
+            out.extend(range(pos, pos + 64 * run))
+        pos += 64 * run
+        w += 8
+        if w + 8 * literals > stop:
+            return None
+        for _ in range(literals):
+            word = int.from_bytes(data[w:w + 8], "big")
+            while word:
+                low = word & -word
+                out.append(pos + low.bit_length() - 1)
+                word ^= low
+            pos += 64
+            w += 8
+    if any(b >= bits for b in out[-1:]):
+        return None
+    return out, end
+
+
+def read_split(path: str, oid_len: int) -> Index | None:
+    """A split index (``git update-index --split-index``, ``core.splitIndex``): the part at
+    ``path``, whose ``link`` extension names the shared index beside it
+    (``sharedindex.<hash>``) and says which of its entries are deleted and which replaced (a
+    replacing entry has no name of its own: it takes the shared entry's). The gitlinks and
+    hidden entries of both parts, the replaced ones named; a shared entry deleted or
+    replaced is still counted (more than git sees, never less). None as for :func:`read`,
+    and where the parts do not fit together."""
+    loaded = _load(path)
+    if loaded is None:
+        return None
+    d = loaded[0]
+    main = _parse_as(d, oid_len, False, split=True)
+    if main is None:
+        return None
+    _sig, start, end = next(e for e in main.exts if e[0] == b"link")
+    data = d[start + 8:end]
+    if len(data) < oid_len:
+        return None
+    shared_path = os.path.join(os.path.dirname(path), "sharedindex." + data[:oid_len].hex())
+    replaced: list[int] = []
+    if len(data) > oid_len:
+        deleted = _ewah(data, oid_len)
+        if deleted is None:
+            return None
+        again = _ewah(data, deleted[1])
+        if again is None or again[1] != len(data):
+            return None
+        replaced = again[0]
+    if len(replaced) != len(main.stripped):
+        return None
+    shared_loaded = _load(shared_path)
+    if shared_loaded is None:
+        return None
+    shared = _parse_as(shared_loaded[0], oid_len, True)
+    if shared is None or shared.names is None or (replaced and replaced[-1] >= shared.count):
+        return None
+    gitlinks = [name for _, name in shared.gitlinks] + [name for _, name in main.gitlinks]
+    hidden = [*shared.hidden, *main.hidden]
+    for (_entry_at, gitlink, marked), at in zip(main.stripped, replaced, strict=True):
+        if gitlink:
+            gitlinks.append(shared.names[at])
+        if marked:
+            hidden.append(shared.names[at])
+    named = _decode(list(dict.fromkeys(gitlinks)))
+    hidden_named = _decode(list(dict.fromkeys(hidden)))
+    if named is None or hidden_named is None:
+        return None
+    return Index(main.version, oid_len, named, hidden_named)
 
 
 def _split_beside(path: str) -> bool:

@@ -19,8 +19,7 @@ its config names, its own declared submodules).
 Bounded: MAX_DECLARED declared submodules in all (the first of each ``.gitmodules`` read),
 ``NESTED`` levels of submodules of submodules. A path that goes through a symbolic link is
 skipped: git does not look into a submodule path beyond a link either.
-Not covered: a gitlink in the index that ``.gitmodules`` does not declare (README,
-Limitations); reading the index would cost time that grows with the repository.
+A gitlink in the index that ``.gitmodules`` does not declare gets the same through ``_gitguard``.
 """
 
 from __future__ import annotations
@@ -81,15 +80,7 @@ def protected(top: str, gitdir: str, depth: int = NESTED, budget: list[int] | No
     ``gitdir``): its checkout's ``.git`` and its git directory's protected files, and the same
     for the repository a checkout holds. ``budget``: how many more declared submodules may be
     looked at, shared by the nested calls."""
-    from .plan import (
-        GIT_PROTECTED,
-        _git_config_named,
-        _git_internal,
-        _git_nested,
-        _inside,
-        _kind,
-        _read_gitdir,
-    )
+    from .plan import _git_internal, _inside
 
     if budget is None:
         budget = [MAX_DECLARED]
@@ -101,25 +92,46 @@ def protected(top: str, gitdir: str, depth: int = NESTED, budget: list[int] | No
         inner = os.path.normpath(os.path.join(modules, name))
         if _inside(inner, modules) and inner != modules:
             out += [(p, WHY_GITDIR) for p in _git_internal(inner)]
-        where = _checkout(top, path)
-        if where is None:
-            continue
-        dotgit = os.path.join(where, ".git")
-        kind = _kind(dotgit)
-        # not set up: the checkout itself (an empty directory) stays as it is. A placeholder
-        # for its .git would not do: git status fails on any .git that is not a repository
-        out.append((where if kind == "missing" else dotgit, WHY_CHECKOUT))
-        sub: str | None = None
-        if kind == "file":
-            sub = _read_gitdir(dotgit)
-            if sub is not None:
-                out += [(p, "git internals") for p in _git_internal(sub) + _git_nested(sub)]
-        elif kind == "dir":
-            sub = dotgit
-            out += [(os.path.join(dotgit, n), "git internals") for n in GIT_PROTECTED]
-            out += [(p, "git internals") for p in _git_nested(dotgit)]
+        out += checkout(top, path, WHY_CHECKOUT, depth, budget)
+    return out
+
+
+def checkout(top: str, path: str, why: str, depth: int = NESTED,
+             budget: list[int] | None = None) -> list[tuple[str, str]]:
+    """(path, why) for the checkout at ``path`` (relative to ``top``) of a submodule git on
+    the host recurses into: its ``.git`` (or the checkout itself where that is missing) and
+    what the repository there holds, as for the top-level one."""
+    from .plan import (
+        GIT_PROTECTED,
+        _git_config_named,
+        _git_internal,
+        _git_nested,
+        _kind,
+        _read_gitdir,
+    )
+
+    if budget is None:
+        budget = [MAX_DECLARED]
+    where = _checkout(top, path)
+    if where is None:
+        return []
+    out: list[tuple[str, str]] = []
+    dotgit = os.path.join(where, ".git")
+    kind = _kind(dotgit)
+    # not set up: the checkout itself (an empty directory) stays as it is. A placeholder
+    # for its .git would not do: git status fails on any .git that is not a repository
+    out.append((where if kind == "missing" else dotgit, why))
+    sub: str | None = None
+    if kind == "file":
+        sub = _read_gitdir(dotgit)
         if sub is not None:
-            out += _git_config_named(where, sub)
-            if depth > 1 and budget[0] > 0:
-                out += protected(where, sub, depth - 1, budget)
+            out += [(p, "git internals") for p in _git_internal(sub) + _git_nested(sub)]
+    elif kind == "dir":
+        sub = dotgit
+        out += [(os.path.join(dotgit, n), "git internals") for n in GIT_PROTECTED]
+        out += [(p, "git internals") for p in _git_nested(dotgit)]
+    if sub is not None:
+        out += _git_config_named(where, sub)
+        if depth > 1 and budget[0] > 0:
+            out += protected(where, sub, depth - 1, budget)
     return out

@@ -393,7 +393,8 @@ def _run_once(args: Args, plan: Plan, passed: Gate, early: _Early | None = None,
     passed.record_run(mode=plan.mode, layers=plan.layers, weaker=plan.weaker,
                       exit_code=125 if outcome.setup_failed else outcome.exit_code,
                       duration=outcome.duration, limits_hit=outcome.limits_hit,
-                      setup_failed=outcome.setup_failed, network=outcome.network)
+                      setup_failed=outcome.setup_failed, network=outcome.network,
+                      git_warnings=outcome.git_warnings)
     if outcome.setup_failed:
         print("ringfence: bubblewrap could not create the sandbox (its message is above); run "
               "ringfence doctor to see what this host lacks, or pass --fallback landlock to "
@@ -408,6 +409,9 @@ def _run_once(args: Args, plan: Plan, passed: Gate, early: _Early | None = None,
               file=sys.stderr)
     if outcome.limits_hit and not want_json:
         print(f"ringfence: limit hit: {', '.join(outcome.limits_hit)}", file=sys.stderr)
+    if not want_json:
+        for warning in outcome.git_warnings:
+            print(f"ringfence: warning: {warning}", file=sys.stderr)
     return outcome.exit_code
 
 

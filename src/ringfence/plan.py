@@ -121,7 +121,7 @@ class HostFacts(Frozen):
         "home", "uid", "environ", "bwrap", "kinds", "realpaths", "protected_paths",
         "config_dir", "state_dir", "cache_dir", "userns", "landlock_abi", "pids_cgroup",
         "python", "fallback_exec", "overlay_lower", "preset_hosts", "connect_helper",
-        "own_files", "extra_deny",
+        "own_files", "extra_deny", "git_indexes",
     )
     home: str
     uid: int
@@ -143,11 +143,12 @@ class HostFacts(Frozen):
     connect_helper: str
     own_files: tuple[tuple[str, str], ...]  # (what, path), resolved: see own_files()
     extra_deny: tuple[str, ...]  # deny-read paths of this host beyond the home's (see below)
+    git_indexes: tuple[Any, ...]  # _gitguard.IndexState of each writable root's repository
     _defaults: ClassVar[Mapping[str, Any]] = {
         "userns": "", "landlock_abi": 0, "pids_cgroup": "", "realpaths": {},
         "python": "/usr/bin/python3", "fallback_exec": "_fallback_exec.py", "protected_paths": (),
         "overlay_lower": (), "preset_hosts": (), "connect_helper": "connect.py", "own_files": (),
-        "extra_deny": (),
+        "extra_deny": (), "git_indexes": (),
     }
 
     def kind(self, path: str) -> str:
@@ -165,6 +166,7 @@ class Plan(Frozen):
         "mode", "command", "argv", "env", "env_removed", "cwd", "rlimits", "seccomp",
         "landlock", "pids_cgroup", "timeout", "output_limit", "placeholders", "layers",
         "weaker", "policy", "seatbelt", "network", "ssh_agent", "placeholder_files",
+        "git_indexes",
     )
     mode: str
     command: tuple[str, ...]
@@ -187,8 +189,11 @@ class Plan(Frozen):
     ssh_agent: str | None  # the host's agent socket handed in (network.ssh_agent)
     # placeholders that are files though placeholder_is_file says no (included config files)
     placeholder_files: tuple[str, ...]
+    # the index of each writable root's repository at the start, checked after (_gitguard)
+    git_indexes: tuple[Any, ...]
     _defaults: ClassVar[Mapping[str, Any]] = {"seatbelt": None, "network": None,
-                                              "ssh_agent": None, "placeholder_files": ()}
+                                              "ssh_agent": None, "placeholder_files": (),
+                                              "git_indexes": ()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,7 +588,7 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
     common: dict[str, Any] = {
         "command": tuple(command), "env": env, "env_removed": tuple(removed), "cwd": cwd,
         "timeout": policy.limits.timeout, "output_limit": policy.limits.output,
-        "policy": policy, "ssh_agent": agent,
+        "policy": policy, "ssh_agent": agent, "git_indexes": facts.git_indexes,
     }
     if policy.network == "allowlist":
         if policy.profile == "full-access":
@@ -602,7 +607,8 @@ def plan_linux(policy: Policy, command: Sequence[str], facts: HostFacts, *,
             mode="none", argv=tuple(command), rlimits=_rlimits(policy, nproc=False),
             seccomp=None, landlock=None, pids_cgroup=None, placeholders=(),
             layers=("environment scrubbed", "rlimits", "new session"),
-            weaker=("full-access: no filesystem, network or process isolation",), **common,
+            weaker=("full-access: no filesystem, network or process isolation",),
+            **{**common, "git_indexes": ()},  # what it does to a git index is the user's call
         )
 
     writable = list(policy.writable_roots())

@@ -34,10 +34,12 @@ class Result(Frozen):
       saw (host, port, decision and rule, bytes each way, duration); empty in other modes.
     - ``denials``: when the command failed, what the sandbox (probably) refused and the
       smallest change that would allow it (``ringfence.denials.Denial``).
+    - ``git_warnings``: what the command left in a git index that git on the host would act
+      on (a submodule entry, taken out again; files marked so that git status skips them).
     """
 
     __slots__ = ("exit_code", "duration", "limits_hit", "mode", "stdout", "stderr", "command",
-                 "env_removed", "weaker", "layers", "network", "denials")
+                 "env_removed", "weaker", "layers", "network", "denials", "git_warnings")
     exit_code: int
     duration: float
     limits_hit: tuple[str, ...]
@@ -50,7 +52,8 @@ class Result(Frozen):
     layers: tuple[str, ...]
     network: tuple[Any, ...]
     denials: tuple[Any, ...]
-    _defaults: ClassVar[Mapping[str, Any]] = {"network": (), "denials": ()}
+    git_warnings: tuple[str, ...]
+    _defaults: ClassVar[Mapping[str, Any]] = {"network": (), "denials": (), "git_warnings": ()}
 
     @property
     def ok(self) -> bool:
@@ -69,6 +72,7 @@ class Result(Frozen):
             "env_removed": list(self.env_removed),
             "network": [c.to_dict() for c in self.network],
             "denials": [d.to_dict() for d in self.denials],
+            "git_warnings": list(self.git_warnings),
         }
 
 
@@ -319,6 +323,7 @@ def result_of(plan: Plan, outcome: Outcome) -> Result:
         limits_hit=tuple(outcome.limits_hit), mode=plan.mode, stdout=outcome.stdout,
         stderr=outcome.stderr, command=plan.command, env_removed=plan.env_removed,
         weaker=plan.weaker, layers=plan.layers, network=tuple(outcome.network),
+        git_warnings=tuple(outcome.git_warnings),
     )
     refused = any(not getattr(c, "allowed", True) for c in result.network)
     if result.exit_code or result.limits_hit or refused:  # only a failure pays for the import

@@ -244,6 +244,7 @@ class Session:
             policy = resolve(Options(workspace=workspace))
         self.policy = policy
         self._engine = _new_engine(policy)
+        self._closed_warnings: list[str] = []
         self.restarts = 0
 
     # -- commands -------------------------------------------------------------------------
@@ -324,6 +325,7 @@ class Session:
         engine = _new_engine(new)  # the new one first: if it cannot start, the old one stays
         old, self._engine = self._engine, engine
         old.close()
+        self._closed_warnings += getattr(old, "git_warnings", [])
         self.policy = new
         self.restarts += 1
         return Widened(restarted=True, notice=_RESTART_NOTICE, policy=new)
@@ -335,6 +337,12 @@ class Session:
     @property
     def closed(self) -> bool:
         return bool(self._engine.closed)
+
+    @property
+    def git_warnings(self) -> tuple[str, ...]:
+        """What the sandbox's last look at the git indexes, when it closed, found that no
+        command's result reported (``Result.git_warnings``): a background process's work."""
+        return (*self._closed_warnings, *getattr(self._engine, "git_warnings", ()))
 
     def __enter__(self) -> Session:
         return self

@@ -263,7 +263,7 @@ class Gate:
     def record_run(self, *, mode: str, layers: Sequence[str], weaker: Sequence[str],
                    exit_code: int, duration: float, limits_hit: Sequence[str],
                    stderr: bytes | None = None, setup_failed: bool = False,
-                   network: Sequence[Any] = ()) -> None:
+                   network: Sequence[Any] = (), git_warnings: Sequence[str] = ()) -> None:
         if self.writer is None:
             return
         from ..audit.log import run_record
@@ -271,7 +271,8 @@ class Gate:
         self.writer.append(run_record(
             self.policy, self.command, decision_seq=self.seq, mode=mode, layers=layers,
             weaker=weaker, exit_code=exit_code, duration=duration, limits_hit=limits_hit,
-            stderr=stderr, setup_failed=setup_failed, network=network))
+            stderr=stderr, setup_failed=setup_failed, network=network,
+            git_warnings=git_warnings))
 
     def record_failure(self, plan: Any, exc: BaseException, *, setup_failed: bool = True
                        ) -> None:
@@ -290,7 +291,7 @@ class Gate:
         self.record_run(mode=result.mode, layers=result.layers, weaker=result.weaker,
                         exit_code=result.exit_code, duration=result.duration,
                         limits_hit=result.limits_hit, stderr=result.stderr,
-                        network=result.network)
+                        network=result.network, git_warnings=result.git_warnings)
 
 
 def open_gate(

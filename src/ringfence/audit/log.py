@@ -407,10 +407,11 @@ def _connection(conn: Any) -> dict[str, Any]:
 def run_record(policy: Policy, command: Sequence[str] | str, *, decision_seq: int, mode: str,
                layers: Sequence[str], weaker: Sequence[str], exit_code: int, duration: float,
                limits_hit: Sequence[str], stderr: bytes | None,
-               setup_failed: bool, network: Sequence[Any] = ()) -> dict[str, Any]:
+               setup_failed: bool, network: Sequence[Any] = (),
+               git_warnings: Sequence[str] = ()) -> dict[str, Any]:
     import time
 
-    return {
+    record = {
         "time": iso_time(time.time()),
         "kind": "run",
         "decision_seq": decision_seq,
@@ -430,6 +431,9 @@ def run_record(policy: Policy, command: Sequence[str] | str, *, decision_seq: in
         "limits_hit": list(limits_hit),
         "denials": denials(exit_code, stderr),
     }
+    if git_warnings:  # what the command left in a git index, and what ringfence undid
+        record["git_warnings"] = list(git_warnings)
+    return record
 
 
 # --- reading and verifying -----------------------------------------------------------------

@@ -11,7 +11,7 @@ class Outcome:
     """How the command ended, before the public ``Result`` is built from it."""
 
     __slots__ = ("exit_code", "duration", "limits_hit", "stdout", "stderr", "setup_failed",
-                 "network")
+                 "network", "git_warnings")
 
     def __init__(self) -> None:
         self.exit_code = 0
@@ -21,6 +21,7 @@ class Outcome:
         self.stderr: bytes | None = None
         self.setup_failed = False
         self.network: list[object] = []  # network.proxy.Connection records (allowlist mode)
+        self.git_warnings: list[str] = []  # what the command left in a git index (_gitguard)
 
 
 def collect_again() -> None:

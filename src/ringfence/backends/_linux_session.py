@@ -106,6 +106,8 @@ class _Engine:
         self.proc: Any = None
         self.prep: Any = None
         self.plan: Plan | None = None
+        self.git_states: list[Any] | None = None  # _gitguard.IndexState, as last looked at
+        self.git_warnings: list[str] = []  # what the last look, at the close, found
         self.ready = threading.Event()
         self.start_error: BaseException | None = None
         self.thread = threading.Thread(target=self._thread_main, name="ringfence-session",
@@ -484,7 +486,26 @@ class _Engine:
             from ..denials import attach
 
             result = attach(result, self.policy, cwd=p.cwd)
+        warnings = self._check_git()
+        if warnings:
+            result = result.replace(git_warnings=tuple(warnings))
         return result
+
+    def _check_git(self) -> list[str]:
+        """What commands left in a git index since the last look (see ``_gitguard``); each
+        command's result, and the close, take their turn. (With commands running at once, or
+        one's background processes still running, a result may carry another's.)"""
+        if self.plan is None or not self.plan.git_indexes:
+            return []
+        from .._gitguard import after
+
+        if self.git_states is None:
+            self.git_states = list(self.plan.git_indexes)
+        warnings: list[str] = []
+        for i, state in enumerate(self.git_states):
+            found, self.git_states[i] = after(state)
+            warnings += found
+        return warnings
 
     def _send(self, request: tuple[Any, ...], fds: list[int]) -> None:
         import marshal
@@ -651,6 +672,9 @@ class _Engine:
         if self.prep is not None:
             self.prep.close()
             self.prep = None
+        # the sandbox is gone: a last look at the git indexes, for what a command's background
+        # processes did after its result (kept on the session: Session.git_warnings)
+        self.git_warnings += self._check_git()
         reason = self.dead_reason or "the session was closed"
         with self.lock:
             self.closed = True

@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from .. import _gitguard
 from ..errors import CommandError, SandboxError, UnavailableError
 from . import Outcome, collect_again
 
@@ -143,10 +144,19 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     if uid == 0:
         paths += PROC_COVER
     protected: list[tuple[str, str]] = []
+    git_indexes = []
     for root in policy.writable_roots():
         memo, memo_file = _load_scan_memo(state, root, policy.protected)
         before = dict(memo)
+        index_memo = memo.pop(_gitguard.MEMO_KEY, None)
         protected += find_protected(root, policy.protected, memo)
+        if index_memo is not None:
+            memo[_gitguard.MEMO_KEY] = index_memo
+        # the gitlinks in the index: protected like declared submodules, and compared after
+        index = _gitguard.before(root, memo)
+        if index is not None:
+            git_indexes.append(index)
+            protected += _gitguard.protect(index)
         if memo != before:
             _save_scan_memo(memo_file, memo)
     roots = policy.writable_roots()
@@ -222,6 +232,7 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         overlay_lower=_overlay_lower(bwrap, state) if bwrap and not userns else (),
         preset_hosts=preset_hosts,
         connect_helper=os.path.join(os.path.dirname(here), "network", "connect.py"),
+        git_indexes=tuple(git_indexes),
     )
 
 
@@ -1191,6 +1202,8 @@ def _finish(plan: Plan, prep: Prepared, status: int, outcome: Outcome) -> None:
         outcome.setup_failed = True
     if prep.net is not None:
         outcome.network = prep.net.finish()
+    for index in plan.git_indexes:  # the command has ended: what it left in a git index
+        outcome.git_warnings += _gitguard.after(index)[0]
 
 
 def _keep_inherited_from_the_command(passed: list[int]) -> None:

@@ -1,0 +1,261 @@
+"""What a run did to the git index of a writable root: the part git on the host acts on.
+
+A command may write ``.git/index`` (``git add`` and ``git commit`` need it). Two things it can
+put there make git on the host act on what the command chose:
+- a gitlink (a submodule entry, mode 160000) for a directory where it also made a repository.
+  The host's next plain ``git status`` recurses into every gitlink whose directory holds a
+  ``.git``, and the git it runs there obeys that repository's config (``core.fsmonitor``, a
+  clean filter): a program of the command's choosing runs on the host. Whether
+  ``.gitmodules`` declares the submodule makes no difference to that.
+- the marks assume-unchanged and skip-worktree: git stops looking at the file, so ``git
+  status`` and ``git diff`` do not show what the command changed in it (say, a script the
+  project's hook runs on the next ``git commit``).
+
+Before a run (``before``, ``protect``): the index's gitlinks are protected like declared
+submodules (``_gitmodules.checkout``): their checkout's ``.git``, or the checkout itself where
+there is none, so the command can neither make nor change the repository git would recurse into.
+After it (``after``), if the index changed: the gitlinks the run added are taken out of the index
+again (``_gitindex.drop``, under git's own lock), or, where that cannot be done safely, the
+repository in their checkout is renamed aside; files newly marked are reported. Each is a
+warning in the result (and on the command line's stderr).
+
+Reading the index costs time that grows with the repository, so what it holds is remembered in
+the scan memo by the index's inode, size and times: only the first run after the index changed
+reads it. Not covered: the window while the command runs (a ``git status`` on the host at that
+moment, an editor's included, already recurses into what the command just made), and the
+indexes of repositories below the top of a writable root.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MEMO_KEY = "\0index"  # no directory entry has a NUL in its name
+MAX_KEPT_HIDDEN = 256  # marked files remembered by name; beyond that, by count
+MAX_GITLINKS = 256
+WHY = "the checkout of a gitlink in the index, or its .git (git status recurses into a " \
+      "repository there)"
+
+
+class IndexState:
+    """One repository's index at the start of a run. ``key``: (inode, size, ctime, mtime) of
+    the index, None where it does not exist; ``known``: whether it could be read (a damaged or
+    unreadable index is not compared: only warned about); ``hidden``: the marked files, or None
+    where there are more than MAX_KEPT_HIDDEN (then ``hidden_count`` only)."""
+
+    __slots__ = ("top", "gitdir", "key", "known", "gitlinks", "hidden", "hidden_count")
+
+    def __init__(self, top: str, gitdir: str, key: tuple[int, ...] | None, known: bool,
+                 gitlinks: tuple[str, ...], hidden: tuple[str, ...] | None,
+                 hidden_count: int) -> None:
+        self.top = top
+        self.gitdir = gitdir
+        self.key = key
+        self.known = known
+        self.gitlinks = gitlinks
+        self.hidden = hidden
+        self.hidden_count = hidden_count
+
+    def __repr__(self) -> str:
+        return (f"IndexState(top={self.top!r}, gitlinks={self.gitlinks!r}, "
+                f"hidden_count={self.hidden_count})")
+
+
+def _gitdir(top: str) -> str | None:
+    from .plan import _read_gitdir
+
+    dotgit = os.path.join(top, ".git")
+    if os.path.isdir(dotgit) and not os.path.islink(dotgit):
+        return dotgit
+    if os.path.isfile(dotgit):
+        return _read_gitdir(dotgit)
+    return None
+
+
+def _key(index: str) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(index)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_ctime_ns, st.st_mtime_ns)
+
+
+def _oid_len(gitdir: str) -> int:
+    """20, or 32 in a repository whose ``extensions.objectformat`` is sha256 (the config is
+    protected: the command cannot change it)."""
+    from ._gitconfig import _read, entries
+    from .plan import _common_dir
+
+    text = _read(os.path.join(_common_dir(gitdir) or gitdir, "config"))
+    for section, name, value in entries(text or ""):
+        if section == "extensions" and name == "objectformat":
+            return 32 if value.lower() == "sha256" else 20
+    return 20
+
+
+def _read(gitdir: str, key: tuple[int, ...] | None) -> IndexState | None:
+    """The index as it is now (None where it cannot be read)."""
+    from ._gitindex import read, read_split
+
+    path, oid_len = os.path.join(gitdir, "index"), _oid_len(gitdir)
+    index = read(path, oid_len) or read_split(path, oid_len)
+    if index is None:
+        return None
+    hidden = index.hidden if len(index.hidden) <= MAX_KEPT_HIDDEN else None
+    return IndexState("", gitdir, key, True, index.gitlinks, hidden, len(index.hidden))
+
+
+def before(top: str, memo: dict[str, Any] | None = None) -> IndexState | None:
+    """The index of the repository at the top of ``top`` (None: no repository there).
+    ``memo``: the scan memo of that root, updated in place."""
+    import time
+
+    from .plan import RACY_NS
+
+    gitdir = _gitdir(top)
+    if gitdir is None:
+        return None
+    key = _key(os.path.join(gitdir, "index"))
+    if key is None:
+        return IndexState(top, gitdir, None, True, (), (), 0)
+    old = memo.get(MEMO_KEY) if memo is not None else None
+    if isinstance(old, tuple) and len(old) == 4 and old[0] == key:
+        gitlinks, hidden, count = old[1], old[2], old[3]
+        return IndexState(top, gitdir, key, True, gitlinks, hidden, count)
+    now = _read(gitdir, key)
+    if now is None:
+        return IndexState(top, gitdir, key, False, (), (), 0)
+    # an index changed in the last RACY_NS may change again with the same times: not kept
+    if memo is not None and time.time_ns() - max(key[2], key[3]) > RACY_NS:
+        memo[MEMO_KEY] = (key, now.gitlinks, now.hidden, now.hidden_count)
+    return IndexState(top, gitdir, key, True, now.gitlinks, now.hidden, now.hidden_count)
+
+
+def protect(state: IndexState) -> list[tuple[str, str]]:
+    """(path, why) for each gitlink's checkout (as for a declared submodule)."""
+    if not state.gitlinks:
+        return []
+    from ._gitmodules import MAX_DECLARED, checkout, declared
+
+    done = {os.path.normpath(path) for _, path in declared(state.top)}
+    budget = [MAX_DECLARED]
+    out: list[tuple[str, str]] = []
+    for path in state.gitlinks[:MAX_GITLINKS]:
+        if os.path.normpath(path) not in done and budget[0] > 0:
+            budget[0] -= 1
+            out += checkout(state.top, path, WHY, budget=budget)
+    return out
+
+
+def after(state: IndexState) -> tuple[list[str], IndexState]:
+    """What the run did to the index that git on the host would act on, undone where it can
+    be: (warnings, the index's state now). Run only once the command has ended."""
+    from .approval.prompt import visible
+
+    key = _key(os.path.join(state.gitdir, "index"))
+    if key == state.key or key is None:
+        return [], state
+    now = _read(state.gitdir, key)
+    top = visible(state.top)
+    if now is None:
+        index = os.path.join(state.gitdir, "index")
+        if state.known:
+            # it could be read at the start: the command made it into something ringfence
+            # cannot vouch for (git would read it, or it would not). Without an index git
+            # status recurses into nothing; `git reset` makes a new one from HEAD
+            aside = index + ".ringfence-set-aside"
+            try:
+                os.replace(index, aside)
+            except OSError as exc:
+                done = f"could not be moved aside ({exc.strerror}): do not run git there"
+            else:
+                done = (f"was moved to {visible(aside)}: `git reset` makes a new one from "
+                        "HEAD (what was staged is then unstaged), or move it back once "
+                        "`git ls-files -s | grep ^160000` shows nothing unexpected")
+            return [f"the command left {visible(index)} in a form ringfence cannot read, so "
+                    "it could not check it for submodule entries (which make git status run "
+                    f"what a repository inside says); it {done}"], IndexState(
+                        state.top, state.gitdir, _key(index), True, (), (), 0)
+        return [f"ringfence could not read {visible(index)} (at the start of the run "
+                "either), so it could not check it for submodule entries (which make git "
+                "status run what a repository inside says); before running git there, look at "
+                "`git ls-files -s | grep ^160000`"], IndexState(
+                    state.top, state.gitdir, key, False, (), (), 0)
+    warnings: list[str] = []
+    added = [g for g in now.gitlinks if g not in set(state.gitlinks)]
+    if added and not state.known:
+        warnings.append(f"the index of {top} has submodule entries ringfence could not compare "
+                        "with the start of the run (its index was unreadable then): "
+                        + ", ".join(visible(g) for g in added[:8])
+                        + "; git status runs what a repository in each says")
+        added = []
+    kept = list(now.gitlinks)
+    if added:
+        from ._gitindex import drop
+
+        names = ", ".join(visible(g) for g in added[:8]) + (
+            f" and {len(added) - 8} more" if len(added) > 8 else "")
+        if drop(state.gitdir, added, _oid_len(state.gitdir)):
+            kept = [g for g in kept if g not in set(added)]
+            warnings.append(
+                f"the command added submodule entries to the index of {top} ({names}); "
+                "ringfence took them out again, since your next git status would run what a "
+                "repository the command made there says. Add a submodule yourself, outside "
+                "ringfence, after looking at what its directory holds")
+        else:
+            moved = [_set_aside(state.top, g) for g in added]
+            warnings.append(
+                f"the command added submodule entries to the index of {top} ({names}), and "
+                "ringfence could not take them out (git was busy, or the index uses a split "
+                "or sparse form); "
+                + ("; ".join(m for m in moved if m) or "none of them holds a repository yet")
+                + ". Remove them with `git rm --cached PATH` after looking at what each holds")
+    hidden_now = now.hidden
+    marked: list[str] = []
+    if state.hidden is not None and hidden_now is not None:
+        before_set = set(state.hidden)
+        marked = [h for h in hidden_now if h not in before_set]
+        more = len(marked)
+    else:
+        more = now.hidden_count - state.hidden_count
+    if more > 0:
+        shown = ", ".join(visible(h) for h in marked[:8]) + (
+            f" and {more - 8} more" if marked and more > 8 else "")
+        warnings.append(
+            f"the command marked {more} file{'s' if more != 1 else ''} in the index of {top} "
+            "skip-worktree or assume-unchanged" + (f" ({shown})" if shown else "")
+            + ": git status and git diff no longer show changes to them; `git ls-files -v "
+            "| grep -v '^H '` lists them, `git update-index --no-skip-worktree "
+            "--no-assume-unchanged -- FILE` undoes it")
+    key = _key(os.path.join(state.gitdir, "index"))
+    return warnings, IndexState(state.top, state.gitdir, key, True, tuple(kept), hidden_now,
+                                now.hidden_count)
+
+
+def _set_aside(top: str, gitlink: str) -> str:
+    """Rename the repository in a gitlink's checkout aside (``.git`` →
+    ``.git.ringfence-set-aside``); '' where there is none. Said in one clause."""
+    from ._gitmodules import _checkout
+    from .approval.prompt import visible
+
+    where = _checkout(top, gitlink)
+    if where is None:
+        return ""
+    dotgit = os.path.join(where, ".git")
+    if not os.path.lexists(dotgit):
+        return ""
+    for n in range(100):
+        aside = f"{dotgit}.ringfence-set-aside" + (f"-{n}" if n else "")
+        if os.path.lexists(aside):
+            continue
+        try:
+            os.rename(dotgit, aside)
+        except OSError as exc:
+            return (f"{visible(dotgit)} could not be renamed aside ({exc.strerror}): do not run "
+                    "git in that repository")
+        return f"{visible(dotgit)} was renamed to {visible(aside)}"
+    return f"{visible(dotgit)} could not be renamed aside: do not run git in that repository"

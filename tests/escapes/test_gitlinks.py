@@ -1,0 +1,247 @@
+"""Attack: a gitlink in the index makes the host's ``git status`` run what a repository says.
+
+``.git/index`` is writable (``git add`` needs it). The command makes a repository anywhere in
+the workspace (``a/lib``: deeper than any scan looks), sets ``core.fsmonitor`` there, and adds
+a gitlink for it (``git update-index --add --cacheinfo 160000,...``). No ``.gitmodules`` is
+needed: the host's next plain ``git status`` at the top recurses into every gitlink whose
+directory holds a repository, and the git it runs there obeys that repository's config. Before
+the fix this ran the command's program on the host and ``git status`` printed nothing unusual.
+
+Guards (``ringfence._gitguard``): gitlinks the run added are taken out of the index when it
+ends (or, where the index cannot be rewritten safely, the repository is renamed aside), and
+gitlinks already in the index at the start are protected like declared submodules. Each attack
+has its control with the guard removed (``--profile full-access``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.conftest import World
+from tests.escapes.test_protected import _git
+
+pytestmark = pytest.mark.escape
+
+OID = "1" * 40
+
+
+def _plant(marker: Path, path: str = "a/lib") -> str:
+    """The script: a repository at ``path`` whose fsmonitor touches ``marker``, and a gitlink
+    for it in the top repository's index."""
+    return (f"set -e; mkdir -p {path} && git init -q {path} && "
+            f"git -C {path} config core.fsmonitor 'touch {marker}; false' && "
+            f"git update-index --add --cacheinfo 160000,{OID},{path} && echo PLANTED")
+
+
+def _gitlinks(world: World) -> list[str]:
+    out = _git(world, "ls-files", "-s", cwd=world.workspace).stdout
+    return [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("160000 ")]
+
+
+def _host_status(world: World) -> None:
+    _git(world, "status", "--porcelain", cwd=world.workspace, check=False)
+
+
+@pytest.mark.parametrize("path", ["lib", "a/lib", "deep/er/lib"])
+def test_gitlink_added_by_the_command_is_taken_out(world: World, path: str) -> None:
+    """The planted gitlink is gone when the run ends; the host's ``git status`` runs nothing;
+    the user is told, on stderr."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    result = world.sandbox(_plant(marker, path))
+    assert "PLANTED" in result.stdout, result.stderr
+    assert result.returncode == 0
+    assert "ringfence: warning: the command added submodule entries" in result.stderr
+    assert path in result.stderr
+    assert _gitlinks(world) == []
+    _host_status(world)
+    assert not marker.exists(), "the host's git status ran what the sandbox planted"
+    # the command's other work in the index stays: the file it added is still staged
+    # control: without the guard, the same script makes the host's git status run it
+    _git(world, "rm", "-q", "-r", "--cached", "--ignore-unmatch", path, cwd=world.workspace)
+    import shutil
+
+    shutil.rmtree(world.workspace / path.split("/")[0])
+    assert world.unsandboxed(_plant(marker, path)).returncode == 0
+    assert _gitlinks(world) == [path]
+    _host_status(world)
+    assert marker.exists()
+
+
+def test_other_index_work_is_kept(world: World) -> None:
+    """Only the gitlink goes: what the command staged besides it stays staged, and a commit
+    the command made is untouched."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    script = ("echo new > new.txt && git add new.txt && " + _plant(marker))
+    result = world.sandbox(script)
+    assert result.returncode == 0, result.stderr
+    staged = _git(world, "diff", "--cached", "--name-only", cwd=world.workspace).stdout.split()
+    assert staged == ["new.txt"]
+    _host_status(world)
+    assert not marker.exists()
+
+
+def test_json_and_library_report_it(world: World) -> None:
+    """``--json`` carries the warning in ``git_warnings`` (and prints nothing else)."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    result = world.sandbox(_plant(marker), "--json")
+    report = json.loads(result.stdout)
+    assert len(report["git_warnings"]) == 1
+    assert "a/lib" in report["git_warnings"][0]
+    assert "ringfence: warning" not in result.stderr
+    assert _gitlinks(world) == []
+
+
+def test_gitlink_at_the_start_is_protected(world: World) -> None:
+    """A gitlink already in the index (``.gitmodules`` does not declare it; say, a nested
+    clone added by mistake, which git allows with a hint) whose directory has no repository:
+    the command cannot make one there."""
+    world.git_init()
+    _git(world, "update-index", "--add", "--cacheinfo", f"160000,{OID},vendor/x",
+         cwd=world.workspace)
+    marker = world.outside / "fsmonitor-ran"
+    script = ("mkdir -p vendor/x; git init -q vendor/x && "
+              f"git -C vendor/x config core.fsmonitor 'touch {marker}; false'; echo DONE")
+    result = world.sandbox(script)
+    assert "DONE" in result.stdout
+    assert not (world.workspace / "vendor" / "x" / ".git").exists()
+    _host_status(world)
+    assert not marker.exists()
+    # control
+    assert world.unsandboxed(script).returncode == 0
+    _host_status(world)
+    assert marker.exists()
+
+
+def test_repository_of_a_gitlink_at_the_start_is_protected(world: World) -> None:
+    """A gitlink whose directory holds a repository (two levels down, where no scan looks):
+    its config cannot be changed."""
+    world.git_init()
+    inner = world.workspace / "third_party" / "dep"
+    inner.mkdir(parents=True)
+    _git(world, "init", "-q", cwd=inner)
+    _git(world, "update-index", "--add", "--cacheinfo", f"160000,{OID},third_party/dep",
+         cwd=world.workspace)
+    marker = world.outside / "fsmonitor-ran"
+    script = f"git -C third_party/dep config core.fsmonitor 'touch {marker}; false'; echo DONE"
+    result = world.sandbox(script)
+    assert "DONE" in result.stdout
+    _host_status(world)
+    assert not marker.exists()
+    assert world.unsandboxed(script).returncode == 0
+    _host_status(world)
+    assert marker.exists()
+
+
+def test_split_index_sets_the_repository_aside(world: World) -> None:
+    """Where the index cannot be rewritten safely (a split index), the planted repository is
+    renamed aside instead: git status finds no repository to recurse into."""
+    world.git_init()
+    _git(world, "update-index", "--split-index", cwd=world.workspace)
+    marker = world.outside / "fsmonitor-ran"
+    result = world.sandbox(_plant(marker))
+    assert result.returncode == 0, result.stderr
+    assert "renamed to" in result.stderr
+    assert not (world.workspace / "a" / "lib" / ".git").exists()
+    assert (world.workspace / "a" / "lib" / ".git.ringfence-set-aside").is_dir()
+    _host_status(world)
+    assert not marker.exists()
+
+
+def test_marks_that_hide_changes_are_reported(world: World) -> None:
+    """``git update-index --skip-worktree`` / ``--assume-unchanged``: git status and git diff
+    stop showing changes to the file. The run's warning names it."""
+    world.git_init()
+    script = ("echo changed >> README && git update-index --assume-unchanged README && "
+              "git status --porcelain && echo DONE")
+    result = world.sandbox(script)
+    assert result.returncode == 0, result.stderr
+    assert _git(world, "status", "--porcelain", cwd=world.workspace).stdout == "", \
+        "the mark should hide the change (the attack)"
+    assert "marked 1 file" in result.stderr and "README" in result.stderr
+    # a second run that does not touch the index says nothing more
+    again = world.sandbox("true")
+    assert "warning" not in again.stderr
+
+
+def test_ordinary_git_work_says_nothing(world: World) -> None:
+    """Adding, committing, and bumping an existing gitlink: no warning, nothing undone."""
+    world.git_init()
+    result = world.sandbox("echo x > x && git add x && git commit -q -m x && echo DONE",
+                           env={"GIT_AUTHOR_NAME": "T", "GIT_COMMITTER_NAME": "T",
+                                "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                                "GIT_COMMITTER_EMAIL": "t@example.invalid"})
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+
+
+def test_session_commands(in_world: World) -> None:
+    """In a session each command's result carries the warning and the gitlink is taken out,
+    the second time too (each look compares with the one before)."""
+    from ringfence.session import Session
+
+    world = in_world
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    with Session(workspace=str(world.workspace)) as s:
+        for path in ("a/lib", "b/lib"):
+            r = s.run(_plant(marker, path))
+            assert r.exit_code == 0, r.stderr
+            assert len(r.git_warnings) == 1 and path in r.git_warnings[0]
+            assert _gitlinks(world) == []
+        assert s.run("true").git_warnings == ()
+    assert s.git_warnings == ()
+    _host_status(world)
+    assert not marker.exists()
+
+
+def test_split_index_made_by_the_command(world: World) -> None:
+    """The command splits the index itself (``git update-index --split-index``), so that the
+    gitlink sits where a plain reader does not look: it is found all the same, and the
+    repository set aside (a split index is not rewritten)."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    result = world.sandbox("git update-index --split-index && " + _plant(marker))
+    assert result.returncode == 0, result.stderr
+    assert "renamed to" in result.stderr
+    _host_status(world)
+    assert not marker.exists()
+
+
+def test_lock_left_behind(world: World) -> None:
+    """The command leaves ``.git/index.lock`` so that the gitlink cannot be taken out under
+    git's lock: the repository is set aside instead."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    result = world.sandbox(_plant(marker) + " && touch .git/index.lock")
+    assert result.returncode == 0, result.stderr
+    assert "renamed to" in result.stderr
+    (world.workspace / ".git" / "index.lock").unlink()
+    _host_status(world)
+    assert not marker.exists()
+
+
+def test_index_left_unreadable(world: World) -> None:
+    """Fail closed: the command leaves an index ringfence's reader refuses (a form git may
+    read otherwise, such as offset tables that show threaded readers other entries; here,
+    simply, a version number no git writes). It is moved aside, so git status has no gitlink
+    to recurse into whatever git would make of it, and ``git reset`` brings a fresh one."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    corrupt = ("python3 - <<'PY'\n"
+               "d = bytearray(open('.git/index', 'rb').read())\n"
+               "d[4:8] = (7).to_bytes(4, 'big')\n"  # an index version no git writes
+               "open('.git/index', 'wb').write(d)\n"
+               "PY\n")
+    result = world.sandbox(_plant(marker) + " && " + corrupt)
+    assert result.returncode == 0, result.stderr
+    assert "index.ringfence-set-aside" in result.stderr
+    assert not (world.workspace / ".git" / "index").exists()
+    _host_status(world)
+    assert not marker.exists()
+    _git(world, "reset", "-q", cwd=world.workspace)
+    assert _gitlinks(world) == []

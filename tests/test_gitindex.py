@@ -666,3 +666,30 @@ def test_v4_names_cannot_make_reading_slow(tmp_path: Path) -> None:
         budget = _gitindex._COPY_FACTOR * len(blob) + _gitindex._COPY_SLACK
         assert (60000 * count <= budget) == ok
         assert (read(str(path), 20) is not None) == ok
+
+
+def test_guard_reads_the_index_once_per_change(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_gitguard.before`` remembers what the index held under its inode, size and times:
+    a second look at an unchanged index does not read it; a changed one is read again. (An
+    index changed within the last two seconds is never remembered: the clock is pretended
+    ahead.)"""
+    import time
+
+    from ringfence import _gitguard
+
+    repo = make(tmp_path, 2)
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() + 10_000_000_000)
+    memo: dict[str, object] = {}
+    first = _gitguard.before(str(repo.path), memo)
+    assert first is not None and set(first.gitlinks) == set(repo.ls_gitlinks())
+    assert _gitguard.MEMO_KEY in memo
+    calls: list[object] = []
+    reader = _gitindex.read
+    monkeypatch.setattr(_gitindex, "read", lambda *a: calls.append(a) or reader(*a))
+    again = _gitguard.before(str(repo.path), memo)
+    assert again is not None and again.gitlinks == first.gitlinks and calls == []
+    repo.gitlink("lib/late")
+    third = _gitguard.before(str(repo.path), memo)
+    assert third is not None and "lib/late" in third.gitlinks and len(calls) == 1

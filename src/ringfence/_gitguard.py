@@ -47,7 +47,8 @@ class IndexState:
     unreadable index is not compared: only warned about); ``hidden``: the marked files, or None
     where there are more than MAX_KEPT_HIDDEN (then ``hidden_count`` only)."""
 
-    __slots__ = ("top", "gitdir", "key", "known", "gitlinks", "hidden", "hidden_count")
+    __slots__ = ("top", "gitdir", "key", "known", "gitlinks", "hidden", "hidden_count",
+                 "gitmodules_key", "modules")
 
     def __init__(self, top: str, gitdir: str, key: tuple[int, ...] | None, known: bool,
                  gitlinks: tuple[str, ...], hidden: tuple[str, ...] | None,
@@ -59,6 +60,10 @@ class IndexState:
         self.gitlinks = gitlinks
         self.hidden = hidden
         self.hidden_count = hidden_count
+        # .gitmodules, and the submodule git directories in .git/modules that were protected
+        # (see after): filled by before()
+        self.gitmodules_key: tuple[int, ...] | None = None
+        self.modules: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return (f"IndexState(top={self.top!r}, gitlinks={self.gitlinks!r}, "
@@ -120,19 +125,38 @@ def before(top: str, memo: dict[str, Any] | None = None) -> IndexState | None:
     if gitdir is None:
         return None
     key = _key(os.path.join(gitdir, "index"))
-    if key is None:
-        return IndexState(top, gitdir, None, True, (), (), 0)
     old = memo.get(MEMO_KEY) if memo is not None else None
-    if isinstance(old, tuple) and len(old) == 4 and old[0] == key:
-        gitlinks, hidden, count = old[1], old[2], old[3]
-        return IndexState(top, gitdir, key, True, gitlinks, hidden, count)
-    now = _read(gitdir, key)
-    if now is None:
-        return IndexState(top, gitdir, key, False, (), (), 0)
-    # an index changed in the last RACY_NS may change again with the same times: not kept
-    if memo is not None and time.time_ns() - max(key[2], key[3]) > RACY_NS:
-        memo[MEMO_KEY] = (key, now.gitlinks, now.hidden, now.hidden_count)
-    return IndexState(top, gitdir, key, True, now.gitlinks, now.hidden, now.hidden_count)
+    if key is None:
+        state = IndexState(top, gitdir, None, True, (), (), 0)
+    elif isinstance(old, tuple) and len(old) == 4 and old[0] == key:
+        state = IndexState(top, gitdir, key, True, old[1], old[2], old[3])
+    else:
+        now = _read(gitdir, key)
+        if now is None:
+            state = IndexState(top, gitdir, key, False, (), (), 0)
+        else:
+            # an index changed in the last RACY_NS may change again with the same times
+            if memo is not None and time.time_ns() - max(key[2], key[3]) > RACY_NS:
+                memo[MEMO_KEY] = (key, now.gitlinks, now.hidden, now.hidden_count)
+            state = IndexState(top, gitdir, key, True, now.gitlinks, now.hidden,
+                               now.hidden_count)
+    state.gitmodules_key = _key(os.path.join(top, ".gitmodules"))
+    if state.gitmodules_key is not None or os.path.isdir(os.path.join(gitdir, "modules")):
+        state.modules = frozenset(_modules(state))
+    return state
+
+
+def _modules(state: IndexState) -> list[str]:
+    """The submodule git directories the plan protects (``plan._git_nested`` and
+    ``_gitmodules.protected``): those found in .git/modules, and each declared name's, there
+    or not."""
+    from ._gitmodules import declared
+    from .plan import MAX_SUBMODULES, _submodule_gitdirs
+
+    modules = os.path.join(state.gitdir, "modules")
+    found = _submodule_gitdirs(state.gitdir, [MAX_SUBMODULES])
+    found += [os.path.normpath(os.path.join(modules, name)) for name, _ in declared(state.top)]
+    return found
 
 
 def protect(state: IndexState) -> list[tuple[str, str]]:
@@ -156,9 +180,14 @@ def after(state: IndexState) -> tuple[list[str], IndexState]:
     be: (warnings, the index's state now). Run only once the command has ended."""
     from .approval.prompt import visible
 
+    warnings: list[str] = []
+    gitmodules_key = _key(os.path.join(state.top, ".gitmodules"))
+    if gitmodules_key != state.gitmodules_key:
+        warnings += _new_module_dirs(state)
+        state.gitmodules_key = gitmodules_key  # one look per change (a session looks again)
     key = _key(os.path.join(state.gitdir, "index"))
     if key == state.key or key is None:
-        return [], state
+        return warnings, state
     now = _read(state.gitdir, key)
     top = visible(state.top)
     if now is None:
@@ -176,16 +205,17 @@ def after(state: IndexState) -> tuple[list[str], IndexState]:
                 done = (f"was moved to {visible(aside)}: `git reset` makes a new one from "
                         "HEAD (what was staged is then unstaged), or move it back once "
                         "`git ls-files -s | grep ^160000` shows nothing unexpected")
-            return [f"the command left {visible(index)} in a form ringfence cannot read, so "
-                    "it could not check it for submodule entries (which make git status run "
-                    f"what a repository inside says); it {done}"], IndexState(
-                        state.top, state.gitdir, _key(index), True, (), (), 0)
-        return [f"ringfence could not read {visible(index)} (at the start of the run "
-                "either), so it could not check it for submodule entries (which make git "
-                "status run what a repository inside says); before running git there, look at "
-                "`git ls-files -s | grep ^160000`"], IndexState(
-                    state.top, state.gitdir, key, False, (), (), 0)
-    warnings: list[str] = []
+            warnings.append(
+                f"the command left {visible(index)} in a form ringfence cannot read, so it "
+                "could not check it for submodule entries (which make git status run what a "
+                f"repository inside says); it {done}")
+            return warnings, IndexState(state.top, state.gitdir, _key(index), True, (), (), 0)
+        warnings.append(
+            f"ringfence could not read {visible(index)} (at the start of the run either), so "
+            "it could not check it for submodule entries (which make git status run what a "
+            "repository inside says); before running git there, look at `git ls-files -s | "
+            "grep ^160000`")
+        return warnings, IndexState(state.top, state.gitdir, key, False, (), (), 0)
     added = [g for g in now.gitlinks if g not in set(state.gitlinks)]
     if added and not state.known:
         warnings.append(f"the index of {top} has submodule entries ringfence could not compare "
@@ -232,8 +262,51 @@ def after(state: IndexState) -> tuple[list[str], IndexState]:
             "| grep -v '^H '` lists them, `git update-index --no-skip-worktree "
             "--no-assume-unchanged -- FILE` undoes it")
     key = _key(os.path.join(state.gitdir, "index"))
-    return warnings, IndexState(state.top, state.gitdir, key, True, tuple(kept), hidden_now,
-                                now.hidden_count)
+    new = IndexState(state.top, state.gitdir, key, True, tuple(kept), hidden_now,
+                     now.hidden_count)
+    new.gitmodules_key, new.modules = state.gitmodules_key, state.modules
+    return warnings, new
+
+
+def _new_module_dirs(state: IndexState) -> list[str]:
+    """The command changed ``.gitmodules``: a name it now declares may lead to a git directory
+    in .git/modules that the command made (only the names declared at the start were
+    protected). The host's ``git submodule update --init`` would take that directory for the
+    submodule's and run its hooks. Each such directory is moved out of .git/modules."""
+    from ._gitmodules import declared
+    from .approval.prompt import visible
+    from .plan import _inside, _is_gitdir
+
+    modules = os.path.join(state.gitdir, "modules")
+    moved: list[str] = []
+    for name, _path in declared(state.top, 1 << 20):
+        inner = os.path.normpath(os.path.join(modules, name))
+        if not _inside(inner, modules) or inner == modules or inner in state.modules:
+            continue
+        # git reuses it only if it is a git directory (a link to one included): anything
+        # else there (say, a protected submodule's own objects/, named by a crafted name) stays
+        if not (os.path.islink(inner) or _is_gitdir(inner)):
+            continue
+        aside_dir = os.path.join(state.gitdir, "ringfence-set-aside")
+        try:
+            os.makedirs(aside_dir, mode=0o700, exist_ok=True)
+            flat = name.replace("/", "%2F")
+            aside = os.path.join(aside_dir, flat)
+            n = 0
+            while os.path.lexists(aside):
+                n += 1
+                aside = os.path.join(aside_dir, f"{flat}-{n}")
+            os.rename(inner, aside)
+        except OSError as exc:
+            moved.append(f"{visible(inner)} could not be moved ({exc.strerror}): do not run "
+                         "git submodule commands there")
+        else:
+            moved.append(f"{visible(inner)} was moved to {visible(aside)}")
+    if not moved:
+        return []
+    return [f"the command declared submodules in {visible(state.top)}/.gitmodules whose git "
+            "directories it made itself (git submodule update would run their hooks): "
+            + "; ".join(moved[:8]) + (f"; and {len(moved) - 8} more" if len(moved) > 8 else "")]
 
 
 def _set_aside(top: str, gitlink: str) -> str:

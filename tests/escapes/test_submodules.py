@@ -109,3 +109,47 @@ def test_work_goes_on_with_a_submodule_not_set_up(world: World) -> None:
     assert result.stdout.strip() == "DONE"
     assert not any((clone / "lib").iterdir())
     assert not (clone / ".git" / "modules" / "lib").exists()
+
+
+@pytest.mark.parametrize("how", ["renamed", "new-name"])
+def test_git_directory_under_a_name_declared_during_the_run(world: World, how: str) -> None:
+    """Only the names ``.gitmodules`` declares at the start have their git directories
+    protected. The command renames the submodule at ``lib`` (``renamed``: a section
+    ``submodule.evil`` with ``path = lib``), or declares a second name for it, and makes
+    ``.git/modules/evil`` with a ``post-checkout`` hook: the host's ``git submodule update
+    --init`` takes that for lib's git directory and runs the hook. After the run the directory
+    is moved out of ``.git/modules`` (and the run warns), so the update clones afresh.
+    (``libs/foo`` is set up first: where no submodule is, ``.git/modules`` is missing and a
+    placeholder stands for it, which stops this already.)"""
+    clone, upstream = _cloned_with_submodule(world, "top")
+    _git(world, "-c", "protocol.file.allow=always", "submodule", "update", "--init", "-q",
+         "--", "libs/foo", cwd=clone)
+    marker = world.outside / "post-checkout-ran"
+    gitdir = ".git/modules/evil"
+    declare = ("git config -f .gitmodules --rename-section submodule.lib submodule.evil"
+               if how == "renamed" else
+               "git config -f .gitmodules submodule.evil.path lib && "
+               f"git config -f .gitmodules submodule.evil.url {upstream} && "
+               "git config -f .gitmodules --remove-section submodule.lib")
+    script = (f"cd {clone} && {declare} && git clone -q --bare {upstream} {gitdir} && "
+              f"git -C {gitdir} config core.bare false && "
+              f"printf '#!/bin/sh\\ntouch {marker}\\n' > {gitdir}/hooks/post-checkout && "
+              f"chmod +x {gitdir}/hooks/post-checkout && echo PLANTED")
+
+    def update() -> None:
+        _git(world, "-c", "protocol.file.allow=always", "submodule", "update", "--init", "-q",
+             "--", "lib", cwd=clone, check=False)
+
+    result = world.sandbox(script)
+    assert "PLANTED" in result.stdout, result.stderr
+    assert "ringfence: warning: the command declared submodules" in result.stderr
+    assert not (clone / gitdir).exists()
+    update()
+    assert not marker.exists(), "the host's git submodule update ran the planted hook"
+    # the control: without the guard the hook runs
+    _git(world, "submodule", "deinit", "-q", "-f", "lib", cwd=clone, check=False)
+    _git(world, "checkout", "-q", "--", ".gitmodules", cwd=clone)
+    shutil.rmtree(clone / ".git" / "modules", ignore_errors=True)
+    assert world.unsandboxed(script).returncode == 0
+    update()
+    assert marker.exists()

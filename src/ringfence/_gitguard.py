@@ -23,7 +23,8 @@ Reading the index costs time that grows with the repository, so what it holds is
 the scan memo by the index's inode, size and times: only the first run after the index changed
 reads it. Not covered: the window while the command runs (a ``git status`` on the host at that
 moment, an editor's included, already recurses into what the command just made), and the
-indexes of repositories below the top of a writable root.
+indexes of repositories more than one level below the top of a writable root (those one level
+down, which editors open by themselves, are looked at like the top one).
 """
 
 from __future__ import annotations
@@ -114,9 +115,10 @@ def _read(gitdir: str, key: tuple[int, ...] | None) -> IndexState | None:
     return IndexState("", gitdir, key, True, index.gitlinks, hidden, len(index.hidden))
 
 
-def before(top: str, memo: dict[str, Any] | None = None) -> IndexState | None:
+def before(top: str, memo: dict[str, Any] | None = None, memo_key: str = MEMO_KEY
+           ) -> IndexState | None:
     """The index of the repository at the top of ``top`` (None: no repository there).
-    ``memo``: the scan memo of that root, updated in place."""
+    ``memo``: the scan memo of the writable root, updated in place at ``memo_key``."""
     import time
 
     from .plan import RACY_NS
@@ -125,7 +127,7 @@ def before(top: str, memo: dict[str, Any] | None = None) -> IndexState | None:
     if gitdir is None:
         return None
     key = _key(os.path.join(gitdir, "index"))
-    old = memo.get(MEMO_KEY) if memo is not None else None
+    old = memo.get(memo_key) if memo is not None else None
     if key is None:
         state = IndexState(top, gitdir, None, True, (), (), 0)
     elif isinstance(old, tuple) and len(old) == 4 and old[0] == key:
@@ -137,7 +139,7 @@ def before(top: str, memo: dict[str, Any] | None = None) -> IndexState | None:
         else:
             # an index changed in the last RACY_NS may change again with the same times
             if memo is not None and time.time_ns() - max(key[2], key[3]) > RACY_NS:
-                memo[MEMO_KEY] = (key, now.gitlinks, now.hidden, now.hidden_count)
+                memo[memo_key] = (key, now.gitlinks, now.hidden, now.hidden_count)
             state = IndexState(top, gitdir, key, True, now.gitlinks, now.hidden,
                                now.hidden_count)
     state.gitmodules_key = _key(os.path.join(top, ".gitmodules"))

@@ -245,3 +245,21 @@ def test_index_left_unreadable(world: World) -> None:
     assert not marker.exists()
     _git(world, "reset", "-q", cwd=world.workspace)
     assert _gitlinks(world) == []
+
+
+def test_repository_one_level_down(world: World) -> None:
+    """The same attack on a repository one level below the workspace's top (``backend/``, a
+    clone among others: an editor opens such repositories by itself and runs git status in
+    them)."""
+    from tests.escapes.test_protected import _repo
+
+    backend = _repo(world, world.workspace / "backend")
+    marker = world.outside / "fsmonitor-ran"
+    result = world.sandbox(f"cd {backend} && " + _plant(marker))
+    assert result.returncode == 0, result.stderr
+    assert "ringfence: warning: the command added submodule entries" in result.stderr
+    _git(world, "status", "--porcelain", cwd=backend, check=False)
+    assert not marker.exists()
+    assert world.unsandboxed(f"cd {backend} && rm -rf a && " + _plant(marker)).returncode == 0
+    _git(world, "status", "--porcelain", cwd=backend, check=False)
+    assert marker.exists()

@@ -148,15 +148,20 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
     for root in policy.writable_roots():
         memo, memo_file = _load_scan_memo(state, root, policy.protected)
         before = dict(memo)
-        index_memo = memo.pop(_gitguard.MEMO_KEY, None)
+        index_memo = {k: memo.pop(k) for k in [k for k in memo if k[:1] == "\0"]}
         protected += find_protected(root, policy.protected, memo)
-        if index_memo is not None:
-            memo[_gitguard.MEMO_KEY] = index_memo
-        # the gitlinks in the index: protected like declared submodules, and compared after
-        index = _gitguard.before(root, memo)
-        if index is not None:
-            git_indexes.append(index)
-            protected += _gitguard.protect(index)
+        # the gitlinks in the indexes of the repository at the top and of those one level
+        # down (which find_protected found): protected like declared submodules, compared after
+        tops = [("", root)] + [(name, os.path.join(root, name)) for name in sorted(memo)
+                               if any(n == ".git" for n, _kind in memo[name][1])]
+        for name, top in tops:
+            key = _gitguard.MEMO_KEY + name
+            if key in index_memo:
+                memo[key] = index_memo[key]
+            index = _gitguard.before(top, memo, key)
+            if index is not None:
+                git_indexes.append(index)
+                protected += _gitguard.protect(index)
         if memo != before:
             _save_scan_memo(memo_file, memo)
     roots = policy.writable_roots()

@@ -49,7 +49,7 @@ class IndexState:
     where there are more than MAX_KEPT_HIDDEN (then ``hidden_count`` only)."""
 
     __slots__ = ("top", "gitdir", "key", "known", "gitlinks", "hidden", "hidden_count",
-                 "gitmodules_key", "modules")
+                 "gitmodules_key", "modules", "guarded")
 
     def __init__(self, top: str, gitdir: str, key: tuple[int, ...] | None, known: bool,
                  gitlinks: tuple[str, ...], hidden: tuple[str, ...] | None,
@@ -65,6 +65,8 @@ class IndexState:
         # (see after): filled by before()
         self.gitmodules_key: tuple[int, ...] | None = None
         self.modules: frozenset[str] = frozenset()
+        # repositories (their .git) whose internals the plan protected: never set aside
+        self.guarded: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return (f"IndexState(top={self.top!r}, gitlinks={self.gitlinks!r}, "
@@ -239,7 +241,7 @@ def after(state: IndexState) -> tuple[list[str], IndexState]:
                 "repository the command made there says. Add a submodule yourself, outside "
                 "ringfence, after looking at what its directory holds")
         else:
-            moved = [_set_aside(state.top, g) for g in added]
+            moved = [_set_aside(state.top, g, state.guarded) for g in added]
             warnings.append(
                 f"the command added submodule entries to the index of {top} ({names}), and "
                 "ringfence could not take them out (git was busy, or the index uses a split "
@@ -266,7 +268,8 @@ def after(state: IndexState) -> tuple[list[str], IndexState]:
     key = _key(os.path.join(state.gitdir, "index"))
     new = IndexState(state.top, state.gitdir, key, True, tuple(kept), hidden_now,
                      now.hidden_count)
-    new.gitmodules_key, new.modules = state.gitmodules_key, state.modules
+    new.gitmodules_key, new.modules, new.guarded = (state.gitmodules_key, state.modules,
+                                                    state.guarded)
     return warnings, new
 
 
@@ -311,9 +314,11 @@ def _new_module_dirs(state: IndexState) -> list[str]:
             + "; ".join(moved[:8]) + (f"; and {len(moved) - 8} more" if len(moved) > 8 else "")]
 
 
-def _set_aside(top: str, gitlink: str) -> str:
+def _set_aside(top: str, gitlink: str, guarded: frozenset[str] = frozenset()) -> str:
     """Rename the repository in a gitlink's checkout aside (``.git`` →
-    ``.git.ringfence-set-aside``); '' where there is none. Said in one clause."""
+    ``.git.ringfence-set-aside``); '' where there is none, or where it is one whose internals
+    were protected during the run (``guarded``: a repository of the user's, which git may
+    recurse into). Said in one clause."""
     from ._gitmodules import _checkout
     from .approval.prompt import visible
 
@@ -323,6 +328,9 @@ def _set_aside(top: str, gitlink: str) -> str:
     dotgit = os.path.join(where, ".git")
     if not os.path.lexists(dotgit):
         return ""
+    if dotgit in guarded:
+        return (f"{visible(dotgit)} is a repository whose settings were protected during the "
+                "run, left as it is")
     for n in range(100):
         aside = f"{dotgit}.ringfence-set-aside" + (f"-{n}" if n else "")
         if os.path.lexists(aside):

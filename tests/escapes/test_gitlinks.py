@@ -263,3 +263,20 @@ def test_repository_one_level_down(world: World) -> None:
     assert world.unsandboxed(f"cd {backend} && rm -rf a && " + _plant(marker)).returncode == 0
     _git(world, "status", "--porcelain", cwd=backend, check=False)
     assert marker.exists()
+
+
+def test_users_own_repository_is_not_set_aside(world: World) -> None:
+    """The command adds a gitlink for a repository of the user's one level down (whose
+    internals were protected during the run) and leaves ``index.lock`` so the gitlink cannot
+    be taken out: ringfence does not rename the user's repository aside for it (git status
+    recursing there runs only what the user set), and says the gitlink stays."""
+    from tests.escapes.test_protected import _repo
+
+    world.git_init()
+    _repo(world, world.workspace / "mine")
+    oid = _git(world, "rev-parse", "HEAD", cwd=world.workspace / "mine").stdout.strip()
+    result = world.sandbox(f"git update-index --add --cacheinfo 160000,{oid},mine && "
+                           "touch .git/index.lock")
+    assert result.returncode == 0, result.stderr
+    assert (world.workspace / "mine" / ".git").is_dir()
+    assert "protected during the run, left as it is" in result.stderr

@@ -154,12 +154,14 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         # down (which find_protected found): protected like declared submodules, compared after
         tops = [("", root)] + [(name, os.path.join(root, name)) for name in sorted(memo)
                                if any(n == ".git" for n, _kind in memo[name][1])]
+        guarded = frozenset(os.path.join(top, ".git") for _name, top in tops[1:])
         for name, top in tops:
             key = _gitguard.MEMO_KEY + name
             if key in index_memo:
                 memo[key] = index_memo[key]
             index = _gitguard.before(top, memo, key)
             if index is not None:
+                index.guarded = guarded
                 git_indexes.append(index)
                 protected += _gitguard.protect(index)
         if memo != before:

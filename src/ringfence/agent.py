@@ -34,4 +34,7 @@ def report(result: Result, limit: int = MAX_TEXT) -> dict[str, Any]:
         "duration": round(result.duration, 3),
         "limits_hit": list(result.limits_hit),
         "denials": [d.to_dict() for d in result.denials],
+        # what the command left in a git index that ringfence undid or names (an agent can
+        # tell its user; see Result.git_warnings)
+        **({"git_warnings": list(result.git_warnings)} if result.git_warnings else {}),
     }

@@ -280,3 +280,25 @@ def test_users_own_repository_is_not_set_aside(world: World) -> None:
     assert result.returncode == 0, result.stderr
     assert (world.workspace / "mine" / ".git").is_dir()
     assert "protected during the run, left as it is" in result.stderr
+
+
+def test_mcp_run_tells_the_agent(world: World) -> None:
+    """Through ``ringfence mcp``, the run tool's answer carries ``git_warnings`` (the agent
+    can tell its user), and the gitlink is gone."""
+    import asyncio
+
+    mcp = pytest.importorskip("mcp")
+    from tests.test_mcp_server import params, payload
+
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+
+    async def main() -> dict[str, object]:
+        async with mcp.Client(params(world)) as client:
+            return payload(await client.call_tool("run", {"command": _plant(marker)}))
+
+    answer = asyncio.run(main())
+    assert answer["exit_code"] == 0, answer
+    warnings = answer["git_warnings"]
+    assert isinstance(warnings, list) and "a/lib" in warnings[0]
+    assert _gitlinks(world) == []

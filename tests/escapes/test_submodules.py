@@ -45,6 +45,21 @@ def _cloned_with_submodule(world: World, layout: str) -> tuple[Path, Path]:
 LAYOUTS = ["top", "one-level-down"]
 
 
+def _planted_gitdir(upstream: Path, gitdir: str, marker: Path) -> str:
+    """Shell: a git directory at ``gitdir`` (cloned from ``upstream``) whose
+    ``post-checkout`` hook touches ``marker``."""
+    return (f"git clone -q --bare {upstream} {gitdir} && "
+            f"git -C {gitdir} config core.bare false && "
+            f"printf '#!/bin/sh\\ntouch {marker}\\n' > {gitdir}/hooks/post-checkout && "
+            f"chmod +x {gitdir}/hooks/post-checkout")
+
+
+def _update_lib(world: World, clone: Path) -> None:
+    """The host's ``git submodule update --init -- lib``."""
+    _git(world, "-c", "protocol.file.allow=always", "submodule", "update", "--init", "-q",
+         "--", "lib", cwd=clone, check=False)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("path", ["lib", "libs/foo"])
 def test_repository_in_a_submodule_not_set_up(world: World, layout: str, path: str) -> None:
@@ -71,14 +86,10 @@ def test_git_directory_of_a_submodule_not_set_up(world: World, layout: str) -> N
     clone, upstream = _cloned_with_submodule(world, layout)
     marker = world.outside / "post-checkout-ran"
     gitdir = ".git/modules/lib"
-    script = (f"cd {clone} && git clone -q --bare {upstream} {gitdir} && "
-              f"git -C {gitdir} config core.bare false && "
-              f"printf '#!/bin/sh\\ntouch {marker}\\n' > {gitdir}/hooks/post-checkout && "
-              f"chmod +x {gitdir}/hooks/post-checkout")
+    script = f"cd {clone} && " + _planted_gitdir(upstream, gitdir, marker)
 
     def update() -> None:
-        _git(world, "-c", "protocol.file.allow=always", "submodule", "update", "--init", "-q",
-             "--", "lib", cwd=clone, check=False)
+        _update_lib(world, clone)
 
     world.sandbox(script)
     assert not (clone / gitdir).exists(), "the sandbox made the submodule's git directory"
@@ -131,14 +142,11 @@ def test_git_directory_under_a_name_declared_during_the_run(world: World, how: s
                "git config -f .gitmodules submodule.evil.path lib && "
                f"git config -f .gitmodules submodule.evil.url {upstream} && "
                "git config -f .gitmodules --remove-section submodule.lib")
-    script = (f"cd {clone} && {declare} && git clone -q --bare {upstream} {gitdir} && "
-              f"git -C {gitdir} config core.bare false && "
-              f"printf '#!/bin/sh\\ntouch {marker}\\n' > {gitdir}/hooks/post-checkout && "
-              f"chmod +x {gitdir}/hooks/post-checkout && echo PLANTED")
+    script = (f"cd {clone} && {declare} && " + _planted_gitdir(upstream, gitdir, marker)
+              + " && echo PLANTED")
 
     def update() -> None:
-        _git(world, "-c", "protocol.file.allow=always", "submodule", "update", "--init", "-q",
-             "--", "lib", cwd=clone, check=False)
+        _update_lib(world, clone)
 
     result = world.sandbox(script)
     assert "PLANTED" in result.stdout, result.stderr

@@ -33,6 +33,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 MEMO_KEY = "\0index"  # no directory entry has a NUL in its name
@@ -49,7 +50,7 @@ class IndexState:
     where there are more than MAX_KEPT_HIDDEN (then ``hidden_count`` only)."""
 
     __slots__ = ("top", "gitdir", "key", "known", "gitlinks", "hidden", "hidden_count",
-                 "gitmodules_key", "modules", "guarded")
+                 "gitmodules_key", "modules", "guarded", "remember")
 
     def __init__(self, top: str, gitdir: str, key: tuple[int, ...] | None, known: bool,
                  gitlinks: tuple[str, ...], hidden: tuple[str, ...] | None,
@@ -67,6 +68,8 @@ class IndexState:
         self.modules: frozenset[str] = frozenset()
         # repositories (their .git) whose internals the plan protected: never set aside
         self.guarded: frozenset[str] = frozenset()
+        # keeps what the index holds after a run for the next run's before() (the scan memo)
+        self.remember: Callable[[tuple[Any, ...]], None] | None = None
 
     def __repr__(self) -> str:
         return (f"IndexState(top={self.top!r}, gitlinks={self.gitlinks!r}, "
@@ -268,8 +271,11 @@ def after(state: IndexState) -> tuple[list[str], IndexState]:
     key = _key(os.path.join(state.gitdir, "index"))
     new = IndexState(state.top, state.gitdir, key, True, tuple(kept), hidden_now,
                      now.hidden_count)
-    new.gitmodules_key, new.modules, new.guarded = (state.gitmodules_key, state.modules,
-                                                    state.guarded)
+    new.gitmodules_key, new.modules, new.guarded, new.remember = (
+        state.gitmodules_key, state.modules, state.guarded, state.remember)
+    if state.remember is not None and key is not None:
+        # the command has ended: nothing of it can change the index under this key any more
+        state.remember((key, new.gitlinks, new.hidden, new.hidden_count))
     return warnings, new
 
 

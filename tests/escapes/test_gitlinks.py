@@ -302,3 +302,26 @@ def test_mcp_run_tells_the_agent(world: World) -> None:
     warnings = answer["git_warnings"]
     assert isinstance(warnings, list) and "a/lib" in warnings[0]
     assert _gitlinks(world) == []
+
+
+def test_index_read_after_a_run_is_not_read_again(world: World) -> None:
+    """What the index holds after a run that changed it is remembered (the scan memo), so the
+    next run's start does not read it again; the gitlink left there (the repository set
+    aside) is protected then."""
+    import os
+
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    assert world.sandbox(_plant(marker) + " && touch .git/index.lock").returncode == 0
+    (world.workspace / ".git" / "index.lock").unlink()
+    assert _gitlinks(world) == ["a/lib"]  # could not be taken out: the repository went aside
+    # the next run: the gitlink is protected (its checkout has no repository now: the
+    # directory itself is read-only), whether the index is read again or not
+    result = world.sandbox("git init -q a/lib; touch a/lib/x; echo DONE")
+    assert "DONE" in result.stdout
+    assert not (world.workspace / "a" / "lib" / ".git").exists()
+    assert not (world.workspace / "a" / "lib" / "x").exists()
+    scan = world.home / ".local" / "state" / "ringfence" / "scan"
+    memos = list(scan.iterdir()) if scan.is_dir() else []
+    entries = [marshal.loads(p.read_bytes()) for p in memos]
+    assert any(e.get("\0index", (None, ()))[1] == ("a/lib",) for e in entries), entries

@@ -162,6 +162,8 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
             index = _gitguard.before(top, memo, key)
             if index is not None:
                 index.guarded = guarded
+                index.remember = (lambda entry, f=memo_file, k=key:
+                                  _remember_index(f, k, entry))
                 git_indexes.append(index)
                 protected += _gitguard.protect(index)
         if memo != before:
@@ -352,19 +354,32 @@ def _probe_overlay(bwrap: str, dirs: tuple[str, ...]) -> bool:
 
 def _load_scan_memo(state_dir: str, root: str, names: tuple[str, ...]
                     ) -> tuple[dict[str, Any], str]:
-    import marshal
     import zlib
 
     tag = zlib.crc32("\0".join((root, *names)).encode(errors="surrogateescape"))
     path = os.path.join(state_dir, "scan", f"{os.path.basename(root)}-{tag:08x}")
+    return _read_scan_memo(path), path
+
+
+def _read_scan_memo(path: str) -> dict[str, Any]:
+    import marshal
+
     try:
         with open(path, "rb") as fh:
             memo = marshal.loads(fh.read())
         if isinstance(memo, dict):
-            return memo, path
+            return memo
     except (OSError, ValueError, EOFError, TypeError):
         pass
-    return {}, path
+    return {}
+
+
+def _remember_index(path: str, key: str, entry: tuple[Any, ...]) -> None:
+    """Keep what an index holds after a run in the scan memo (``_gitguard.after``), so that
+    the next run need not read it again."""
+    memo = _read_scan_memo(path)
+    memo[key] = entry
+    _save_scan_memo(path, memo)
 
 
 def _save_scan_memo(path: str, memo: dict[str, Any]) -> None:

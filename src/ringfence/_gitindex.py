@@ -281,15 +281,23 @@ def _threaded_view_matches(d: bytes, p: _Parsed) -> bool:
     """Whether git with ``index.threads`` would see the entries we decoded: an end-of-index
     extension (where git looks for one: just before the hash) must point at our extensions,
     and an offset table must name our entries' starts (v4: at names that stand alone)."""
-    eoie_size = 4 + p.oid_len
-    at = len(d) - p.oid_len - 8 - eoie_size
-    if at >= 12 and d[at:at + 4] == b"EOIE" \
-            and int.from_bytes(d[at + 4:at + 8], "big") == eoie_size:
-        last = p.exts[-1] if p.exts else None
-        if last is None or last[1] != at or int.from_bytes(d[at + 8:at + 12], "big") != p.end:
-            return False
+    # git's reader (read_eoie_extension, up to 2.5x at least) looks for a 24-byte one (an
+    # offset and a SHA-1-sized hash) whatever the object format, while its writer gives it
+    # 4 + the hash's size: in a SHA-256 repository those are two places. Either, if it holds
+    # one, must be our last extension and point at it (the hash git checks there is over
+    # extension headers only, and may run into the trailing hash, which git does not verify)
+    places = {}
+    for eoie_size in (24, 4 + p.oid_len):
+        at = len(d) - p.oid_len - 8 - eoie_size
+        places[at] = eoie_size
+        if at >= 12 and d[at:at + 4] == b"EOIE" \
+                and int.from_bytes(d[at + 4:at + 8], "big") == eoie_size:
+            last = p.exts[-1] if p.exts else None
+            if last is None or last[1] != at \
+                    or int.from_bytes(d[at + 8:at + 12], "big") != p.end:
+                return False
     for sig, start, end in p.exts:
-        if sig == b"EOIE" and (start != at or end - start != 8 + eoie_size):
+        if sig == b"EOIE" and (start not in places or end - start != 8 + places[start]):
             return False
         if sig != b"IEOT":
             continue

@@ -325,3 +325,108 @@ def test_index_read_after_a_run_is_not_read_again(world: World) -> None:
     memos = list(scan.iterdir()) if scan.is_dir() else []
     entries = [marshal.loads(p.read_bytes()) for p in memos]
     assert any(e.get("\0index", (None, ()))[1] == ("a/lib",) for e in entries), entries
+
+# Writes .git/index of a SHA-256 repository so that it holds NUMBER plain entries and one
+# optional extension ``ZZZZ``, as a sequential reader sees it. Inside that extension's data,
+# where git's reader looks for an end-of-index-entries marker (EOIE, 24 bytes whatever the
+# hash), one points at a ``link`` extension, also inside: git with ``index.threads`` reads its
+# extensions from there and takes the index for a split one, whose shared part (written
+# beside it) holds a gitlink for PATH.
+_HIDDEN_EOIE = """python3 - NUMBER PATH <<'PY'
+import hashlib, struct, sys
+n, path = int(sys.argv[1]), sys.argv[2].encode()
+def entry(name, mode, oid):
+    e = struct.pack(">10I", 0, 0, 0, 0, 0, 0, mode, 0, 0, 0) + oid
+    e += struct.pack(">H", len(name)) + name
+    return e + bytes(8 - len(e) % 8)
+shared = b"DIRC" + struct.pack(">II", 2, 1) + entry(path, 0o160000, bytes([17]) * 32)
+base = hashlib.sha256(shared).digest()
+open(".git/sharedindex." + base.hex(), "wb").write(shared + base)
+body = b"DIRC" + struct.pack(">II", 2, n)
+body += b"".join(entry(b"z%06d" % i, 0o100644, bytes(32)) for i in range(n))
+link = b"link" + struct.pack(">I", 32 + 24) + base + bytes(24)  # two empty bitmaps
+digest = hashlib.sha256(link[:8]).digest()  # git hashes the extension headers it walks
+eoie = b"EOIE" + struct.pack(">II", 24, len(body) + 8) + digest[:20]
+body += b"ZZZZ" + struct.pack(">I", len(link) + len(eoie)) + link + eoie
+# git compares 32 bytes of hash there: the last 12 are the first of the trailing hash
+open(".git/index", "wb").write(body + digest[20:] + bytes(20))
+PY
+"""
+
+
+def test_hidden_end_of_index_marker_in_a_sha256_repository(world: World) -> None:
+    """Attack: in a SHA-256 repository, git's reader looks for the end-of-index-entries
+    extension 24 bytes before the trailing hash plus 8, while the reader looked where git's
+    writer puts it (36 bytes). The command hides one, where git looks, inside an optional
+    extension's data; it points git at a ``link`` extension hidden there too. git with
+    ``index.threads`` set (``true`` with 20,000 entries, or a number) reads a split index whose
+    shared part holds a gitlink for the command's repository; the reader saw a plain index
+    without one, so nothing was taken out, and the host's ``git status`` ran the command's
+    fsmonitor. Now the index is refused, so it is moved aside."""
+    world.workspace.mkdir(parents=True, exist_ok=True)
+    _git(world, "init", "-q", "--object-format=sha256", cwd=world.workspace)
+    (world.workspace / "README").write_text("hello\n")
+    _git(world, "add", "README", cwd=world.workspace)
+    _git(world, "commit", "-q", "-m", "init", cwd=world.workspace)
+    marker = world.outside / "fsmonitor-ran"
+    script = ("set -e; mkdir -p a/lib && git init -q a/lib && "
+              f"git -C a/lib config core.fsmonitor 'touch {marker}; false'\n"
+              + _HIDDEN_EOIE.replace("NUMBER", "4").replace("PATH", "a/lib") + "echo PLANTED")
+    result = world.sandbox(script)
+    assert "PLANTED" in result.stdout, result.stderr
+    assert "index.ringfence-set-aside" in result.stderr
+    _git(world, "-c", "index.threads=2", "status", "--porcelain", cwd=world.workspace,
+         check=False)
+    assert not marker.exists(), "the host's git status ran what the sandbox planted"
+    # control: the same script without the sandbox; git with threads sees the gitlink
+    import shutil
+
+    shutil.rmtree(world.workspace / "a")
+    assert world.unsandboxed(script).returncode == 0
+    listed = _git(world, "-c", "index.threads=2", "ls-files", "-s", cwd=world.workspace,
+                  check=False).stdout
+    assert "160000 " in listed and "a/lib" in listed
+    _git(world, "-c", "index.threads=2", "status", "--porcelain", cwd=world.workspace,
+         check=False)
+    assert marker.exists()
+
+
+def test_set_aside_names_taken_beforehand(world: World) -> None:
+    """The command takes the names ringfence would set things aside under: directories
+    ``a/lib/.git.ringfence-set-aside`` and ``-1`` to ``-99`` (a rename does not replace a
+    directory), and ``.git/index.lock`` so that the gitlink cannot be taken out. ringfence
+    gave up ("could not be renamed aside") and the host's git status ran the planted
+    program. Now a free name is always found."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    taken = ("mkdir a/lib/.git.ringfence-set-aside && "
+             "for i in $(seq 1 99); do mkdir a/lib/.git.ringfence-set-aside-$i; done")
+    result = world.sandbox(_plant(marker) + " && " + taken + " && touch .git/index.lock")
+    assert result.returncode == 0, result.stderr
+    assert "renamed to" in result.stderr and "could not be renamed" not in result.stderr
+    (world.workspace / ".git" / "index.lock").unlink()
+    _host_status(world)
+    assert not marker.exists()
+
+
+def test_index_set_aside_name_taken_beforehand(world: World) -> None:
+    """The command leaves an index ringfence refuses but git reads (an offset table that does
+    not match the entries: git without threads ignores it) holding its gitlink, and a
+    directory at ``.git/index.ringfence-set-aside``. The index could not be moved aside and the
+    host's git status ran the planted program. Now it is moved to a free name."""
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    ieot = ("python3 - <<'PY'\n"
+            "import hashlib\n"
+            "d = open('.git/index', 'rb').read()[:-20]\n"
+            "d += b'IEOT' + (12).to_bytes(4, 'big') + (1).to_bytes(4, 'big')\n"
+            "d += (999).to_bytes(4, 'big') + (1).to_bytes(4, 'big')\n"
+            "open('.git/index', 'wb').write(d + hashlib.sha1(d).digest())\n"
+            "PY\n")
+    result = world.sandbox(_plant(marker) + " && " + ieot
+                           + "mkdir -p .git/index.ringfence-set-aside/x")
+    assert result.returncode == 0, result.stderr
+    assert "was moved to" in result.stderr, result.stderr
+    assert not (world.workspace / ".git" / "index").exists()
+    _host_status(world)
+    assert not marker.exists()

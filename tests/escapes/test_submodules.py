@@ -161,3 +161,51 @@ def test_git_directory_under_a_name_declared_during_the_run(world: World, how: s
     assert world.unsandboxed(script).returncode == 0
     update()
     assert marker.exists()
+
+
+def _declare(name: str) -> str:
+    return f"printf '[submodule \"{name}\"]\\n\\tpath = x\\n\\turl = ./x\\n' > .gitmodules"
+
+
+def test_module_directory_through_a_link_stays_outside(world: World) -> None:
+    """Attack on ringfence's own clean-up (the host side): the command links
+    ``.git/modules/evil`` to a repository outside the workspace and declares a submodule
+    named ``evil/.git``. The clean-up took ``.git/modules/evil/.git`` for a git directory the
+    command had made and renamed it, through the link, into ``.git/ringfence-set-aside``:
+    the other repository lost its ``.git``, and the next command could read and change it in
+    the workspace. Now the link itself is what is set aside; the other repository is
+    untouched."""
+    world.git_init()
+    other = _repo(world, world.outside / "other")
+    script = (f"mkdir -p .git/modules && ln -s {other} .git/modules/evil && "
+              + _declare("evil/.git") + " && echo PLANTED")
+    result = world.sandbox(script)
+    assert "PLANTED" in result.stdout, result.stderr
+    assert (other / ".git" / "HEAD").is_file(), "ringfence moved a repository outside in"
+    assert not (world.workspace / ".git" / "modules" / "evil").exists()
+    assert not any(p.name == ".git" for p in (world.workspace / ".git").rglob("*"))
+    assert "ringfence: warning: the command declared submodules" in result.stderr
+
+
+def test_set_aside_directory_that_is_a_link(world: World) -> None:
+    """Attack on ringfence's own clean-up: the command makes ``.git/ringfence-set-aside`` a
+    link to a directory outside the workspace (say a ``site-packages``) and a git directory
+    ``.git/modules/sitecustomize`` holding ``__init__.py``, under a name it declares. The
+    clean-up moved that directory through the link, so ringfence on the host placed the
+    command's package where Python imports it at every start. Now a link there is not used:
+    the directory goes to a real one beside it."""
+    world.git_init()
+    site = world.outside / "site-packages"
+    site.mkdir()
+    gitdir = ".git/modules/sitecustomize"
+    script = (f"mkdir -p {gitdir} && echo 'ref: refs/heads/main' > {gitdir}/HEAD && "
+              f"echo 'print(1)' > {gitdir}/__init__.py && "
+              f"ln -s {site} .git/ringfence-set-aside && "
+              + _declare("sitecustomize") + " && echo PLANTED")
+    result = world.sandbox(script)
+    assert "PLANTED" in result.stdout, result.stderr
+    assert list(site.iterdir()) == [], "ringfence moved the command's directory outside"
+    assert not (world.workspace / gitdir).exists()
+    moved = [p for p in (world.workspace / ".git").glob("ringfence-set-aside-*/sitecustomize")]
+    assert len(moved) == 1 and (moved[0] / "__init__.py").is_file()
+    assert str(site) not in result.stderr

@@ -52,7 +52,7 @@ class IndexState:
     where there are more than MAX_KEPT_HIDDEN (then ``hidden_count`` only)."""
 
     __slots__ = ("top", "gitdir", "key", "known", "gitlinks", "hidden", "hidden_count",
-                 "gitmodules_key", "modules", "guarded", "remember")
+                 "gitmodules_key", "modules", "guarded", "remember", "baseline")
 
     def __init__(self, top: str, gitdir: str, key: tuple[int, ...] | None, known: bool,
                  gitlinks: tuple[str, ...], hidden: tuple[str, ...] | None,
@@ -64,6 +64,9 @@ class IndexState:
         self.gitlinks = gitlinks
         self.hidden = hidden
         self.hidden_count = hidden_count
+        # the gitlinks protected since the start (a session's sandbox keeps its mounts): what
+        # is in the index beyond them is the command's, whenever a look finds it
+        self.baseline = gitlinks
         # .gitmodules, and the submodule git directories in .git/modules that were protected
         # (see after): filled by before()
         self.gitmodules_key: tuple[int, ...] | None = None
@@ -187,9 +190,11 @@ def protect(state: IndexState) -> list[tuple[str, str]]:
 def after(state: IndexState) -> tuple[list[str], IndexState]:
     """What the run did to the index that git on the host would act on, undone where it can
     be: (warnings, the index's state now). Run only once the command has ended. Two ``stat``
-    calls where the run changed neither the index nor ``.gitmodules``."""
+    calls where the run changed neither the index nor ``.gitmodules``, and the index holds
+    no gitlink beyond those protected since the start."""
     if _key(os.path.join(state.top, ".gitmodules")) == state.gitmodules_key \
-            and _key(os.path.join(state.gitdir, "index")) in (state.key, None):
+            and _key(os.path.join(state.gitdir, "index")) in (state.key, None) \
+            and set(state.gitlinks) <= set(state.baseline):
         return [], state
     from ._gitrepair import repair
 

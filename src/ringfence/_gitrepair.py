@@ -12,16 +12,18 @@ def repair(state: IndexState) -> tuple[list[str], IndexState]:
     """``_gitguard.after`` where ``.gitmodules`` or the index changed: what the run did that
     git on the host would act on, undone where it can be; (warnings, the index's state now)."""
     warnings: list[str] = []
-    gitmodules_key = _key(os.path.join(state.top, ".gitmodules"))
-    if gitmodules_key != state.gitmodules_key:
+    # .gitmodules changed since the start: every look, in a session, looks again (a later
+    # command could make again what an earlier one's look moved aside)
+    if _key(os.path.join(state.top, ".gitmodules")) != state.gitmodules_key:
         warnings += _new_module_dirs(state)
-        state.gitmodules_key = gitmodules_key  # one look per change (a session looks again)
     key = _key(os.path.join(state.gitdir, "index"))
-    if key == state.key or key is None:
+    if key is None or (key == state.key and set(state.gitlinks) <= set(state.baseline)):
         return warnings, state
     from .approval.prompt import visible  # (loaded only when there is something to say)
 
-    now = _read(state.gitdir, key)
+    # unchanged, but holding gitlinks a look could not take out (in a session a later command
+    # can make their repositories again): what it holds is known
+    now = state if key == state.key else _read(state.gitdir, key)
     top = visible(state.top)
     if now is None:
         index = os.path.join(state.gitdir, "index")
@@ -42,14 +44,16 @@ def repair(state: IndexState) -> tuple[list[str], IndexState]:
                 f"the command left {visible(index)} in a form ringfence cannot read, so it "
                 "could not check it for submodule entries (which make git status run what a "
                 f"repository inside says); it {done}")
-            return warnings, IndexState(state.top, state.gitdir, _key(index), True, (), (), 0)
+            return warnings, _carry(
+                IndexState(state.top, state.gitdir, _key(index), True, (), (), 0), state)
         warnings.append(
             f"ringfence could not read {visible(index)} (at the start of the run either), so "
             "it could not check it for submodule entries (which make git status run what a "
             "repository inside says); before running git there, look at `git ls-files -s | "
             "grep ^160000`")
-        return warnings, IndexState(state.top, state.gitdir, key, False, (), (), 0)
-    added = [g for g in now.gitlinks if g not in set(state.gitlinks)]
+        return warnings, _carry(IndexState(state.top, state.gitdir, key, False, (), (), 0),
+                                state)
+    added = [g for g in now.gitlinks if g not in set(state.baseline)]
     if added and not state.known:
         warnings.append(f"the index of {top} has submodule entries ringfence could not compare "
                         "with the start of the run (its index was unreadable then): "
@@ -95,14 +99,20 @@ def repair(state: IndexState) -> tuple[list[str], IndexState]:
             "| grep -v '^H '` lists them, `git update-index --no-skip-worktree "
             "--no-assume-unchanged -- FILE` undoes it")
     key = _key(os.path.join(state.gitdir, "index"))
-    new = IndexState(state.top, state.gitdir, key, True, tuple(kept), hidden_now,
-                     now.hidden_count)
-    new.gitmodules_key, new.modules, new.guarded, new.remember = (
-        state.gitmodules_key, state.modules, state.guarded, state.remember)
+    new = _carry(IndexState(state.top, state.gitdir, key, True, tuple(kept), hidden_now,
+                            now.hidden_count), state)
     if state.remember is not None and key is not None:
         # the command has ended: nothing of it can change the index under this key any more
         state.remember((key, new.gitlinks, new.hidden, new.hidden_count))
     return warnings, new
+
+
+def _carry(new: IndexState, state: IndexState) -> IndexState:
+    """``new`` (the index as a look found it) with what holds since the start: the protected
+    gitlinks, .gitmodules and submodule git directories, and where to remember it."""
+    new.gitmodules_key, new.modules, new.guarded, new.remember, new.baseline = (
+        state.gitmodules_key, state.modules, state.guarded, state.remember, state.baseline)
+    return new
 
 
 def _new_module_dirs(state: IndexState) -> list[str]:

@@ -430,3 +430,29 @@ def test_index_set_aside_name_taken_beforehand(world: World) -> None:
     assert not (world.workspace / ".git" / "index").exists()
     _host_status(world)
     assert not marker.exists()
+
+
+def test_session_command_cannot_remake_what_an_earlier_look_set_aside(in_world: World) -> None:
+    """In a session the sandbox keeps the mounts it started with, so a gitlink added by one
+    command (which the look after it could not take out: the command left ``index.lock``, so
+    its repository was set aside) is not protected for the next command. That command makes
+    the repository again without touching the index; the look after it still finds the
+    gitlink beyond those protected at the start and sets the new repository aside too."""
+    from ringfence.session import Session
+
+    world = in_world
+    world.git_init()
+    marker = world.outside / "fsmonitor-ran"
+    remake = (f"git init -q a/lib && git -C a/lib config core.fsmonitor "
+              f"'touch {marker}; false' && echo REMADE")
+    with Session(workspace=str(world.workspace)) as s:
+        r = s.run(_plant(marker) + " && touch .git/index.lock")
+        assert r.exit_code == 0, r.stderr
+        assert any("renamed to" in w for w in r.git_warnings)
+        r = s.run(remake)
+        assert b"REMADE" in r.stdout, r.stderr
+        assert any("renamed to" in w for w in r.git_warnings), r.git_warnings
+    (world.workspace / ".git" / "index.lock").unlink()
+    assert not (world.workspace / "a" / "lib" / ".git").exists()
+    _host_status(world)
+    assert not marker.exists()

@@ -341,7 +341,8 @@ class Session:
     @property
     def git_warnings(self) -> tuple[str, ...]:
         """What the sandbox's last look at the git indexes, when it closed, found that no
-        command's result reported (``Result.git_warnings``): a background process's work."""
+        command's result reported (``Result.git_warnings``): the work of a command still
+        running at the close."""
         return (*self._closed_warnings, *getattr(self._engine, "git_warnings", ()))
 
     def __enter__(self) -> Session:

@@ -493,8 +493,8 @@ class _Engine:
 
     def _check_git(self) -> list[str]:
         """What commands left in a git index since the last look (see ``_gitguard``); each
-        command's result, and the close, take their turn. (With commands running at once, or
-        one's background processes still running, a result may carry another's.)"""
+        command's result, and the close, take their turn. (With commands running at once, a
+        result may carry another's.)"""
         if self.plan is None or not self.plan.git_indexes:
             return []
         from .._gitguard import after
@@ -672,8 +672,8 @@ class _Engine:
         if self.prep is not None:
             self.prep.close()
             self.prep = None
-        # the sandbox is gone: a last look at the git indexes, for what a command's background
-        # processes did after its result (kept on the session: Session.git_warnings)
+        # the sandbox is gone: a last look at the git indexes, for what a command still running
+        # at the close did (kept on the session: Session.git_warnings)
         self.git_warnings += self._check_git()
         reason = self.dead_reason or "the session was closed"
         with self.lock:

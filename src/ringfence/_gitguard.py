@@ -35,7 +35,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from typing import Any
 
 MEMO_KEY = "\0index"  # no directory entry has a NUL in its name
@@ -125,10 +125,12 @@ def _read(gitdir: str, key: tuple[int, ...] | None) -> IndexState | None:
     return IndexState("", gitdir, key, True, index.gitlinks, hidden, len(index.hidden))
 
 
-def before(top: str, memo: dict[str, Any] | None = None, memo_key: str = MEMO_KEY
-           ) -> IndexState | None:
+def before(top: str, memo: dict[str, Any] | None = None, memo_key: str = MEMO_KEY,
+           protected: Collection[str] = ()) -> IndexState | None:
     """The index of the repository at the top of ``top`` (None: no repository there).
-    ``memo``: the scan memo of the writable root, updated in place at ``memo_key``."""
+    ``memo``: the scan memo of the writable root, updated in place at ``memo_key``.
+    ``protected``: the paths ``find_protected`` gave for that root, of which the submodule
+    git directories in ``.git/modules`` it protected are taken (each one's ``hooks``)."""
     import time
 
     from .plan import RACY_NS
@@ -153,37 +155,27 @@ def before(top: str, memo: dict[str, Any] | None = None, memo_key: str = MEMO_KE
             state = IndexState(top, gitdir, key, True, now.gitlinks, now.hidden,
                                now.hidden_count)
     state.gitmodules_key = _key(os.path.join(top, ".gitmodules"))
-    if state.gitmodules_key is not None or os.path.isdir(os.path.join(gitdir, "modules")):
-        state.modules = frozenset(_modules(state))
+    modules = os.path.join(gitdir, "modules") + os.sep
+    state.modules = frozenset(os.path.dirname(p) for p in protected
+                              if p.startswith(modules) and os.path.basename(p) == "hooks")
     return state
 
 
-def _modules(state: IndexState) -> list[str]:
-    """The submodule git directories the plan protects (``plan._git_nested`` and
-    ``_gitmodules.protected``): those found in .git/modules, and each declared name's, there
-    or not."""
-    from ._gitmodules import declared
-    from .plan import MAX_SUBMODULES, _submodule_gitdirs
-
-    modules = os.path.join(state.gitdir, "modules")
-    found = _submodule_gitdirs(state.gitdir, [MAX_SUBMODULES])
-    found += [os.path.normpath(os.path.join(modules, name)) for name, _ in declared(state.top)]
-    return found
-
-
-def protect(state: IndexState) -> list[tuple[str, str]]:
-    """(path, why) for each gitlink's checkout (as for a declared submodule)."""
+def protect(state: IndexState, protected: Collection[str] = ()) -> list[tuple[str, str]]:
+    """(path, why) for each gitlink's checkout (as for a declared submodule), but those
+    ``protected`` (``find_protected``'s paths) already holds: a declared submodule's."""
     if not state.gitlinks:
         return []
-    from ._gitmodules import MAX_DECLARED, checkout, declared
+    from ._gitmodules import MAX_DECLARED, checkout
 
-    done = {os.path.normpath(path) for _, path in declared(state.top)}
     budget = [MAX_DECLARED]
     out: list[tuple[str, str]] = []
     for path in state.gitlinks[:MAX_GITLINKS]:
-        if os.path.normpath(path) not in done and budget[0] > 0:
-            budget[0] -= 1
-            out += checkout(state.top, path, WHY, budget=budget)
+        where = os.path.normpath(os.path.join(state.top, path))
+        if where in protected or os.path.join(where, ".git") in protected or budget[0] <= 0:
+            continue
+        budget[0] -= 1
+        out += checkout(state.top, path, WHY, budget=budget)
     return out
 
 

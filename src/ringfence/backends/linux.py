@@ -155,17 +155,18 @@ def gather_facts(policy: Policy, *, bwrap: str = "", environ: dict[str, str] | N
         tops = [("", root)] + [(name, os.path.join(root, name)) for name in sorted(memo)
                                if any(n == ".git" for n, _kind in memo[name][1])]
         guarded = frozenset(os.path.join(top, ".git") for _name, top in tops[1:])
+        seen = {p for p, _ in protected}  # what find_protected found is not looked for again
         for name, top in tops:
             key = _gitguard.MEMO_KEY + name
             if key in index_memo:
                 memo[key] = index_memo[key]
-            index = _gitguard.before(top, memo, key)
+            index = _gitguard.before(top, memo, key, seen)
             if index is not None:
                 index.guarded = guarded
                 index.remember = (lambda entry, f=memo_file, k=key:
                                   _remember_index(f, k, entry))
                 git_indexes.append(index)
-                protected += _gitguard.protect(index)
+                protected += _gitguard.protect(index, seen)
         if memo != before:
             _save_scan_memo(memo_file, memo)
     roots = policy.writable_roots()
